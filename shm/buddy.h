@@ -1,0 +1,59 @@
+/* buddy.h - the per-node buddy page allocator.
+ *
+ * Each node region is a set of blocks of 2^k pages (0 <= k <= SLAB_MAX_ORDER), each
+ * aligned to its size relative to the region's first page.  A free block's head page is
+ * PG_FREE with pg_order k and sits on nr_free[k]; its other pages are PG_TAIL pointing at
+ * the head.  Freeing a block merges it with its buddy (first ^ (1 << k), relative to the
+ * region start) while the buddy is a free block of the same order.
+ *
+ * Invariants (checked by sm_buddy_check):
+ *   B1 every page of the region belongs to exactly one block (free or allocated);
+ *   B2 nr_free_pages == sum of free block sizes; list counts match the lists;
+ *   B3 no two free buddies of the same order coexist (they would have merged).
+ *
+ * Only slabd calls the allocating/freeing functions in production; they take the region's
+ * robust nr_lock and repair the free lists from the page states (sm_buddy_repair) when a
+ * previous holder died.
+ */
+#ifndef SLABD_SHM_BUDDY_H
+#define SLABD_SHM_BUDDY_H
+
+#include "arena.h"
+
+/* Carve node's whole region into free blocks (at format time). */
+void sm_buddy_init(struct sm_arena *a, unsigned node);
+
+/* Allocate 2^order pages on node.  On success *head is the head page index, its state
+ * PG_BLOCK and its tails PG_TAIL.  Errors: -EINVAL (bad node or order), -ENOMEM (no free
+ * block of that order or larger on this node). */
+int sm_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head);
+
+/* Give a block back.  head must be the head of an allocated block (any state other than
+ * PG_FREE, PG_TAIL, PG_META); its descriptors are reset.  Errors: -EINVAL (not the head
+ * of an allocated block: nothing changed). */
+int sm_pages_free(struct sm_arena *a, uint32_t head);
+
+/* The same with the region lock already held (do_ = caller holds nr_lock). */
+int sm_do_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head);
+void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head);
+
+/* Lock a node region, repairing its free lists if the last holder died.  0 or -errno. */
+int sm_region_lock(struct sm_arena *a, unsigned node);
+void sm_region_unlock(struct sm_arena *a, unsigned node);
+
+/* Rebuild node's free lists and counters from the page states: allocated blocks are
+ * kept; every page not inside an allocated block is free again.  Lock held. */
+void sm_buddy_repair(struct sm_arena *a, unsigned node);
+
+/* Largest free block order on node, or -1 when the node is full.  Lock held or racy. */
+int sm_buddy_largest(const struct sm_arena *a, unsigned node);
+
+/* Report callback for checkers: one line per inconsistency. */
+typedef void (*sm_report_fn)(void *arg, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Check B1-B3 on node; returns the number of problems, each reported.  Lock held. */
+unsigned sm_buddy_check(const struct sm_arena *a, unsigned node, sm_report_fn report,
+			void *arg);
+
+#endif

@@ -1,0 +1,326 @@
+/* cache.c - cache table lifecycle and cache-wide operations (see cache.h). */
+#include "cache.h"
+
+#include <string.h>
+#include <unistd.h>
+
+#include "buddy.h"
+#include "list.h"
+#include "lock.h"
+
+int sm_cache_name_ok(const char *name)
+{
+	size_t len = 0;
+
+	if (!name)
+		return 0;
+	for (const char *s = name; *s; s++, len++) {
+		char ch = *s;
+		if (len >= SLAB_NAME_MAX - 1 ||
+		    !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-'))
+			return 0;
+	}
+	return len > 0;
+}
+
+/* SLAB's enable_cpucache defaults. */
+static unsigned default_limit(uint32_t size)
+{
+	if (size > 131072)
+		return 1;
+	if (size > SLAB_PAGE_SIZE)
+		return 8;
+	if (size > 1024)
+		return 24;
+	if (size > 256)
+		return 54;
+	return 120;
+}
+
+/* SLUB's set_min_partial: ilog2(size) / 2 within [5, 10]. */
+static unsigned default_min_partial(uint32_t size)
+{
+	unsigned l = 0;
+
+	while ((2u << l) <= size)
+		l++;
+	l /= 2;
+	return l < 5 ? 5 : l > 10 ? 10 : l;
+}
+
+/* SLAB's free_limit: (1 + nr_cpus) * batchcount + objects per slab. */
+static uint64_t free_limit(const struct slab_cache_desc *c)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cpus < 1)
+		cpus = 1;
+	return (uint64_t)(1 + cpus) * c->c_batchcount + c->c_num;
+}
+
+static int tunables_ok(unsigned limit, unsigned batch, unsigned shared)
+{
+	return limit >= 1 && limit <= SLAB_MAG_MAX && batch >= 1 && batch <= limit &&
+	       shared <= SLAB_SHARED_MAX;
+}
+
+int sm_cache_lookup(const struct sm_arena *a, const char *name, uint32_t *id)
+{
+	for (uint32_t i = 0; i < a->hdr->ah_nr_caches; i++) {
+		const struct slab_cache_desc *c = sm_cache(a, i);
+		uint32_t st = __atomic_load_n(&c->c_state, __ATOMIC_ACQUIRE);
+
+		if (st != CACHE_UNUSED && strncmp(c->c_name, name, SLAB_NAME_MAX) == 0) {
+			*id = i;
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int sm_cache_create(struct sm_arena *a, const struct sm_cache_params *p, uint32_t *id,
+		    bool *existed)
+{
+	struct sm_geometry g;
+	struct slab_cache_desc *c = NULL;
+	unsigned flags = p->flags, limit, batch, shared;
+	size_t align = p->align;
+	uint32_t found;
+
+	*existed = false;
+	if (!sm_cache_name_ok(p->name) || (flags & ~SM_FLAGS_ALL) ||
+	    p->node < -1 || p->node >= (int)a->hdr->ah_nr_nodes)
+		return -EINVAL;
+	if ((flags & SM_HWCACHE_ALIGN) && align < 64)
+		align = 64;
+	if (sm_calculate_geometry(p->size, align, flags, &g))
+		return -EINVAL;
+	limit = p->limit ? p->limit : default_limit(g.size);
+	batch = p->batchcount ? p->batchcount : (limit + 1) / 2;
+	shared = p->shared ? p->shared : (8 * batch < SLAB_SHARED_MAX ? 8 * batch : SLAB_SHARED_MAX);
+	if (!tunables_ok(limit, batch, shared))
+		return -EINVAL;
+
+	if (sm_cache_lookup(a, p->name, &found) == 0) {
+		c = sm_cache(a, found);
+		if (c->c_state == CACHE_DYING)
+			return -EBUSY;
+		if (c->c_object_size != p->size || c->c_align != g.align ||
+		    c->c_flags != flags || c->c_node != p->node)
+			return -EEXIST;
+		*existed = true;
+		*id = found;
+		return 0;
+	}
+	for (uint32_t i = 0; i < a->hdr->ah_nr_caches && !c; i++)
+		if (sm_cache(a, i)->c_state == CACHE_UNUSED)
+			c = sm_cache(a, i);
+	if (!c)
+		return -ENOSPC;
+
+	memset(c->c_name, 0, sizeof(c->c_name));
+	strcpy(c->c_name, p->name);
+	c->c_serial++;
+	c->c_object_size = (uint32_t)p->size;
+	c->c_size = g.size;
+	c->c_align = g.align;
+	c->c_flags = flags;
+	c->c_order = g.order;
+	c->c_num = g.num;
+	c->c_reciprocal = g.reciprocal;
+	c->c_bufctl_off = g.bufctl_off;
+	c->c_bufctl_width = g.bufctl_width;
+	c->c_limit = limit;
+	c->c_batchcount = batch;
+	c->c_shared = shared;
+	c->c_min_partial = p->min_partial ? p->min_partial : default_min_partial(g.size);
+	c->c_node = p->node;
+	c->c_refcount = 0;
+	c->c_max_objects = p->max_objects;
+	memset(c->c_stat, 0, sizeof(c->c_stat));
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		struct slab_cache_node *cn = &c->c_nodes[n];
+		sm_list_init(&cn->n_partial);
+		sm_list_init(&cn->n_full);
+		sm_list_init(&cn->n_free);
+		sm_list_init(&cn->n_discard);
+		cn->n_free_objects = 0;
+		cn->n_free_limit = free_limit(c);
+		cn->n_shared_avail = 0;
+		cn->n_shared_limit = shared;
+	}
+	__atomic_store_n(&c->c_state, CACHE_LIVE, __ATOMIC_RELEASE);
+	*id = c->c_id;
+	return 0;
+}
+
+static uint64_t slab_objects(struct sm_arena *a, struct slab_cache_desc *c)
+{
+	uint64_t slabs = 0;
+
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		const struct slab_cache_node *cn = &c->c_nodes[n];
+		slabs += SM_LOAD(&cn->n_partial.l_count) + SM_LOAD(&cn->n_full.l_count) +
+			 SM_LOAD(&cn->n_free.l_count);
+	}
+	return slabs * c->c_num;
+}
+
+int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
+{
+	struct slab_cache_desc *c;
+	uint32_t heads[64];
+	unsigned got = 0;
+	int rc;
+
+	if (id >= a->hdr->ah_nr_caches || node >= a->hdr->ah_nr_nodes || !nr)
+		return -EINVAL;
+	c = sm_cache(a, id);
+	if (c->c_state == CACHE_UNUSED)
+		return -EINVAL;
+	if (nr > SM_ARRAY_SIZE(heads))
+		nr = SM_ARRAY_SIZE(heads);
+	if (c->c_max_objects) {
+		uint64_t have = slab_objects(a, c), room;
+		if (have + c->c_num > c->c_max_objects)
+			return -EDQUOT;
+		room = (c->c_max_objects - have) / c->c_num;
+		if (nr > room)
+			nr = (unsigned)room;
+	}
+	rc = sm_region_lock(a, node);
+	if (rc)
+		return rc;
+	while (got < nr && sm_do_pages_alloc(a, node, c->c_order, &heads[got]) == 0)
+		got++;
+	sm_region_unlock(a, node);
+	if (!got)
+		return -ENOMEM;
+	rc = sm_node_lock(a, c, node);
+	if (rc) {
+		for (unsigned i = 0; i < got; i++)
+			sm_pages_free(a, heads[i]);
+		return rc;
+	}
+	for (unsigned i = 0; i < got; i++)
+		sm_do_slab_attach(a, c, node, heads[i]);
+	c->c_nodes[node].n_grant_seq++;
+	sm_node_unlock(c, node);
+	return (int)got;
+}
+
+static unsigned for_each_node_discard(struct sm_arena *a, uint32_t id, int shrink)
+{
+	struct slab_cache_desc *c = sm_cache(a, id);
+	unsigned released = 0;
+
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		if (sm_node_lock(a, c, n))
+			continue;
+		if (shrink)
+			sm_do_drain_shared(a, c, n);
+		released += sm_do_discard(a, c, n, shrink);
+		sm_node_unlock(c, n);
+	}
+	return released;
+}
+
+unsigned sm_cache_reap(struct sm_arena *a, uint32_t id)
+{
+	return for_each_node_discard(a, id, 0);
+}
+
+unsigned sm_cache_shrink(struct sm_arena *a, uint32_t id)
+{
+	return for_each_node_discard(a, id, 1);
+}
+
+int sm_cache_tune(struct sm_arena *a, uint32_t id, unsigned limit, unsigned batchcount,
+		  unsigned shared, unsigned min_partial)
+{
+	struct slab_cache_desc *c = sm_cache(a, id);
+	unsigned l = limit ? limit : c->c_limit;
+	unsigned b = batchcount ? batchcount : (limit ? (l + 1) / 2 : c->c_batchcount);
+	unsigned s = shared ? shared : c->c_shared;
+
+	if (b > l && !batchcount)
+		b = l;
+	if (!tunables_ok(l, b, s) || min_partial > 1024)
+		return -EINVAL;
+	SM_STORE(&c->c_limit, l);
+	SM_STORE(&c->c_batchcount, b);
+	SM_STORE(&c->c_shared, s);
+	if (min_partial)
+		SM_STORE(&c->c_min_partial, min_partial);
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		struct slab_cache_node *cn = &c->c_nodes[n];
+		if (sm_node_lock(a, c, n))
+			continue;
+		if (cn->n_shared_avail > s) {
+			/* Give the oldest objects beyond the new size back to their slabs. */
+			unsigned extra = cn->n_shared_avail - s;
+			sm_do_free_block(a, c, n, cn->n_shared, extra);
+			memmove(cn->n_shared, cn->n_shared + extra, s * sizeof(uint64_t));
+			cn->n_shared_avail = s;
+		}
+		cn->n_shared_limit = s;
+		cn->n_free_limit = free_limit(c);
+		sm_node_unlock(c, n);
+	}
+	return 0;
+}
+
+int sm_cache_shutdown(struct sm_arena *a, uint32_t id, uint64_t *live)
+{
+	struct slab_cache_desc *c = sm_cache(a, id);
+	struct sm_cache_counts cnt;
+
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		if (sm_node_lock(a, c, n))
+			return -EIO;
+		sm_do_drain_shared(a, c, n);
+		sm_node_unlock(c, n);
+	}
+	sm_cache_counts(a, id, &cnt);
+	*live = cnt.active_objs;
+	if (cnt.active_objs)
+		return -EBUSY;
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		if (sm_node_lock(a, c, n))
+			return -EIO;
+		sm_do_discard(a, c, n, 1);
+		sm_node_unlock(c, n);
+	}
+	__atomic_store_n(&c->c_state, CACHE_UNUSED, __ATOMIC_RELEASE);
+	memset(c->c_name, 0, sizeof(c->c_name));
+	c->c_refcount = 0;
+	return 0;
+}
+
+void sm_cache_counts(struct sm_arena *a, uint32_t id, struct sm_cache_counts *out)
+{
+	struct slab_cache_desc *c = sm_cache(a, id);
+
+	memset(out, 0, sizeof(*out));
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		struct slab_cache_node *cn = &c->c_nodes[n];
+		struct sm_node_counts *nc = &out->node[n];
+		int locked = sm_node_lock(a, c, n) == 0;
+
+		nc->nr_partial = cn->n_partial.l_count;
+		nc->nr_full = cn->n_full.l_count;
+		nc->nr_free = cn->n_free.l_count;
+		nc->nr_discard = cn->n_discard.l_count;
+		nc->free_objects = cn->n_free_objects;
+		nc->shared_avail = cn->n_shared_avail;
+		if (locked)
+			sm_node_unlock(c, n);
+		out->num_slabs += nc->nr_partial + nc->nr_full + nc->nr_free;
+		out->active_slabs += nc->nr_partial + nc->nr_full;
+		out->shared_avail += nc->shared_avail;
+		out->num_objs += (uint64_t)(nc->nr_partial + nc->nr_full + nc->nr_free) * c->c_num;
+		out->active_objs += (uint64_t)(nc->nr_partial + nc->nr_full + nc->nr_free) *
+				    c->c_num - nc->free_objects;
+	}
+}

@@ -1,0 +1,91 @@
+/* cache.h - the cache table: create, look up, grow, shrink, tune, shut down, count.
+ *
+ * A cache descriptor's identity, geometry and tunables have one writer: slabd (or, in the
+ * daemon-less unit tests, the single test driver).  Readers in other processes see a
+ * descriptor only once c_state is CACHE_LIVE (published with release order).
+ *
+ * Invariants (besides layout.h I5-I7):
+ *   C1 at most one LIVE or DYING cache has a given name;
+ *   C2 c_state == CACHE_UNUSED  =>  no page has pg_cache == c_id + 1 and c_refcount == 0;
+ *   C3 c_limit <= SLAB_MAG_MAX, 1 <= c_batchcount <= c_limit, c_shared <= SLAB_SHARED_MAX.
+ */
+#ifndef SLABD_SHM_CACHE_H
+#define SLABD_SHM_CACHE_H
+
+#include <stdbool.h>
+
+#include "arena.h"
+#include "slab.h"
+
+/* Flags of struct slab_cache_config (slab.h of the public API uses the same values). */
+#define SM_HWCACHE_ALIGN 0x01u
+#define SM_POISON        0x02u
+#define SM_RED_ZONE      0x04u
+#define SM_STORE_USER    0x08u
+#define SM_DEBUG         0x10u
+#define SM_ZERO          0x20u
+#define SM_FLAGS_ALL     0x3fu
+
+struct sm_cache_params {
+	const char *name;
+	size_t      size;
+	size_t      align;        /* 0: 8 */
+	unsigned    flags;
+	unsigned    limit;        /* 0: from size (SLAB's enable_cpucache) */
+	unsigned    batchcount;   /* 0: (limit + 1) / 2 */
+	unsigned    shared;       /* 0: min(8 * batchcount, SLAB_SHARED_MAX) */
+	unsigned    min_partial;  /* 0: ilog2(size) / 2 within [5, 10] (SLUB) */
+	int         node;         /* -1: local */
+	uint64_t    max_objects;  /* 0: none */
+};
+
+/* 1 when name is 1..63 bytes of [A-Za-z0-9._-], else 0. */
+int sm_cache_name_ok(const char *name);
+
+/* Create the cache, or find the existing one of the same name and geometry (*existed set).
+ * Errors: -EINVAL (bad name, size, align, flags, node, tunables), -EEXIST (same name,
+ * other geometry), -ENOSPC (cache table full).  The new cache is CACHE_LIVE. */
+int sm_cache_create(struct sm_arena *a, const struct sm_cache_params *p, uint32_t *id,
+		    bool *existed);
+
+/* Find a LIVE or DYING cache by name.  -ENOENT when there is none. */
+int sm_cache_lookup(const struct sm_arena *a, const char *name, uint32_t *id);
+
+/* Add nr fresh empty slabs to the cache on node (slabd's slab grant).  Returns the number
+ * added (>= 1), or -ENOMEM when the node has no block of the cache's order, or -EDQUOT
+ * when max_objects would be exceeded, or -EINVAL. */
+int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr);
+
+/* Release the slabs waiting on every node's discard queue.  Returns slabs released. */
+unsigned sm_cache_reap(struct sm_arena *a, uint32_t id);
+
+/* kmem_cache_shrink: drain the shared arrays into the slabs, then release every empty
+ * slab.  Returns the number of slabs released. */
+unsigned sm_cache_shrink(struct sm_arena *a, uint32_t id);
+
+/* Change tunables (0 leaves one as it is).  Errors: -EINVAL (out of range). */
+int sm_cache_tune(struct sm_arena *a, uint32_t id, unsigned limit, unsigned batchcount,
+		  unsigned shared, unsigned min_partial);
+
+/* shutdown_cache: drain shared arrays; if objects are still out of their slabs return
+ * -EBUSY with *live set and leave the cache intact; else release every slab and free the
+ * descriptor (CACHE_UNUSED, name reusable).  Magazines must have been flushed first. */
+int sm_cache_shutdown(struct sm_arena *a, uint32_t id, uint64_t *live);
+
+/* Counts for stats and checks, read under each node's lock in turn. */
+struct sm_node_counts {
+	uint32_t nr_partial, nr_full, nr_free, nr_discard;
+	uint64_t free_objects;
+	uint32_t shared_avail;
+};
+struct sm_cache_counts {
+	uint64_t num_slabs;      /* partial + full + free (discard queue not counted) */
+	uint64_t active_slabs;   /* partial + full */
+	uint64_t num_objs;       /* num_slabs * objects per slab */
+	uint64_t active_objs;    /* objects out of their slabs */
+	uint64_t shared_avail;   /* of active_objs, in shared arrays */
+	struct sm_node_counts node[SLAB_MAX_NODES];
+};
+void sm_cache_counts(struct sm_arena *a, uint32_t id, struct sm_cache_counts *out);
+
+#endif

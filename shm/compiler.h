@@ -1,0 +1,25 @@
+/* compiler.h - branch hints and function attributes, defined once.
+ *
+ * Hot paths are `static inline` with one `unlikely` branch to a slow path that is
+ * `sm_noinline sm_cold` and lives in a .c file (see magazine.h -> magazine.c).
+ */
+#ifndef SLABD_SHM_COMPILER_H
+#define SLABD_SHM_COMPILER_H
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define sm_noinline __attribute__((noinline))
+#define sm_cold     __attribute__((cold))
+#define sm_unused   __attribute__((unused))
+#define sm_always_inline inline __attribute__((always_inline))
+
+#define SM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define SM_ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))
+
+/* Relaxed single-copy-atomic access to words another process may read or write.
+ * On x86-64 these are plain moves; they keep the code free of formal data races. */
+#define SM_LOAD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)
+#define SM_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+#define SM_ADD(p, v)   __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
+
+#endif

@@ -1,0 +1,319 @@
+/* layout.h - the shared arena, byte for byte.
+ *
+ * This header is the single description of the memory that slabd and every libslab client
+ * map.  Processes map the arena at different addresses, so NOTHING stored in the arena is a
+ * pointer: every reference is a byte offset from the arena base (uint64_t) or a page index
+ * (uint32_t, SLAB_NIL for "none").
+ *
+ * SLAB_LAYOUT_VERSION changes whenever any struct, constant or rule in this file changes.
+ * slabd and libslab refuse an arena whose magic, version, page size or size they do not
+ * expect (arena.c:sm_arena_check).
+ *
+ * Glossary
+ *   arena     the whole mapping: header, cache table, client table, page descriptors, nodes.
+ *   page      4 KiB unit; page i covers bytes [i << 12, (i + 1) << 12) of the arena.
+ *   page desc struct slab_page, one per page of the whole arena (the kernel's struct page).
+ *   node      a NUMA node (real or virtual); owns one contiguous region of pages and a
+ *             buddy allocator over it (struct slab_node_region).
+ *   block     2^order pages handed out by a node's buddy allocator, aligned (relative to the
+ *             region start) to its own size.
+ *   slab      a block cut into objects of one cache: objects from the block start, the
+ *             bufctl array (one index per object) right after the last object.
+ *   cache     struct slab_cache_desc: a named pool of objects of one size (kmem_cache).
+ *   cache node struct slab_cache_node: one cache's lists on one node (kmem_cache_node):
+ *             partial/full/free slab lists, the shared array, the discard queue.
+ *   magazine  struct slab_mag: one thread's cache of object offsets for one cache
+ *             (SLAB's array_cache), living in its client's area.
+ *   client    struct slab_client: one attached process; owns an area (page blocks) holding
+ *             its magazines.
+ *
+ * Region order (each region starts on a page boundary):
+ *   [0]                         struct slab_arena_hdr (page 0)
+ *   [ah_caches_off]             ah_nr_caches cache descriptors, ah_cache_stride bytes each
+ *   [ah_clients_off]            ah_nr_clients struct slab_client
+ *   [ah_pages_off]              ah_nr_pages struct slab_page
+ *   [ah_meta_pages << 12, ...)  the node regions, in node order, to the end of the arena
+ *
+ * Global invariants
+ *   I1  ah_meta_pages <= nr_first_page(node 0); node regions are disjoint, ascending and
+ *       together cover [ah_meta_pages, ah_nr_pages).  ah_size == ah_nr_pages << 12.
+ *   I2  Every page of the arena is in exactly one of: metadata (PG_META), a free buddy block
+ *       (head PG_FREE, tails PG_TAIL), an allocated block (head PG_SLAB_* / PG_AREA /
+ *       PG_BLOCK, tails PG_TAIL).  A tail's pg_next is its head's page index.
+ *   I3  Slab pages (head and tails) carry pg_cache == cache id + 1; every other page has
+ *       pg_cache == 0.  So virt_to_head_page(obj) is pages[off >> 12], then pg_next if tail.
+ *   I4  A slab's pages lie in one node region; the slab belongs to that node's lists.
+ *   I5  For a slab (head page h of cache c):
+ *         pg_inuse + (length of the bufctl chain from pg_free) == c_num
+ *         bufctl[i] in {ACTIVE, CACHED} <=> object i is out of the slab (allocated or cached)
+ *         pg_state says which list of its cache node holds it:
+ *           PG_SLAB_FULL    <=> pg_inuse == c_num
+ *           PG_SLAB_PARTIAL <=> 0 < pg_inuse < c_num
+ *           PG_SLAB_FREE, PG_SLAB_DISCARD => pg_inuse == 0
+ *   I6  For a cache node n: n_nr_X == length of list X; n_free_objects == sum over slabs on
+ *       its partial and free lists of (c_num - pg_inuse).  (Discard-queue slabs are counted
+ *       in n_nr_discard and not in n_free_objects.)
+ *   I7  Every object offset in a magazine, a shared array or an alien buffer refers to an
+ *       object whose bufctl entry is BUFCTL_ACTIVE.  Objects are never in two places.
+ *       For a cache: active_objs == cached + in_use, where cached counts magazines, shared
+ *       arrays and alien buffers.
+ *
+ * Who writes what (see lock.h for the lock order)
+ *   - Header, node regions, buddy free lists and page states of non-slab blocks: the page
+ *     allocator, under nr_lock (in production only slabd calls it).
+ *   - Cache descriptors' identity, geometry and tunables: slabd only (single writer).
+ *   - A cache node's lists, counters, shared array, and the bufctl and pg_inuse/pg_free of
+ *     its slabs: whoever holds that node's n_lock.
+ *   - A magazine: only its owning thread (and its process on close / thread exit, when no
+ *     thread uses it), and slabd when the client is dead.
+ */
+#ifndef SLABD_SHM_LAYOUT_H
+#define SLABD_SHM_LAYOUT_H
+
+#include <assert.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
+#define SLAB_LAYOUT_VERSION  1u                     /* bump on ANY change to this file */
+
+#define SLAB_PAGE_SHIFT      12
+#define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
+#define SLAB_MAX_ORDER       10u        /* largest block: 2^10 pages = 4 MiB */
+#define SLAB_MAX_NODES       16u
+#define SLAB_MAX_CACHES      1024u      /* hard cap; an arena may hold fewer (ah_nr_caches) */
+#define SLAB_MAX_CLIENTS     1024u
+#define SLAB_NAME_MAX        64u        /* 1..63 bytes of [A-Za-z0-9._-] plus NUL */
+#define SLAB_NIL             0xffffffffu
+#define SLAB_SHARED_MAX      256u       /* entries of a per-node shared array */
+#define SLAB_MAG_MAX         1024u      /* largest magazine limit */
+#define SLAB_MAX_OBJECT_SIZE (256u << 10) /* keeps waste <= 1/16 within SLAB_MAX_ORDER */
+#define SLAB_MAX_ALIGN       SLAB_PAGE_SIZE
+#define SLAB_MIN_ALIGN       8u
+
+/* bufctl entries (SLAB's kmem_bufctl_t): for a free object, the index of the next free
+ * object or END; for an object out of its slab, ACTIVE; with SLAB_DEBUG an object sitting
+ * in a magazine/shared array is CACHED instead of ACTIVE, so every double free is caught
+ * on the fast path.  A cache whose slabs hold <= SLAB_BUFCTL8_MAX objects uses 1-byte
+ * entries, else 2-byte ones. */
+#define BUFCTL_END       0xffffu  /* as stored in pg_free, whatever the width */
+#define BUFCTL8_END      0xffu
+#define BUFCTL8_ACTIVE   0xfeu
+#define BUFCTL8_CACHED   0xfdu
+#define BUFCTL16_END     0xffffu
+#define BUFCTL16_ACTIVE  0xfffeu
+#define BUFCTL16_CACHED  0xfffdu
+#define SLAB_BUFCTL8_MAX 0xfcu    /* objects per slab with 1-byte entries */
+#define SLAB_MAX_OBJS    0xfffcu
+
+typedef pthread_mutex_t slab_mutex_t;   /* always PTHREAD_PROCESS_SHARED + ROBUST (lock.h) */
+
+/* ---- page descriptors ------------------------------------------------------------ */
+
+enum slab_page_state {
+	PG_META = 1,       /* header/tables/descriptors: never allocated */
+	PG_FREE,           /* head of a free buddy block of order pg_order */
+	PG_TAIL,           /* non-head page of a block; pg_next = head page index */
+	PG_BLOCK,          /* head of an allocated block not (yet) a slab */
+	PG_AREA,           /* head of a block in a client's area (magazines) */
+	PG_SLAB_PARTIAL,   /* slab heads, by the list that holds them (I5) */
+	PG_SLAB_FULL,
+	PG_SLAB_FREE,
+	PG_SLAB_DISCARD,   /* empty, on the discard queue for the page allocator */
+};
+
+/* One per 4 KiB page (the kernel's struct page); 16 bytes keeps the descriptor array at
+ * 0.4% of the arena.  pg_inuse and pg_free are meaningful on slab heads only.  */
+struct slab_page {
+	uint32_t pg_next;   /* list link (page index) or SLAB_NIL; on a tail: head index */
+	uint32_t pg_prev;   /* list link (page index) or SLAB_NIL */
+	uint16_t pg_cache;  /* slab pages: cache id + 1; otherwise 0 (I3) */
+	uint8_t  pg_order;  /* heads: block order */
+	uint8_t  pg_state;  /* enum slab_page_state */
+	uint16_t pg_inuse;  /* slab head: objects with bufctl ACTIVE */
+	uint16_t pg_free;   /* slab head: first free object index, or BUFCTL_END (0xffff) */
+};
+static_assert(sizeof(struct slab_page) == 16, "page descriptor must stay 16 bytes");
+
+/* A doubly linked list of head pages threaded through pg_next/pg_prev. */
+struct slab_list {
+	uint32_t l_head;    /* first page index or SLAB_NIL */
+	uint32_t l_count;   /* number of entries */
+};
+
+/* ---- nodes and their page allocators ----------------------------------------------- */
+
+/* One node's region and its buddy allocator.
+ * Invariants: nr_free_pages == sum over orders k of (nr_free[k].l_count << k);
+ * each free block's head is PG_FREE with pg_order k and is on nr_free[k]. */
+struct slab_node_region {
+	slab_mutex_t     nr_lock;                     /* guards everything below */
+	uint32_t         nr_first_page;               /* region = [first, first + nr_pages) */
+	uint32_t         nr_nr_pages;
+	uint32_t         nr_free_pages;
+	int32_t          nr_os_node;                  /* real NUMA node it is bound to, -1: none */
+	struct slab_list nr_free[SLAB_MAX_ORDER + 1]; /* free blocks by order */
+	uint64_t         nr_alloc_blocks;             /* counters, for stats */
+	uint64_t         nr_free_blocks;
+	uint64_t         nr_punched_pages;            /* pages given back to the OS */
+};
+
+/* ---- caches ---------------------------------------------------------------------- */
+
+enum slab_cache_state {
+	CACHE_UNUSED = 0,  /* slot free; name empty */
+	CACHE_LIVE,        /* open-able */
+	CACHE_DYING,       /* destroy pending: no new opens */
+};
+
+/* Statistics counters: names follow SLUB's /sys/kernel/slab/<cache>/ files. */
+enum slab_stat {
+	STAT_ALLOC_FASTPATH,
+	STAT_ALLOC_SLOWPATH,
+	STAT_FREE_FASTPATH,
+	STAT_FREE_SLOWPATH,
+	STAT_ALLOC_REFILL,    /* magazine refills (each moves up to batchcount objects) */
+	STAT_FREE_FLUSH,      /* cache_flusharray calls */
+	STAT_ALLOC_SLAB,      /* slabs added to the cache */
+	STAT_FREE_SLAB,       /* slabs returned to the page allocator */
+	STAT_ALIEN_FREE,      /* objects freed on a node other than their slab's */
+	STAT_INVALID_FREE,    /* frees refused by cache_from_obj */
+	STAT_DOUBLE_FREE,     /* frees of an object already free */
+	SLAB_STAT_NR
+};
+
+/* kmem_cache_node: one cache's state on one node, all guarded by n_lock.
+ * Invariants: I5, I6 above; 0 <= n_shared_avail <= n_shared_limit <= SLAB_SHARED_MAX. */
+struct slab_cache_node {
+	slab_mutex_t     n_lock;         /* list_lock */
+	struct slab_list n_partial;      /* 0 < inuse < num */
+	struct slab_list n_full;         /* inuse == num */
+	struct slab_list n_free;         /* inuse == 0, kept */
+	struct slab_list n_discard;      /* inuse == 0, waiting for the page allocator */
+	uint64_t         n_free_objects; /* free objects in partial + free slabs */
+	uint64_t         n_free_limit;   /* keep empty slabs while free_objects <= this */
+	uint32_t         n_shared_avail; /* entries in n_shared[] */
+	uint32_t         n_shared_limit; /* capacity in use (tunable "shared") */
+	uint64_t         n_grant_seq;    /* bumped on each grant; refillers wait on change */
+	uint64_t         n_shared[SLAB_SHARED_MAX]; /* object offsets (SLAB's shared array) */
+};
+
+/* kmem_cache.  Geometry and tunables are written by slabd only, before the cache turns
+ * CACHE_LIVE or under its single-threaded control; clients read them.
+ * Invariants: c_size >= c_object_size, c_size % c_align == 0;
+ *   c_num * c_size + c_num * c_bufctl_width <= (PAGE_SIZE << c_order);
+ *   waste = (PAGE_SIZE << c_order) - c_num * (c_size + c_bufctl_width) <= slab bytes / 16;
+ *   c_reciprocal == ceil(2^32 / c_size)  (obj index = (delta * c_reciprocal) >> 32). */
+struct slab_cache_desc {
+	char     c_name[SLAB_NAME_MAX];
+	uint32_t c_state;          /* enum slab_cache_state */
+	uint32_t c_id;             /* index in the cache table; pg_cache == c_id + 1 */
+	uint64_t c_serial;         /* bumped each time the slot is created anew */
+	uint32_t c_object_size;    /* requested size */
+	uint32_t c_size;           /* slot size: object + padding (and debug zones) */
+	uint32_t c_align;
+	uint32_t c_flags;          /* SLAB_* flags of slab.h */
+	uint32_t c_order;          /* slab = 2^c_order pages */
+	uint32_t c_num;            /* objects per slab */
+	uint32_t c_reciprocal;
+	uint32_t c_bufctl_off;     /* byte offset of bufctl[] from the slab start */
+	uint32_t c_bufctl_width;   /* 1 or 2 */
+	uint32_t c_limit;          /* magazine limit (tunable) */
+	uint32_t c_batchcount;     /* objects per refill/flush (tunable) */
+	uint32_t c_shared;         /* shared array size (tunable), <= SLAB_SHARED_MAX */
+	uint32_t c_min_partial;    /* empty slabs always kept per node (tunable) */
+	int32_t  c_node;           /* -1: local node; else every slab on this node */
+	uint32_t c_refcount;       /* open handles, all processes */
+	uint32_t c_pad;
+	uint64_t c_max_objects;    /* quota on slab objects (num_objs), 0: none */
+	uint64_t c_stat[SLAB_STAT_NR]; /* slow-path counts and folded magazine counts (atomic) */
+	struct slab_cache_node c_nodes[]; /* ah_nr_nodes entries */
+};
+
+/* ---- clients and their magazines --------------------------------------------------- */
+
+enum slab_client_state {
+	CLIENT_UNUSED = 0,
+	CLIENT_LIVE,
+	CLIENT_DEAD,        /* reclaim in progress */
+};
+
+/* One attached process.  Written by slabd (identity, area chain) and by the client
+ * (its magazines, inside its area).  Padded so clients never share a cache line. */
+struct slab_client {
+	uint32_t cl_state;       /* enum slab_client_state */
+	int32_t  cl_pid;
+	uint32_t cl_uid;
+	uint32_t cl_gid;
+	uint64_t cl_serial;      /* bumped each time the slot is reused */
+	uint64_t cl_since_ns;    /* CLOCK_REALTIME at admission */
+	uint32_t cl_area;        /* first area block (page index) or SLAB_NIL */
+	uint32_t cl_area_pages;  /* pages in the area */
+	uint8_t  cl_pad[24];
+};
+static_assert(sizeof(struct slab_client) == 64, "client slot is one cache line");
+
+/* The head of each block of a client's area.  Magazines are carved from the rest of the
+ * block by the client itself: ab_used bytes from the block start are taken. */
+struct slab_area_block {
+	uint32_t ab_magic;       /* SLAB_AREA_MAGIC */
+	uint32_t ab_client;      /* owning client slot */
+	uint32_t ab_next;        /* next block (page index) or SLAB_NIL */
+	uint32_t ab_used;        /* bytes carved, from the block start, header included */
+	uint32_t ab_size;        /* block bytes */
+	uint32_t ab_pad[11];
+};
+#define SLAB_AREA_MAGIC 0x41524541u /* "AREA" */
+
+enum slab_mag_state {
+	MAG_UNUSED = 0,
+	MAG_LIVE,              /* owned by a thread */
+	MAG_IDLE,              /* owned by the client, no thread (reusable) */
+};
+
+/* SLAB's array_cache: one thread's objects of one cache.  Only the owning thread writes it
+ * (see the "who writes" rules above).  Invariants: m_avail <= m_limit <= m_capacity;
+ * entries [0, m_avail) are object offsets of cache m_cache, oldest first (I7). */
+struct slab_mag {
+	uint32_t m_avail;        /* objects held */
+	uint32_t m_limit;        /* flush when a free finds avail == limit */
+	uint32_t m_batchcount;   /* objects per refill / flush */
+	uint32_t m_capacity;     /* entries allocated after this header */
+	uint32_t m_state;        /* enum slab_mag_state */
+	uint16_t m_cache;        /* cache id */
+	uint16_t m_node;         /* alien buffers: the node they return to; else SLAB_NIL16 */
+	uint64_t m_cache_serial; /* the cache's c_serial when this magazine was bound */
+	uint32_t m_next;         /* next magazine of the client: byte offset, 0 = none */
+	uint32_t m_pad;
+	uint64_t m_stat[SLAB_STAT_NR]; /* this thread's counts, summed by stats */
+	uint64_t m_entries[];    /* object offsets */
+};
+#define SLAB_NIL16 0xffffu
+
+/* ---- the header ---------------------------------------------------------------- */
+
+struct slab_arena_hdr {
+	uint64_t ah_magic;          /* SLAB_ARENA_MAGIC */
+	uint32_t ah_version;        /* SLAB_LAYOUT_VERSION */
+	uint32_t ah_page_size;      /* SLAB_PAGE_SIZE */
+	uint64_t ah_size;           /* arena bytes */
+	uint64_t ah_generation;     /* bumped by each daemon that adopts the arena */
+	uint32_t ah_nr_nodes;
+	uint32_t ah_nr_caches;      /* cache table capacity */
+	uint32_t ah_nr_clients;     /* client table capacity */
+	uint32_t ah_cache_stride;   /* bytes per cache descriptor (depends on ah_nr_nodes) */
+	uint64_t ah_caches_off;
+	uint64_t ah_clients_off;
+	uint64_t ah_pages_off;
+	uint32_t ah_nr_pages;       /* descriptors: one per page of the whole arena */
+	uint32_t ah_meta_pages;     /* pages [0, ah_meta_pages) are metadata */
+	uint64_t ah_created_ns;
+	struct slab_node_region ah_nodes[SLAB_MAX_NODES];
+};
+static_assert(sizeof(struct slab_arena_hdr) <= SLAB_PAGE_SIZE, "header fits page 0");
+static_assert(offsetof(struct slab_arena_hdr, ah_magic) == 0, "magic first");
+static_assert(sizeof(pthread_mutex_t) == 40, "layout assumes the x86-64 glibc mutex");
+static_assert(offsetof(struct slab_mag, m_entries) % 8 == 0, "entries aligned");
+
+#endif

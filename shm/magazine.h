@@ -1,0 +1,93 @@
+/* magazine.h - the memory tiers above the slabs: per-thread magazines (SLAB's
+ * array_cache) and per-node shared arrays, with the alloc/free fast paths.
+ *
+ *   alloc: magazine pop ............................................. fast path
+ *          else refill (magazine.c:sm_alloc_slow): batchcount objects from the node's
+ *          shared array, then its partial and free slabs, then other nodes, then a slab
+ *          grant (arena->grow), then retry.
+ *   free:  cache_from_obj validation, freshest-double-free check, magazine push .. fast path
+ *          else cache_flusharray (magazine.c:sm_free_slow): the oldest batchcount objects
+ *          go to the shared array, what does not fit to free_block.
+ *
+ * The fast paths touch only the magazine (written by its owning thread alone), the cache
+ * descriptor and the page descriptor (read only): no lock, no atomic read-modify-write, no
+ * system call.  The slow paths take one cache node lock per batch.
+ *
+ * Invariants: layout.h struct slab_mag; I7 (every offset held is an ACTIVE object).
+ */
+#ifndef SLABD_SHM_MAGAZINE_H
+#define SLABD_SHM_MAGAZINE_H
+
+#include "cache.h"
+#include "slab.h"
+
+static inline size_t sm_mag_bytes(unsigned capacity)
+{
+	return sizeof(struct slab_mag) + (size_t)capacity * sizeof(uint64_t);
+}
+
+/* Make m an empty magazine of `capacity` entries bound to cache c. */
+void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned capacity);
+
+/* Slow paths (out of line). node is the calling thread's node.
+ * sm_alloc_slow: 0 with *off set, or -ENOMEM (arena exhausted), -EDQUOT (quota), -EIO
+ * (a lock could not be taken).  sm_free_slow: flush a batch, then push; 0. */
+int sm_alloc_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+		  unsigned node, uint64_t *off);
+int sm_free_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+		 unsigned node, uint64_t off);
+/* A refused free: count it and return -EINVAL. */
+int sm_free_refused(struct slab_cache_desc *c, struct slab_mag *m, int stat);
+
+/* Refill m with up to batchcount objects (cache_alloc_refill).  Returns the number now in
+ * m (> 0) or a negative errno as sm_alloc_slow. */
+int sm_mag_refill(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+		  unsigned node);
+/* cache_flusharray: move the oldest min(batchcount, avail) objects out of m. */
+void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+		  unsigned node);
+/* Move every object of m back (to the shared arrays when use_shared, else to the slabs),
+ * and fold m's counters into the cache's.  m is left empty with zero counters. */
+void sm_mag_drain(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+		  int use_shared);
+
+/* Give n objects of cache c back: each goes to its own node's shared array (when
+ * use_shared and there is room) or to its slab.  Returns the number refused. */
+unsigned sm_give_back(struct sm_arena *a, struct slab_cache_desc *c, const uint64_t *objs,
+		      unsigned n, int use_shared);
+
+/* ---- fast paths ------------------------------------------------------------------ */
+
+static inline int sm_alloc(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+			   unsigned node, uint64_t *off)
+{
+	uint32_t avail = m->m_avail;
+
+	if (likely(avail)) {
+		m->m_avail = --avail;
+		*off = m->m_entries[avail];
+		m->m_stat[STAT_ALLOC_FASTPATH]++;
+		return 0;
+	}
+	return sm_alloc_slow(a, c, m, node, off);
+}
+
+static inline int sm_free(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+			  unsigned node, uint64_t off)
+{
+	uint32_t head, idx, avail = m->m_avail;
+
+	if (unlikely(sm_obj_lookup(a, c, off, &head, &idx) != OBJ_OK))
+		return sm_free_refused(c, m, STAT_INVALID_FREE);
+	if (unlikely(avail && m->m_entries[avail - 1] == off))
+		return sm_free_refused(c, m, STAT_DOUBLE_FREE);
+	if (likely(avail < m->m_limit)) {
+		m->m_entries[avail] = off;
+		m->m_avail = avail + 1;
+		m->m_stat[STAT_FREE_FASTPATH]++;
+		return 0;
+	}
+	return sm_free_slow(a, c, m, node, off);
+}
+
+#endif

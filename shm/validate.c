@@ -1,0 +1,369 @@
+/* validate.c - consistency checks and repair (see validate.h). */
+#include "validate.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "list.h"
+#include "lock.h"
+
+struct vctx {
+	struct sm_arena         *a;
+	struct slab_cache_desc  *c;
+	sm_report_fn             report;
+	void                    *rarg;
+	unsigned                 bad;
+	uint8_t                 *page_seen;   /* one byte per page: on a list already */
+	uint64_t                *obj_seen;    /* one bit per 8 bytes of arena: cached already */
+};
+
+#define REPORT(v, ...)                                                                 \
+	do {                                                                           \
+		(v)->report((v)->rarg, __VA_ARGS__);                                   \
+		(v)->bad++;                                                            \
+	} while (0)
+
+static const char *list_name(uint8_t state)
+{
+	switch (state) {
+	case PG_SLAB_PARTIAL: return "partial";
+	case PG_SLAB_FULL:    return "full";
+	case PG_SLAB_FREE:    return "free";
+	case PG_SLAB_DISCARD: return "discard";
+	default:              return "no";
+	}
+}
+
+static int is_slab_state(uint8_t s)
+{
+	return s >= PG_SLAB_PARTIAL && s <= PG_SLAB_DISCARD;
+}
+
+/* Check one slab's bufctl chain and tails; returns its free object count or -1. */
+static long check_slab(struct vctx *v, unsigned node, uint32_t h)
+{
+	struct sm_arena *a = v->a;
+	struct slab_cache_desc *c = v->c;
+	struct slab_page *pg = &a->pages[h];
+	uint8_t *slab = sm_slab_addr(a, h);
+	uint8_t seen[SLAB_MAX_OBJS / 8 + 1];
+	unsigned chain = 0, active = 0;
+	unsigned x = pg->pg_free;
+
+	memset(seen, 0, (c->c_num + 7) / 8);
+	for (uint32_t t = 1; t < 1u << c->c_order; t++)
+		if (a->pages[h + t].pg_cache != c->c_id + 1 || a->pages[h + t].pg_state != PG_TAIL ||
+		    a->pages[h + t].pg_next != h) {
+			REPORT(v, "cache %s node %u: slab %u: page %u is not its tail", c->c_name,
+			       node, h, h + t);
+			break;
+		}
+	while (x != BUFCTL16_END) {
+		if (x >= c->c_num) {
+			REPORT(v, "cache %s node %u: slab %u: free chain index %u out of range (%u objects)",
+			       c->c_name, node, h, x, c->c_num);
+			return -1;
+		}
+		if (seen[x / 8] & (1u << (x % 8))) {
+			REPORT(v, "cache %s node %u: slab %u: free chain loops at index %u",
+			       c->c_name, node, h, x);
+			return -1;
+		}
+		seen[x / 8] |= (uint8_t)(1u << (x % 8));
+		chain++;
+		x = sm_bufctl_get(c, slab, x);
+		if (x == BUFCTL_ACTIVE || x == BUFCTL_CACHED) {
+			REPORT(v, "cache %s node %u: slab %u: free chain runs into an active object",
+			       c->c_name, node, h);
+			return -1;
+		}
+	}
+	for (unsigned i = 0; i < c->c_num; i++) {
+		unsigned e = sm_bufctl_get(c, slab, i);
+		int in_chain = seen[i / 8] & (1u << (i % 8));
+		if (e == BUFCTL_ACTIVE || e == BUFCTL_CACHED)
+			active++;
+		else if (!in_chain)
+			REPORT(v, "cache %s node %u: slab %u: object %u is neither free nor active",
+			       c->c_name, node, h, i);
+	}
+	if (chain + pg->pg_inuse != c->c_num || active != pg->pg_inuse)
+		REPORT(v, "cache %s node %u: slab %u: inuse %u but %u free in chain, %u active, %u objects",
+		       c->c_name, node, h, pg->pg_inuse, chain, active, c->c_num);
+	return chain;
+}
+
+static uint64_t check_list(struct vctx *v, unsigned node, const struct slab_list *l,
+			   uint8_t state)
+{
+	struct sm_arena *a = v->a;
+	struct slab_cache_desc *c = v->c;
+	const struct slab_node_region *r = sm_region(a, node);
+	uint32_t x = l->l_head, walked = 0;
+	uint64_t free_objs = 0;
+
+	while (x != SLAB_NIL && walked <= l->l_count) {
+		struct slab_page *pg;
+
+		if (x - r->nr_first_page >= r->nr_nr_pages) {
+			REPORT(v, "cache %s node %u: %s list links to page %u outside the node",
+			       c->c_name, node, list_name(state), x);
+			break;
+		}
+		pg = &a->pages[x];
+		if (v->page_seen[x]) {
+			REPORT(v, "cache %s node %u: slab %u is on two lists (%s and %s)", c->c_name,
+			       node, x, list_name(state), list_name(v->page_seen[x]));
+			break;
+		}
+		v->page_seen[x] = state;
+		walked++;
+		if (pg->pg_cache != c->c_id + 1 || !is_slab_state(pg->pg_state)) {
+			REPORT(v, "cache %s node %u: %s list holds page %u that is not a slab of the cache",
+			       c->c_name, node, list_name(state), x);
+		} else {
+			long nfree = check_slab(v, node, x);
+			int want = pg->pg_inuse == c->c_num ? PG_SLAB_FULL :
+				   pg->pg_inuse ? PG_SLAB_PARTIAL : -1;
+			if (pg->pg_state != state)
+				REPORT(v, "cache %s node %u: slab %u says list %s but is on %s",
+				       c->c_name, node, x, list_name(pg->pg_state), list_name(state));
+			if ((want > 0 && want != state) ||
+			    (want < 0 && state != PG_SLAB_FREE && state != PG_SLAB_DISCARD))
+				REPORT(v, "cache %s node %u: slab %u with %u of %u objects in use is on the wrong list (%s)",
+				       c->c_name, node, x, pg->pg_inuse, c->c_num, list_name(state));
+			if (nfree > 0 && state != PG_SLAB_DISCARD)
+				free_objs += (uint64_t)nfree;
+		}
+		if (a->pages[pg->pg_next].pg_prev != x) {
+			REPORT(v, "cache %s node %u: %s list broken after slab %u", c->c_name, node,
+			       list_name(state), x);
+			break;
+		}
+		x = pg->pg_next;
+		if (x == l->l_head)
+			break;
+	}
+	if (walked != l->l_count)
+		REPORT(v, "cache %s node %u: %s list counts %u slabs, walked %u", c->c_name, node,
+		       list_name(state), l->l_count, walked);
+	return free_objs;
+}
+
+/* A cached object: must be an out-of-slab object of the cache, held only once. */
+static void add_cached(void *ctx, uint64_t off, const char *where)
+{
+	struct vctx *v = ctx;
+	struct sm_arena *a = v->a;
+	struct slab_cache_desc *c = v->c;
+	uint32_t h, i;
+	unsigned e;
+
+	if (sm_obj_lookup(a, c, off, &h, &i) != OBJ_OK) {
+		REPORT(v, "cache %s: %s holds offset %#llx that is not an object of the cache",
+		       c->c_name, where, (unsigned long long)off);
+		return;
+	}
+	e = sm_bufctl_get(c, sm_slab_addr(a, h), i);
+	if (e != BUFCTL_ACTIVE && e != BUFCTL_CACHED)
+		REPORT(v, "cache %s: object %#llx is on two lists: free in slab %u and in %s",
+		       c->c_name, (unsigned long long)off, h, where);
+	if (v->obj_seen[(off >> 3) / 64] & (1ull << ((off >> 3) % 64)))
+		REPORT(v, "cache %s: object %#llx is on two lists: cached twice (again in %s)",
+		       c->c_name, (unsigned long long)off, where);
+	v->obj_seen[(off >> 3) / 64] |= 1ull << ((off >> 3) % 64);
+}
+
+static void check_node(struct vctx *v, unsigned node)
+{
+	struct slab_cache_desc *c = v->c;
+	struct slab_cache_node *cn = &c->c_nodes[node];
+	uint64_t free_objs;
+	char where[64];
+
+	free_objs = check_list(v, node, &cn->n_partial, PG_SLAB_PARTIAL);
+	free_objs += check_list(v, node, &cn->n_full, PG_SLAB_FULL);
+	free_objs += check_list(v, node, &cn->n_free, PG_SLAB_FREE);
+	check_list(v, node, &cn->n_discard, PG_SLAB_DISCARD);
+	if (free_objs != cn->n_free_objects)
+		REPORT(v, "cache %s node %u: free_objects is %llu, slabs hold %llu free",
+		       c->c_name, node, (unsigned long long)cn->n_free_objects,
+		       (unsigned long long)free_objs);
+	if (cn->n_shared_avail > cn->n_shared_limit || cn->n_shared_limit > SLAB_SHARED_MAX) {
+		REPORT(v, "cache %s node %u: shared array avail %u limit %u out of range",
+		       c->c_name, node, cn->n_shared_avail, cn->n_shared_limit);
+		return;
+	}
+	snprintf(where, sizeof(where), "node %u shared array", node);
+	for (unsigned i = 0; i < cn->n_shared_avail; i++) {
+		uint32_t h, ix;
+		add_cached(v, cn->n_shared[i], where);
+		if (sm_obj_lookup(v->a, c, cn->n_shared[i], &h, &ix) == OBJ_OK &&
+		    sm_slab_node(v->a, h) != node)
+			REPORT(v, "cache %s: node %u shared array holds an object of node %u",
+			       c->c_name, node, sm_slab_node(v->a, h));
+	}
+}
+
+unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders, void *harg,
+			   sm_report_fn report, void *rarg)
+{
+	struct vctx v = { .a = a, .c = sm_cache(a, id), .report = report, .rarg = rarg };
+	uint64_t words = (a->size >> 3) / 64 + 1;
+
+	if (v.c->c_state == CACHE_UNUSED)
+		return 0;
+	v.page_seen = calloc(a->hdr->ah_nr_pages, 1);
+	v.obj_seen = calloc(words, sizeof(uint64_t));
+	if (!v.page_seen || !v.obj_seen) {
+		free(v.page_seen);
+		free(v.obj_seen);
+		report(rarg, "validate: out of memory");
+		return 1;
+	}
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		if (sm_node_lock(a, v.c, n)) {
+			REPORT(&v, "cache %s node %u: lock unusable", v.c->c_name, n);
+			continue;
+		}
+		check_node(&v, n);
+		sm_node_unlock(v.c, n);
+	}
+	if (holders)
+		holders(harg, id, add_cached, &v);
+	/* Every slab of the cache must be on a list. */
+	for (uint32_t p = a->hdr->ah_meta_pages; p < a->hdr->ah_nr_pages; p++) {
+		struct slab_page *pg = &a->pages[p];
+		if (pg->pg_cache == id + 1 && pg->pg_state != PG_TAIL && !v.page_seen[p])
+			REPORT(&v, "cache %s: slab %u (state %s) is on no list", v.c->c_name, p,
+			       list_name(pg->pg_state));
+	}
+	free(v.page_seen);
+	free(v.obj_seen);
+	return v.bad;
+}
+
+unsigned sm_validate(struct sm_arena *a, sm_holder_fn holders, void *harg,
+		     sm_report_fn report, void *rarg)
+{
+	unsigned bad = 0;
+
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		if (sm_region_lock(a, n)) {
+			report(rarg, "node %u: page allocator lock unusable", n);
+			bad++;
+			continue;
+		}
+		bad += sm_buddy_check(a, n, report, rarg);
+		sm_region_unlock(a, n);
+	}
+	for (uint32_t id = 0; id < a->hdr->ah_nr_caches; id++)
+		bad += sm_validate_cache(a, id, holders, harg, report, rarg);
+	/* Slab pages of caches that no longer exist. */
+	for (uint32_t p = a->hdr->ah_meta_pages; p < a->hdr->ah_nr_pages; p++) {
+		uint16_t cid = a->pages[p].pg_cache;
+		if (cid && (cid > a->hdr->ah_nr_caches ||
+			    sm_cache(a, cid - 1u)->c_state == CACHE_UNUSED)) {
+			report(rarg, "page %u belongs to cache id %u, which does not exist", p,
+			       cid - 1u);
+			bad++;
+		}
+	}
+	return bad;
+}
+
+/* ---- repair ------------------------------------------------------------------------ */
+
+/* Rebuild one slab's free chain from its bufctl: every entry that is not ACTIVE/CACHED
+ * is free.  Returns the objects in use. */
+static unsigned rebuild_slab(struct sm_arena *a, struct slab_cache_desc *c, uint32_t h)
+{
+	uint8_t *slab = sm_slab_addr(a, h);
+	unsigned inuse = 0, prev = BUFCTL16_END;
+
+	for (unsigned i = c->c_num; i-- > 0;) {
+		unsigned e = sm_bufctl_get(c, slab, i);
+		if (e == BUFCTL_ACTIVE || e == BUFCTL_CACHED) {
+			inuse++;
+			continue;
+		}
+		sm_bufctl_set(c, slab, i, prev);
+		prev = i;
+	}
+	a->pages[h].pg_free = (uint16_t)prev;
+	a->pages[h].pg_inuse = (uint16_t)inuse;
+	for (uint32_t t = 1; t < 1u << c->c_order; t++) {
+		a->pages[h + t].pg_cache = (uint16_t)(c->c_id + 1);
+		a->pages[h + t].pg_state = PG_TAIL;
+		a->pages[h + t].pg_next = h;
+	}
+	return inuse;
+}
+
+void sm_node_repair(struct sm_arena *a, struct slab_cache_desc *c, unsigned node)
+{
+	struct slab_cache_node *cn = &c->c_nodes[node];
+	const struct slab_node_region *r = sm_region(a, node);
+	uint32_t end = r->nr_first_page + r->nr_nr_pages;
+	unsigned kept = 0;
+
+	sm_list_init(&cn->n_partial);
+	sm_list_init(&cn->n_full);
+	sm_list_init(&cn->n_free);
+	sm_list_init(&cn->n_discard);
+	cn->n_free_objects = 0;
+	if (c->c_state == CACHE_UNUSED)
+		return;
+	for (uint32_t p = r->nr_first_page; p < end; p++) {
+		struct slab_page *pg = &a->pages[p];
+		uint8_t to;
+		unsigned inuse;
+
+		if (pg->pg_cache != c->c_id + 1 || pg->pg_state == PG_TAIL)
+			continue;
+		if (pg->pg_state == PG_BLOCK && pg->pg_order == c->c_order) {
+			/* sm_do_slab_attach was cut short: finish it. */
+			pg->pg_next = pg->pg_prev = SLAB_NIL;
+			pg->pg_state = PG_SLAB_FREE;
+			for (unsigned i = 0; i < c->c_num; i++)
+				sm_bufctl_set(c, sm_slab_addr(a, p), i,
+					      i + 1 < c->c_num ? i + 1 : BUFCTL16_END);
+		} else if (!is_slab_state(pg->pg_state)) {
+			continue;
+		}
+		inuse = rebuild_slab(a, c, p);
+		to = inuse == c->c_num ? PG_SLAB_FULL : inuse ? PG_SLAB_PARTIAL :
+		     pg->pg_state == PG_SLAB_DISCARD ? PG_SLAB_DISCARD : PG_SLAB_FREE;
+		pg->pg_state = to;
+		sm_list_add_tail(a->pages, to == PG_SLAB_FULL ? &cn->n_full :
+					    to == PG_SLAB_PARTIAL ? &cn->n_partial :
+					    to == PG_SLAB_FREE ? &cn->n_free : &cn->n_discard, p);
+		if (to != PG_SLAB_DISCARD)
+			cn->n_free_objects += c->c_num - inuse;
+		p += (1u << c->c_order) - 1;
+	}
+	/* Keep the shared array's entries that are still out-of-slab objects of this
+	 * node, once each. */
+	if (cn->n_shared_limit > SLAB_SHARED_MAX)
+		cn->n_shared_limit = SLAB_SHARED_MAX;
+	if (cn->n_shared_avail > cn->n_shared_limit)
+		cn->n_shared_avail = cn->n_shared_limit;
+	for (unsigned i = 0; i < cn->n_shared_avail; i++) {
+		uint64_t off = cn->n_shared[i];
+		uint32_t h, ix;
+		unsigned e;
+		int dup = 0;
+
+		if (sm_obj_lookup(a, c, off, &h, &ix) != OBJ_OK || sm_slab_node(a, h) != node)
+			continue;
+		e = sm_bufctl_get(c, sm_slab_addr(a, h), ix);
+		if (e != BUFCTL_ACTIVE && e != BUFCTL_CACHED)
+			continue;
+		for (unsigned j = 0; j < kept && !dup; j++)
+			dup = cn->n_shared[j] == off;
+		if (!dup)
+			cn->n_shared[kept++] = off;
+	}
+	cn->n_shared_avail = kept;
+}

@@ -1,0 +1,37 @@
+/* validate.h - whole-arena consistency checks, and repair after a lock holder died.
+ *
+ * sm_validate walks every node's page allocator, every live cache, each of its node
+ * lists, every slab's bufctl chain and every shared array, and reports each violation of
+ * the invariants in layout.h (I1-I7), buddy.h (B1-B3) and list.h, one line per problem:
+ * count mismatches, a slab on two lists or on no list or on the wrong list, an object on
+ * two lists (free in its slab and cached, or cached twice), an index out of range, a
+ * broken chain.  It takes each lock in turn (never two at once) and changes nothing.
+ *
+ * sm_node_repair rebuilds one cache node from the source of truth, the slabs' bufctl
+ * arrays: called with the node lock held when the previous holder died (EOWNERDEAD),
+ * before pthread_mutex_consistent.
+ */
+#ifndef SLABD_SHM_VALIDATE_H
+#define SLABD_SHM_VALIDATE_H
+
+#include "buddy.h"
+#include "cache.h"
+
+/* Extra holders of cached objects (magazines, alien buffers) that validation must count:
+ * called once per cache; it calls add(ctx, off) for every offset a holder has. */
+typedef void (*sm_holder_fn)(void *arg, uint32_t cache_id,
+			     void (*add)(void *ctx, uint64_t off, const char *where), void *ctx);
+
+/* Check the whole arena.  Returns the number of problems found (0: clean). */
+unsigned sm_validate(struct sm_arena *a, sm_holder_fn holders, void *harg,
+		     sm_report_fn report, void *rarg);
+/* Check one cache (the page allocator is not checked). */
+unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders, void *harg,
+			   sm_report_fn report, void *rarg);
+
+/* Rebuild node's lists, counters, free chains and shared array of cache c from the slabs'
+ * bufctl.  Lock held.  Objects whose bufctl says ACTIVE stay out (they may be held by a
+ * live process); a slab whose attach was interrupted is finished. */
+void sm_node_repair(struct sm_arena *a, struct slab_cache_desc *c, unsigned node);
+
+#endif

@@ -1,0 +1,803 @@
+/* test_buddy.c - guards the per-node buddy page allocator (shm/buddy.c, shm/buddy.h).
+ *
+ * What must never regress:
+ *   - a split leaves exactly one new free block of each order between the request and the
+ *     block it split, and a free merges them back into the very same blocks;
+ *   - a node hands out exactly its region's pages, no more, and -ENOMEM only when no
+ *     aligned run of free pages of the requested order exists (checked against a model);
+ *   - bad requests (order, node) and bad frees (tails, free blocks, metadata, out of
+ *     range, double frees) return -EINVAL and change no byte of the allocator;
+ *   - sm_buddy_check catches corrupted free lists and counters, and sm_buddy_repair
+ *     rebuilds them from the page states, keeping every allocated block;
+ *   - a process that dies holding a region lock leaves it EOWNERDEAD, and the next locker
+ *     repairs the free lists and marks the lock consistent.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testutil.h"
+
+#include "buddy.h"
+#include "list.h"
+
+#define NORDERS (SLAB_MAX_ORDER + 1)
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+/* Run sm_buddy_check on node under its lock; returns the number of problems and prints
+ * them (they go to the log when the test fails). */
+static unsigned check_node(struct sm_arena *a, unsigned node, struct tu_report *out)
+{
+	struct tu_report r;
+	unsigned bad;
+
+	memset(&r, 0, sizeof(r));
+	E(sm_region_lock(a, node));
+	bad = sm_buddy_check(a, node, tu_report, &r);
+	sm_region_unlock(a, node);
+	if (bad != r.count)
+		fail_msg("sm_buddy_check returned %u but reported %u lines", bad, r.count);
+	if (bad)
+		printf("node %u: %u problem(s):\n%s", node, bad, r.all);
+	if (out)
+		*out = r;
+	return bad;
+}
+
+static void assert_clean(struct sm_arena *a)
+{
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++)
+		assert_int_equal(check_node(a, n, NULL), 0);
+}
+
+/* The allocator's state of one node, as far as "the same free blocks" goes: per-order
+ * counts, the sorted heads of each free list, and every page's state (plus the order of
+ * block heads).  Tails' other fields are unspecified (buddy.c) and not compared. */
+struct snap {
+	uint32_t  count[NORDERS];
+	uint32_t *heads[NORDERS];
+	uint32_t  nr_free_pages;
+	uint32_t  nr_pages;
+	uint8_t  *state;
+	uint8_t  *order;
+};
+
+static int cmp_u32(const void *x, const void *y)
+{
+	uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+static void snap_take(const struct sm_arena *a, unsigned node, struct snap *s)
+{
+	const struct slab_node_region *r = sm_region(a, node);
+
+	memset(s, 0, sizeof(*s));
+	s->nr_free_pages = r->nr_free_pages;
+	s->nr_pages = r->nr_nr_pages;
+	for (unsigned k = 0; k < NORDERS; k++) {
+		uint32_t x = r->nr_free[k].l_head, n = 0;
+
+		s->count[k] = r->nr_free[k].l_count;
+		s->heads[k] = calloc(s->count[k] + 1, sizeof(uint32_t));
+		assert_non_null(s->heads[k]);
+		while (x != SLAB_NIL && n < s->count[k]) {
+			s->heads[k][n++] = x;
+			x = a->pages[x].pg_next;
+			if (x == r->nr_free[k].l_head)
+				break;
+		}
+		assert_int_equal(n, s->count[k]);
+		qsort(s->heads[k], n, sizeof(uint32_t), cmp_u32);
+	}
+	s->state = malloc(r->nr_nr_pages);
+	s->order = malloc(r->nr_nr_pages);
+	assert_non_null(s->state);
+	assert_non_null(s->order);
+	for (uint32_t i = 0; i < r->nr_nr_pages; i++) {
+		const struct slab_page *pg = &a->pages[r->nr_first_page + i];
+
+		s->state[i] = pg->pg_state;
+		s->order[i] = pg->pg_state == PG_TAIL ? 0 : pg->pg_order;
+	}
+}
+
+static void snap_free(struct snap *s)
+{
+	for (unsigned k = 0; k < NORDERS; k++)
+		free(s->heads[k]);
+	free(s->state);
+	free(s->order);
+	memset(s, 0, sizeof(*s));
+}
+
+static void snap_assert_equal(const struct snap *x, const struct snap *y)
+{
+	assert_int_equal(x->nr_pages, y->nr_pages);
+	assert_int_equal(x->nr_free_pages, y->nr_free_pages);
+	for (unsigned k = 0; k < NORDERS; k++) {
+		assert_int_equal(x->count[k], y->count[k]);
+		assert_memory_equal(x->heads[k], y->heads[k], x->count[k] * sizeof(uint32_t));
+	}
+	for (uint32_t i = 0; i < x->nr_pages; i++) {
+		if (x->state[i] != y->state[i] || x->order[i] != y->order[i])
+			fail_msg("region page %u: state %u order %u, expected state %u order %u",
+				 i, y->state[i], y->order[i], x->state[i], x->order[i]);
+	}
+}
+
+/* The raw bytes of everything the page allocator owns on a node except the mutex (whose
+ * bookkeeping words may legitimately change across a lock/unlock), plus every page
+ * descriptor of the arena: used to prove that a refused call changed nothing. */
+struct raw {
+	uint8_t *region;
+	size_t   region_len;
+	uint8_t *pages;
+	size_t   pages_len;
+};
+
+static void raw_take(const struct sm_arena *a, unsigned node, struct raw *w)
+{
+	const uint8_t *r = (const uint8_t *)sm_region(a, node);
+	size_t skip = offsetof(struct slab_node_region, nr_first_page);
+
+	w->region_len = sizeof(struct slab_node_region) - skip;
+	w->region = malloc(w->region_len);
+	w->pages_len = (size_t)a->hdr->ah_nr_pages * sizeof(struct slab_page);
+	w->pages = malloc(w->pages_len);
+	assert_non_null(w->region);
+	assert_non_null(w->pages);
+	memcpy(w->region, r + skip, w->region_len);
+	memcpy(w->pages, a->pages, w->pages_len);
+}
+
+static void raw_assert_same(const struct sm_arena *a, unsigned node, const struct raw *w)
+{
+	const uint8_t *r = (const uint8_t *)sm_region(a, node);
+	size_t skip = offsetof(struct slab_node_region, nr_first_page);
+
+	assert_memory_equal(w->region, r + skip, w->region_len);
+	assert_memory_equal(w->pages, a->pages, w->pages_len);
+}
+
+static void raw_free(struct raw *w)
+{
+	free(w->region);
+	free(w->pages);
+}
+
+static int teardown_arena(void **state)
+{
+	struct sm_arena *a = *state;
+
+	if (a) {
+		sm_arena_detach(a);
+		free(a);
+	}
+	*state = NULL;
+	return 0;
+}
+
+static struct sm_arena *new_arena(void **state, uint64_t size, unsigned nodes)
+{
+	struct sm_arena *a = calloc(1, sizeof(*a));
+
+	assert_non_null(a);
+	a->fd = -1;
+	*state = a;             /* the teardown detaches it even if the test fails */
+	tu_arena(a, size, nodes);
+	assert_int_equal(a->hdr->ah_nr_nodes, nodes);
+	return a;
+}
+
+/* Allocate order o on node and check the block: inside the region, aligned relative to its
+ * start, head PG_BLOCK of order o, tails pointing at the head. */
+static uint32_t alloc_checked(struct sm_arena *a, unsigned node, unsigned o)
+{
+	const struct slab_node_region *r = sm_region(a, node);
+	uint32_t h = SLAB_NIL;
+
+	E(sm_pages_alloc(a, node, o, &h));
+	if (h < r->nr_first_page || h - r->nr_first_page + (1u << o) > r->nr_nr_pages)
+		fail_msg("block %u of order %u is outside node %u's region [%u, %u)", h, o, node,
+			 r->nr_first_page, r->nr_first_page + r->nr_nr_pages);
+	assert_int_equal((h - r->nr_first_page) & ((1u << o) - 1), 0);
+	assert_int_equal(a->pages[h].pg_state, PG_BLOCK);
+	assert_int_equal(a->pages[h].pg_order, o);
+	assert_int_equal(a->pages[h].pg_cache, 0);
+	for (uint32_t t = h + 1; t < h + (1u << o); t++) {
+		assert_int_equal(a->pages[t].pg_state, PG_TAIL);
+		assert_int_equal(a->pages[t].pg_next, h);
+	}
+	return h;
+}
+
+/* ---- split and merge ------------------------------------------------------------------- */
+
+/* Allocate every free block of orders < lo, so the next order-0 request has to split a
+ * block of order >= lo.  Returns how many blocks it took (heads in held[]). */
+static unsigned drain_low_orders(struct sm_arena *a, unsigned lo, uint32_t *held,
+				 unsigned max)
+{
+	const struct slab_node_region *r = sm_region(a, 0);
+	unsigned n = 0;
+
+	for (unsigned k = 0; k < lo; k++) {
+		while (r->nr_free[k].l_count) {
+			uint32_t before = r->nr_free[k].l_count;
+
+			assert_true(n < max);
+			held[n++] = alloc_checked(a, 0, k);
+			/* an exact fit is taken from its own list: no split */
+			assert_int_equal(r->nr_free[k].l_count, before - 1);
+		}
+	}
+	return n;
+}
+
+static void test_split_and_merge(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	const struct slab_node_region *r = sm_region(a, 0);
+	struct snap s0, s1;
+	uint32_t held[64], h;
+	unsigned nheld, split = 0;
+
+	assert_clean(a);
+	nheld = drain_low_orders(a, 3, held, 64);
+	snap_take(a, 0, &s0);
+	for (unsigned k = 0; k < 3; k++)
+		assert_int_equal(s0.count[k], 0);
+	for (split = 3; split < NORDERS && !s0.count[split]; split++)
+		;
+	assert_true(split < NORDERS); /* a fresh 16 MiB node has large blocks */
+
+	/* Order 0 splits the smallest larger block: it leaves its list, and one free block
+	 * of each order 0 .. split-1 appears, the buddies on the way down. */
+	h = alloc_checked(a, 0, 0);
+	for (unsigned k = 0; k < NORDERS; k++) {
+		uint32_t want = s0.count[k];
+
+		if (k == split)
+			want--;
+		else if (k < split)
+			want++;
+		assert_int_equal(r->nr_free[k].l_count, want);
+	}
+	assert_int_equal(r->nr_free_pages, s0.nr_free_pages - 1);
+	/* the block came from the split block, and the buddies sit at h ^ (1 << k) */
+	{
+		uint32_t rel = h - r->nr_first_page, base = rel & ~((1u << split) - 1);
+		uint32_t *pos = bsearch(&(uint32_t){ r->nr_first_page + base },
+					s0.heads[split], s0.count[split], sizeof(uint32_t),
+					cmp_u32);
+
+		assert_non_null(pos);
+		for (unsigned k = 0; k < split; k++) {
+			uint32_t b = r->nr_first_page + (rel ^ (1u << k));
+
+			assert_int_equal(a->pages[b].pg_state, PG_FREE);
+			assert_int_equal(a->pages[b].pg_order, k);
+		}
+	}
+	assert_clean(a);
+
+	/* Freeing it merges all the way back to the original block. */
+	E(sm_pages_free(a, h));
+	snap_take(a, 0, &s1);
+	snap_assert_equal(&s0, &s1);
+	snap_free(&s1);
+	assert_clean(a);
+
+	/* Several orders, freed in an order unrelated to the allocation order. */
+	{
+		static const unsigned orders[] = { 0, 3, 1, 5, 2, 0, 4, 0, 1, 6, 2, 3 };
+		static const unsigned free_order[] = { 5, 0, 11, 2, 7, 9, 1, 4, 10, 3, 8, 6 };
+		uint32_t blk[SM_ARRAY_SIZE(orders)];
+		uint32_t pages = 0;
+
+		static_assert(SM_ARRAY_SIZE(orders) == SM_ARRAY_SIZE(free_order), "pairs");
+		for (unsigned i = 0; i < SM_ARRAY_SIZE(orders); i++) {
+			blk[i] = alloc_checked(a, 0, orders[i]);
+			pages += 1u << orders[i];
+			for (unsigned j = 0; j < i; j++) /* no overlap between held blocks */
+				assert_true(blk[j] + (1u << orders[j]) <= blk[i] ||
+					    blk[i] + (1u << orders[i]) <= blk[j]);
+		}
+		assert_int_equal(r->nr_free_pages, s0.nr_free_pages - pages);
+		assert_clean(a);
+		for (unsigned i = 0; i < SM_ARRAY_SIZE(free_order); i++) {
+			unsigned j = free_order[i];
+
+			E(sm_pages_free(a, blk[j]));
+			pages -= 1u << orders[j];
+			assert_int_equal(r->nr_free_pages, s0.nr_free_pages - pages);
+			assert_clean(a);
+		}
+		snap_take(a, 0, &s1);
+		snap_assert_equal(&s0, &s1);
+		snap_free(&s1);
+	}
+
+	/* And the drained low-order blocks go back too: the node is as formatted. */
+	for (unsigned i = 0; i < nheld; i++)
+		E(sm_pages_free(a, held[i]));
+	assert_int_equal(r->nr_free_pages, r->nr_nr_pages);
+	assert_clean(a);
+	snap_free(&s0);
+}
+
+/* ---- exhaustion and bad requests ------------------------------------------------------- */
+
+static void test_exhaustion(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	const struct slab_node_region *r = sm_region(a, 0);
+	uint32_t n = 0, h, again;
+	uint32_t *held = calloc(r->nr_nr_pages + 1, sizeof(uint32_t));
+	uint8_t *own = calloc(r->nr_nr_pages, 1);
+	int rc;
+
+	assert_non_null(held);
+	assert_non_null(own);
+	for (;;) {
+		rc = sm_pages_alloc(a, 0, 0, &h);
+		if (rc == -ENOMEM)
+			break;
+		E(rc);
+		assert_true(n < r->nr_nr_pages);
+		assert_true(h >= r->nr_first_page && h < r->nr_first_page + r->nr_nr_pages);
+		assert_int_equal(own[h - r->nr_first_page], 0); /* never handed out twice */
+		own[h - r->nr_first_page] = 1;
+		held[n++] = h;
+	}
+	assert_int_equal(n, r->nr_nr_pages);
+	assert_int_equal(r->nr_free_pages, 0);
+	assert_int_equal(sm_buddy_largest(a, 0), -1);
+	for (unsigned o = 1; o <= SLAB_MAX_ORDER; o++)
+		assert_int_equal(sm_pages_alloc(a, 0, o, &h), -ENOMEM);
+	assert_clean(a);
+
+	/* One page back: exactly that page can be had again, then nothing. */
+	E(sm_pages_free(a, held[n / 2]));
+	assert_int_equal(r->nr_free_pages, 1);
+	assert_int_equal(sm_buddy_largest(a, 0), 0);
+	assert_int_equal(sm_pages_alloc(a, 0, 1, &h), -ENOMEM);
+	E(sm_pages_alloc(a, 0, 0, &again));
+	assert_int_equal(again, held[n / 2]);
+	assert_int_equal(sm_pages_alloc(a, 0, 0, &h), -ENOMEM);
+
+	/* Two buddies back (the region's first two pages) merge into an order-1 block,
+	 * which splits into the same two pages again. */
+	{
+		uint32_t p0 = r->nr_first_page, p1 = p0 + 1;
+
+		E(sm_pages_free(a, p0));
+		E(sm_pages_free(a, p1));
+		assert_int_equal(r->nr_free[1].l_count, 1);
+		assert_int_equal(r->nr_free[0].l_count, 0);
+		assert_int_equal(r->nr_free_pages, 2);
+		E(sm_pages_alloc(a, 0, 1, &h));
+		assert_int_equal(h, p0);
+		E(sm_pages_free(a, h));
+		E(sm_pages_alloc(a, 0, 0, &h));
+		E(sm_pages_alloc(a, 0, 0, &again));
+		assert_true((h == p0 && again == p1) || (h == p1 && again == p0));
+		assert_int_equal(sm_pages_alloc(a, 0, 0, &h), -ENOMEM);
+	}
+	assert_clean(a);
+
+	for (uint32_t i = 0; i < n; i++)
+		E(sm_pages_free(a, held[i]));
+	assert_int_equal(r->nr_free_pages, r->nr_nr_pages);
+	assert_clean(a);
+	free(held);
+	free(own);
+}
+
+static void test_bad_requests(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	const struct slab_node_region *r = sm_region(a, 0);
+	uint32_t h = 12345, blk, freehead = SLAB_NIL, freetail = SLAB_NIL;
+	struct raw w;
+	uint32_t bad[8];
+	unsigned nbad = 0;
+
+	assert_int_equal(sm_pages_alloc(a, 0, SLAB_MAX_ORDER + 1, &h), -EINVAL);
+	assert_int_equal(sm_pages_alloc(a, 0, 255, &h), -EINVAL);
+	assert_int_equal(sm_pages_alloc(a, 1, 0, &h), -EINVAL);           /* one node only */
+	assert_int_equal(sm_pages_alloc(a, SLAB_MAX_NODES, 0, &h), -EINVAL);
+	assert_int_equal(sm_pages_alloc(a, SLAB_NIL, 0, &h), -EINVAL);
+	assert_int_equal(r->nr_free_pages, r->nr_nr_pages);
+	E(sm_pages_alloc(a, 0, SLAB_MAX_ORDER, &h));                       /* the boundary is fine */
+	E(sm_pages_free(a, h));
+
+	blk = alloc_checked(a, 0, 3);
+	for (unsigned k = 1; k < NORDERS && freehead == SLAB_NIL; k++)
+		if (r->nr_free[k].l_count) {
+			freehead = r->nr_free[k].l_head;
+			freetail = freehead + (1u << k) - 1;
+		}
+	assert_int_not_equal(freehead, SLAB_NIL);
+
+	bad[nbad++] = blk + 1;                        /* tail of an allocated block */
+	bad[nbad++] = blk + 7;                        /* its last tail */
+	bad[nbad++] = freehead;                       /* head of a free block */
+	bad[nbad++] = freetail;                       /* tail of a free block */
+	bad[nbad++] = 0;                              /* the header page */
+	bad[nbad++] = a->hdr->ah_meta_pages - 1;      /* the last metadata page */
+	bad[nbad++] = a->hdr->ah_nr_pages;            /* past the end */
+	bad[nbad++] = SLAB_NIL;
+	assert_int_equal(a->pages[0].pg_state, PG_META);
+	assert_int_equal(a->pages[a->hdr->ah_meta_pages - 1].pg_state, PG_META);
+
+	raw_take(a, 0, &w);
+	for (unsigned i = 0; i < nbad; i++) {
+		if (sm_pages_free(a, bad[i]) != -EINVAL)
+			fail_msg("sm_pages_free(%u) was not refused", bad[i]);
+		raw_assert_same(a, 0, &w);
+		assert_clean(a);
+	}
+	raw_free(&w);
+
+	/* A double free is refused and changes nothing either. */
+	E(sm_pages_free(a, blk));
+	raw_take(a, 0, &w);
+	assert_int_equal(sm_pages_free(a, blk), -EINVAL);
+	raw_assert_same(a, 0, &w);
+	raw_free(&w);
+	assert_int_equal(r->nr_free_pages, r->nr_nr_pages);
+	assert_clean(a);
+}
+
+/* ---- the model test -------------------------------------------------------------------- */
+
+struct held_blk {
+	uint32_t head;
+	uint8_t  order;
+	uint8_t  node;
+};
+
+/* Does node's region hold an aligned run of 2^o pages that the model says is free?  If it
+ * does, a buddy allocator with merged buddies must have a free block of order >= o. */
+static int model_has_free_run(const struct sm_arena *a, unsigned node, const uint8_t *own,
+			      unsigned o)
+{
+	const struct slab_node_region *r = sm_region(a, node);
+	uint32_t n = 1u << o;
+
+	for (uint32_t rel = 0; rel + n <= r->nr_nr_pages; rel += n) {
+		uint32_t i;
+
+		for (i = 0; i < n && !own[r->nr_first_page + rel + i]; i++)
+			;
+		if (i == n)
+			return 1;
+	}
+	return 0;
+}
+
+static void test_model(void **state)
+{
+	struct sm_arena *a = new_arena(state, 32 << 20, 2);
+	unsigned long ops = tu_scaled(100000), nomem = 0, allocs = 0, frees = 0;
+	uint32_t npages = a->hdr->ah_nr_pages, cap = npages + 1, nheld = 0;
+	uint32_t held_pages[2] = { 0, 0 };
+	uint8_t *own = calloc(npages, 1);   /* 1: page inside a block the test holds */
+	struct held_blk *held = calloc(cap, sizeof(*held));
+	uint64_t seed = 0x5eed0b0ddu;
+	struct snap init[2], end;
+	unsigned bias = 35;
+
+	assert_non_null(own);
+	assert_non_null(held);
+	for (unsigned n = 0; n < 2; n++) {
+		assert_int_equal(sm_region(a, n)->nr_free_pages, sm_region(a, n)->nr_nr_pages);
+		snap_take(a, n, &init[n]);
+	}
+	assert_clean(a);
+
+	for (unsigned long op = 0; op < ops; op++) {
+		uint64_t x = tu_rand(&seed);
+
+		/* Phases push the nodes towards full and back towards empty. */
+		if (op % 5000 == 0)
+			bias = bias == 60 ? 35 : 60;
+		if (nheld == 0 || (x % 100) < bias) {
+			unsigned node = (unsigned)(x >> 8) & 1, o = (unsigned)((x >> 16) % 7);
+			const struct slab_node_region *r = sm_region(a, node);
+			uint32_t h = SLAB_NIL;
+			int rc = sm_pages_alloc(a, node, o, &h);
+
+			if (rc == -ENOMEM) {
+				if (model_has_free_run(a, node, own, o))
+					fail_msg("op %lu: -ENOMEM for order %u on node %u with an "
+						 "aligned free run", op, o, node);
+				assert_true(sm_buddy_largest(a, node) < (int)o);
+				nomem++;
+			} else {
+				E(rc);
+				if (h < r->nr_first_page ||
+				    h - r->nr_first_page + (1u << o) > r->nr_nr_pages)
+					fail_msg("op %lu: block %u order %u outside node %u", op, h,
+						 o, node);
+				if ((h - r->nr_first_page) & ((1u << o) - 1))
+					fail_msg("op %lu: block %u order %u misaligned in node %u",
+						 op, h, o, node);
+				for (uint32_t i = h; i < h + (1u << o); i++) {
+					if (own[i])
+						fail_msg("op %lu: block %u order %u overlaps a held "
+							 "block at page %u", op, h, o, i);
+					own[i] = 1;
+				}
+				assert_int_equal(a->pages[h].pg_state, PG_BLOCK);
+				assert_int_equal(a->pages[h].pg_order, o);
+				assert_true(nheld < cap);
+				held[nheld++] = (struct held_blk){ h, (uint8_t)o, (uint8_t)node };
+				held_pages[node] += 1u << o;
+				allocs++;
+			}
+		} else {
+			uint32_t j = (uint32_t)((x >> 8) % nheld);
+			struct held_blk b = held[j];
+
+			/* now and then a wrong free first: a tail of the block */
+			if (b.order && (x >> 40) % 8 == 0)
+				assert_int_equal(sm_pages_free(a, b.head + 1 +
+						 (uint32_t)((x >> 44) % ((1u << b.order) - 1))),
+						 -EINVAL);
+			E(sm_pages_free(a, b.head));
+			/* and now and then a double free */
+			if ((x >> 48) % 16 == 0)
+				assert_int_equal(sm_pages_free(a, b.head), -EINVAL);
+			memset(own + b.head, 0, 1u << b.order);
+			held[j] = held[--nheld];
+			held_pages[b.node] -= 1u << b.order;
+			frees++;
+		}
+		for (unsigned n = 0; n < 2; n++) {
+			const struct slab_node_region *r = sm_region(a, n);
+
+			if (r->nr_free_pages != r->nr_nr_pages - held_pages[n])
+				fail_msg("op %lu: node %u has %u free pages, model says %u", op, n,
+					 r->nr_free_pages, r->nr_nr_pages - held_pages[n]);
+		}
+		if (op % 1000 == 999)
+			assert_clean(a);
+	}
+	assert_clean(a);
+	printf("model: %lu ops, %lu allocs, %lu frees, %lu -ENOMEM, %u blocks held at the end\n",
+	       ops, allocs, frees, nomem, nheld);
+	if (ops >= 10000)
+		assert_true(nomem > 0); /* the phases must really have filled a node */
+
+	while (nheld) {
+		struct held_blk b = held[--nheld];
+
+		E(sm_pages_free(a, b.head));
+	}
+	for (unsigned n = 0; n < 2; n++) {
+		snap_take(a, n, &end);
+		snap_assert_equal(&init[n], &end);
+		snap_free(&end);
+		snap_free(&init[n]);
+	}
+	assert_clean(a);
+	free(own);
+	free(held);
+}
+
+/* ---- repair ---------------------------------------------------------------------------- */
+
+enum corruption {
+	CORRUPT_HEAD_NIL,       /* a free list loses its head */
+	CORRUPT_COUNT,          /* a free list count is off by one */
+	CORRUPT_FREE_PAGES,     /* the free page counter is off */
+	CORRUPT_POPPED,         /* a block popped off its list, died before marking it */
+	CORRUPT_LOST_HEAD,      /* a free block's head turned into a tail */
+	CORRUPT_AMNESIA,        /* every list and the counter zeroed */
+	CORRUPT_NR
+};
+
+static const char *const corruption_name[CORRUPT_NR] = {
+	"head nil", "count", "free pages", "popped", "lost head", "amnesia",
+};
+
+/* Runs in a forked child too (die_holding_lock): no cmocka assertions here. */
+static void corrupt(struct sm_arena *a, enum corruption c)
+{
+	struct slab_node_region *r = sm_region(a, 0);
+	unsigned k = 0;
+
+	/* the smallest order with free blocks (test_repair makes sure there is one) */
+	while (k < SLAB_MAX_ORDER && !r->nr_free[k].l_count)
+		k++;
+	switch (c) {
+	case CORRUPT_HEAD_NIL:
+		r->nr_free[k].l_head = SLAB_NIL;
+		break;
+	case CORRUPT_COUNT:
+		r->nr_free[k].l_count++;
+		break;
+	case CORRUPT_FREE_PAGES:
+		r->nr_free_pages += 5;
+		break;
+	case CORRUPT_POPPED:
+		sm_list_pop(a->pages, &r->nr_free[k]);
+		break;
+	case CORRUPT_LOST_HEAD:
+		a->pages[r->nr_free[k].l_head].pg_state = PG_TAIL;
+		break;
+	case CORRUPT_AMNESIA:
+		for (unsigned o = 0; o < NORDERS; o++)
+			sm_list_init(&r->nr_free[o]);
+		r->nr_free_pages = 0;
+		break;
+	case CORRUPT_NR:
+		break;
+	}
+}
+
+static void test_repair(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	struct slab_node_region *r = sm_region(a, 0);
+	struct snap init;
+	uint64_t seed = 42;
+
+	snap_take(a, 0, &init);
+	for (unsigned c = 0; c < CORRUPT_NR; c++) {
+		uint32_t held[40], held_pages = 0, *all, n = 0, h;
+		unsigned nheld = 0;
+		struct tu_report rep;
+
+		/* a mix of held blocks of several orders, some freed again */
+		for (unsigned i = 0; i < 60; i++) {
+			unsigned o = (unsigned)(tu_rand(&seed) % 6);
+
+			h = alloc_checked(a, 0, o);
+			if (nheld < SM_ARRAY_SIZE(held) && tu_rand(&seed) % 3) {
+				held[nheld++] = h;
+				held_pages += 1u << o;
+			} else {
+				E(sm_pages_free(a, h));
+			}
+		}
+		assert_int_equal(r->nr_free_pages, r->nr_nr_pages - held_pages);
+		assert_true(r->nr_free_pages > 0);
+		assert_clean(a);
+
+		corrupt(a, c);
+		if (check_node(a, 0, &rep) == 0)
+			fail_msg("corruption '%s' went unnoticed by sm_buddy_check",
+				 corruption_name[c]);
+		printf("corruption '%s': %u problem(s), e.g. %s\n", corruption_name[c], rep.count,
+		       rep.last);
+
+		E(sm_region_lock(a, 0));
+		sm_buddy_repair(a, 0);
+		sm_region_unlock(a, 0);
+		assert_int_equal(check_node(a, 0, NULL), 0);
+		assert_int_equal(r->nr_free_pages, r->nr_nr_pages - held_pages);
+
+		/* the held blocks are intact ... */
+		for (unsigned i = 0; i < nheld; i++) {
+			assert_int_equal(a->pages[held[i]].pg_state, PG_BLOCK);
+			for (uint32_t t = 1; t < 1u << a->pages[held[i]].pg_order; t++) {
+				assert_int_equal(a->pages[held[i] + t].pg_state, PG_TAIL);
+				assert_int_equal(a->pages[held[i] + t].pg_next, held[i]);
+			}
+		}
+		/* ... and every other page can be allocated again, once */
+		all = calloc(r->nr_nr_pages, sizeof(uint32_t));
+		assert_non_null(all);
+		while (sm_pages_alloc(a, 0, 0, &h) == 0) {
+			assert_true(n < r->nr_nr_pages);
+			all[n++] = h;
+		}
+		assert_int_equal(n, r->nr_nr_pages - held_pages);
+		for (uint32_t i = 0; i < n; i++)
+			E(sm_pages_free(a, all[i]));
+		free(all);
+		for (unsigned i = 0; i < nheld; i++)
+			E(sm_pages_free(a, held[i]));
+
+		/* repair left properly merged blocks: the node is as formatted again */
+		{
+			struct snap now;
+
+			snap_take(a, 0, &now);
+			snap_assert_equal(&init, &now);
+			snap_free(&now);
+		}
+		assert_clean(a);
+	}
+	snap_free(&init);
+}
+
+/* ---- robust lock ----------------------------------------------------------------------- */
+
+/* Fork a child that takes node 0's region lock, optionally wipes the free lists (as if it
+ * died in the middle of an update), and exits holding the lock. */
+static void die_holding_lock(struct sm_arena *a, int wipe)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		if (sm_region_lock(a, 0) != 0)
+			_exit(2);
+		if (wipe)
+			corrupt(a, CORRUPT_AMNESIA);
+		_exit(0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static void test_robust_lock(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 2);
+	struct slab_node_region *r = sm_region(a, 0);
+	uint32_t h, h2, node1_free = sm_region(a, 1)->nr_free_pages;
+	struct snap s0, s1;
+
+	snap_take(a, 0, &s0);
+	alarm(120); /* a lock that stayed held would hang the test: fail it instead */
+
+	/* The child dies holding the lock; nothing was corrupted. */
+	die_holding_lock(a, 0);
+	E(sm_pages_alloc(a, 0, 2, &h));
+	assert_int_equal(r->nr_free_pages, r->nr_nr_pages - 4);
+	assert_clean(a);
+	/* the lock was made consistent: it locks normally again, repeatedly */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(sm_region_lock(a, 0), 0);
+		sm_region_unlock(a, 0);
+	}
+
+	/* The child wipes the free lists and dies: the next locker rebuilds them from the
+	 * page states, keeping the block we hold. */
+	die_holding_lock(a, 1);
+	E(sm_pages_alloc(a, 0, 0, &h2));
+	assert_int_equal(r->nr_free_pages, r->nr_nr_pages - 5);
+	assert_int_equal(a->pages[h].pg_state, PG_BLOCK);
+	assert_int_equal(a->pages[h].pg_order, 2);
+	assert_true(h2 < h || h2 >= h + 4);
+	assert_clean(a);
+	E(sm_pages_free(a, h2));
+	E(sm_pages_free(a, h));
+	assert_int_equal(r->nr_free_pages, r->nr_nr_pages);
+	snap_take(a, 0, &s1);
+	snap_assert_equal(&s0, &s1);
+	snap_free(&s1);
+	snap_free(&s0);
+
+	alarm(0);
+
+	/* The other node never noticed. */
+	assert_int_equal(sm_region(a, 1)->nr_free_pages, node1_free);
+	assert_clean(a);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_split_and_merge, teardown_arena),
+		cmocka_unit_test_teardown(test_exhaustion, teardown_arena),
+		cmocka_unit_test_teardown(test_bad_requests, teardown_arena),
+		cmocka_unit_test_teardown(test_model, teardown_arena),
+		cmocka_unit_test_teardown(test_repair, teardown_arena),
+		cmocka_unit_test_teardown(test_robust_lock, teardown_arena),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
