@@ -26,11 +26,15 @@ SHM_SRC  := $(wildcard shm/*.c)
 SHM_OBJ  := $(SHM_SRC:%.c=$(OBJ)/%.o)
 SHM_LIB  := $(BUILD)/lib/libsm.a
 
+DAEMON_SRC := $(wildcard daemon/*.c) libclient/sockpath.c
+DAEMON_OBJ := $(DAEMON_SRC:%.c=$(OBJ)/%.o)
+SLABD      := $(BUILD)/bin/slabd
+
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all test run check-asan check-valgrind clean deps install
-all: $(SHM_LIB) $(UNIT_BIN)
+all: $(SHM_LIB) $(SLABD) $(UNIT_BIN)
 
 deps:
 	@tests/deps.sh
@@ -42,6 +46,12 @@ $(OBJ)/%.o: %.c
 $(SHM_LIB): $(SHM_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
+
+$(OBJ)/daemon/%.o: CPPFLAGS += -Ilibclient $(shell pkg-config --cflags libevent jansson)
+
+$(SLABD): $(DAEMON_OBJ) $(SHM_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs libevent jansson) -lnuma $(LDLIBS_BASE)
 
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/tests/unit/testutil.o $(SHM_LIB)
 	@mkdir -p $(dir $@)

@@ -58,36 +58,67 @@ unsigned sm_give_back(struct sm_arena *a, struct slab_cache_desc *c, const uint6
 
 /* ---- fast paths ------------------------------------------------------------------ */
 
-static inline int sm_alloc(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
-			   unsigned node, uint64_t *off)
+/* Pop the newest object.  1 with *off set, or 0 when the magazine is empty. */
+static inline int sm_mag_pop(struct slab_mag *m, uint64_t *off)
 {
 	uint32_t avail = m->m_avail;
 
-	if (likely(avail)) {
-		m->m_avail = --avail;
-		*off = m->m_entries[avail];
-		m->m_stat[STAT_ALLOC_FASTPATH]++;
+	if (unlikely(!avail))
 		return 0;
-	}
+	m->m_avail = --avail;
+	*off = m->m_entries[avail];
+	m->m_stat[STAT_ALLOC_FASTPATH]++;
+	return 1;
+}
+
+enum sm_push {
+	PUSH_OK = 0,      /* pushed */
+	PUSH_FULL,        /* valid, but the magazine is full: take the slow path */
+	PUSH_INVALID,     /* cache_from_obj refused it: count STAT_INVALID_FREE */
+	PUSH_DOUBLE,      /* it is the newest object in the magazine: STAT_DOUBLE_FREE */
+};
+
+/* Validate off (cache_from_obj, the freshest double free) and push it. */
+static inline enum sm_push sm_mag_push(const struct sm_arena *a, const struct slab_cache_desc *c,
+				       struct slab_mag *m, uint64_t off)
+{
+	uint32_t head, idx, avail = m->m_avail;
+
+	if (unlikely(sm_obj_lookup(a, c, off, &head, &idx) != OBJ_OK))
+		return PUSH_INVALID;
+	if (unlikely(avail && m->m_entries[avail - 1] == off))
+		return PUSH_DOUBLE;
+	if (unlikely(avail >= m->m_limit))
+		return PUSH_FULL;
+	m->m_entries[avail] = off;
+	m->m_avail = avail + 1;
+	m->m_stat[STAT_FREE_FASTPATH]++;
+	return PUSH_OK;
+}
+
+/* Engine-level alloc and free over one magazine (tests and slabd use these; libslab
+ * composes the same pieces with its own slow path). */
+static inline int sm_alloc(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+			   unsigned node, uint64_t *off)
+{
+	if (likely(sm_mag_pop(m, off)))
+		return 0;
 	return sm_alloc_slow(a, c, m, node, off);
 }
 
 static inline int sm_free(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
 			  unsigned node, uint64_t off)
 {
-	uint32_t head, idx, avail = m->m_avail;
-
-	if (unlikely(sm_obj_lookup(a, c, off, &head, &idx) != OBJ_OK))
-		return sm_free_refused(c, m, STAT_INVALID_FREE);
-	if (unlikely(avail && m->m_entries[avail - 1] == off))
-		return sm_free_refused(c, m, STAT_DOUBLE_FREE);
-	if (likely(avail < m->m_limit)) {
-		m->m_entries[avail] = off;
-		m->m_avail = avail + 1;
-		m->m_stat[STAT_FREE_FASTPATH]++;
+	switch (sm_mag_push(a, c, m, off)) {
+	case PUSH_OK:
 		return 0;
+	case PUSH_FULL:
+		return sm_free_slow(a, c, m, node, off);
+	case PUSH_INVALID:
+		return sm_free_refused(c, m, STAT_INVALID_FREE);
+	default:
+		return sm_free_refused(c, m, STAT_DOUBLE_FREE);
 	}
-	return sm_free_slow(a, c, m, node, off);
 }
 
 #endif

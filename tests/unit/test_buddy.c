@@ -41,7 +41,7 @@ static unsigned check_node(struct sm_arena *a, unsigned node, struct tu_report *
 	sm_region_unlock(a, node);
 	if (bad != r.count)
 		fail_msg("sm_buddy_check returned %u but reported %u lines", bad, r.count);
-	if (bad)
+	if (bad && !out)        /* unexpected: show what the checker saw in the log */
 		printf("node %u: %u problem(s):\n%s", node, bad, r.all);
 	if (out)
 		*out = r;
@@ -456,6 +456,124 @@ static void test_bad_requests(void **state)
 	assert_clean(a);
 }
 
+/* A head whose descriptor claims an order it cannot have (misaligned, or running past the
+ * region) is refused: sm_pages_free validates the descriptor before trusting it. */
+static void test_bad_descriptors(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	const struct slab_node_region *r = sm_region(a, 0);
+	uint32_t *all = calloc(r->nr_nr_pages, sizeof(uint32_t)), n = 0, h;
+	uint32_t odd = r->nr_first_page + 1;
+	unsigned tried = 0;
+	struct raw w;
+
+	assert_non_null(all);
+	while (sm_pages_alloc(a, 0, 0, &h) == 0)
+		all[n++] = h;
+	assert_int_equal(n, r->nr_nr_pages);
+
+	a->pages[odd].pg_order = 1;              /* two pages from an odd page: misaligned */
+	raw_take(a, 0, &w);
+	assert_int_equal(sm_pages_free(a, odd), -EINVAL);
+	raw_assert_same(a, 0, &w);
+	raw_free(&w);
+	a->pages[odd].pg_order = 0;
+
+	/* an aligned page near the end claims 2^k pages, running past the region's end */
+	for (unsigned k = 1; k <= SLAB_MAX_ORDER; k++) {
+		uint32_t p = r->nr_first_page + (r->nr_nr_pages & ~((1u << k) - 1));
+
+		if (!(r->nr_nr_pages & ((1u << k) - 1)))
+			continue;       /* 2^k divides the region: no such page */
+		tried++;
+		a->pages[p].pg_order = (uint8_t)k;
+		raw_take(a, 0, &w);
+		if (sm_pages_free(a, p) != -EINVAL)
+			fail_msg("page %u claiming order %u past the region end was freed", p, k);
+		raw_assert_same(a, 0, &w);
+		raw_free(&w);
+		a->pages[p].pg_order = 0;
+	}
+	assert_true(tried > 0);
+	a->pages[odd].pg_order = SLAB_MAX_ORDER + 1;
+	raw_take(a, 0, &w);
+	assert_int_equal(sm_pages_free(a, odd), -EINVAL);
+	raw_assert_same(a, 0, &w);
+	raw_free(&w);
+	a->pages[odd].pg_order = 0;
+
+	for (uint32_t i = 0; i < n; i++)
+		E(sm_pages_free(a, all[i]));
+	assert_int_equal(r->nr_free_pages, r->nr_nr_pages);
+	assert_clean(a);
+	free(all);
+}
+
+/* A block at the very end of a region must never merge with a "buddy" beyond it: the first
+ * block of the next node's region, or the descriptor just past the array (which lies in
+ * metadata padding or in data a client may have written anything into). */
+static void test_region_edges(void **state)
+{
+	struct sm_arena *a = new_arena(state, 32 << 20, 2);
+	struct slab_node_region *r0 = sm_region(a, 0), *r1 = sm_region(a, 1);
+	uint32_t *all = calloc(r1->nr_nr_pages, sizeof(uint32_t)), n = 0, h, edge;
+	unsigned k0 = (unsigned)__builtin_ctz(r0->nr_nr_pages);
+	unsigned k1 = (unsigned)__builtin_ctz(r1->nr_nr_pages);
+	struct slab_page *beyond = &a->pages[a->hdr->ah_nr_pages], saved;
+
+	assert_non_null(all);
+	/* The last block of a region of N pages has order ctz(N), and its buddy starts right
+	 * after the region, unless N is a multiple of the largest block. */
+	if (k0 >= SLAB_MAX_ORDER || k1 >= SLAB_MAX_ORDER)
+		fail_msg("region sizes %u and %u leave no edge to test: change the arena size",
+			 r0->nr_nr_pages, r1->nr_nr_pages);
+	assert_int_equal(r0->nr_first_page + r0->nr_nr_pages, r1->nr_first_page);
+
+	/* Node 1 full except for one free block of order k0 at its very start. */
+	while (sm_pages_alloc(a, 1, 0, &h) == 0)
+		all[n++] = h;
+	assert_int_equal(n, r1->nr_nr_pages);
+	for (uint32_t i = 0; i < n; i++)
+		if (all[i] < r1->nr_first_page + (1u << k0))
+			E(sm_pages_free(a, all[i]));
+	assert_int_equal(a->pages[r1->nr_first_page].pg_state, PG_FREE);
+	assert_int_equal(a->pages[r1->nr_first_page].pg_order, k0);
+
+	/* Node 0's edge block, taken and given back: it stays in node 0. */
+	edge = r0->nr_first_page + r0->nr_nr_pages - (1u << k0);
+	E(sm_pages_alloc(a, 0, k0, &h));
+	assert_int_equal(h, edge);
+	E(sm_pages_free(a, edge));
+	assert_int_equal(r0->nr_free_pages, r0->nr_nr_pages);
+	assert_int_equal(r1->nr_free_pages, 1u << k0);
+	assert_int_equal(a->pages[edge].pg_state, PG_FREE);
+	assert_int_equal(a->pages[edge].pg_order, k0);
+	assert_int_equal(a->pages[r1->nr_first_page].pg_state, PG_FREE);
+	assert_int_equal(a->pages[r1->nr_first_page].pg_order, k0);
+	assert_clean(a);
+	for (uint32_t i = 0; i < n; i++)
+		if (all[i] >= r1->nr_first_page + (1u << k0))
+			E(sm_pages_free(a, all[i]));
+	assert_int_equal(r1->nr_free_pages, r1->nr_nr_pages);
+
+	/* The last node's edge block, with a free-looking descriptor just past the array. */
+	assert_true((uint8_t *)(beyond + 1) <= a->base + a->size);
+	saved = *beyond;
+	beyond->pg_state = PG_FREE;
+	beyond->pg_order = (uint8_t)k1;
+	beyond->pg_next = beyond->pg_prev = SLAB_NIL;
+	edge = r1->nr_first_page + r1->nr_nr_pages - (1u << k1);
+	E(sm_pages_alloc(a, 1, k1, &h));
+	assert_int_equal(h, edge);
+	E(sm_pages_free(a, edge));
+	assert_int_equal(r1->nr_free_pages, r1->nr_nr_pages);
+	assert_int_equal(a->pages[edge].pg_state, PG_FREE);
+	assert_int_equal(a->pages[edge].pg_order, k1);
+	*beyond = saved;
+	assert_clean(a);
+	free(all);
+}
+
 /* ---- the model test -------------------------------------------------------------------- */
 
 struct held_blk {
@@ -602,11 +720,14 @@ enum corruption {
 	CORRUPT_POPPED,         /* a block popped off its list, died before marking it */
 	CORRUPT_LOST_HEAD,      /* a free block's head turned into a tail */
 	CORRUPT_AMNESIA,        /* every list and the counter zeroed */
+	CORRUPT_UNMERGED,       /* a free block split into two free buddies, lists right */
+	CORRUPT_TAILS,          /* died while pointing an allocated block's tails at it */
 	CORRUPT_NR
 };
 
 static const char *const corruption_name[CORRUPT_NR] = {
-	"head nil", "count", "free pages", "popped", "lost head", "amnesia",
+	"head nil", "count", "free pages", "popped", "lost head", "amnesia", "unmerged",
+	"tails",
 };
 
 /* Runs in a forked child too (die_holding_lock): no cmocka assertions here. */
@@ -639,6 +760,39 @@ static void corrupt(struct sm_arena *a, enum corruption c)
 			sm_list_init(&r->nr_free[o]);
 		r->nr_free_pages = 0;
 		break;
+	case CORRUPT_UNMERGED: {
+		/* only B3 can tell: every list, count and page state is consistent */
+		unsigned o = k + 1;
+		uint32_t h;
+
+		while (o < SLAB_MAX_ORDER && !r->nr_free[o].l_count)
+			o++;
+		h = sm_list_pop(a->pages, &r->nr_free[o]);
+		if (h == SLAB_NIL)
+			break;
+		for (unsigned half = 0; half < 2; half++) {
+			uint32_t b = h + half * (1u << (o - 1));
+
+			a->pages[b].pg_state = PG_FREE;
+			a->pages[b].pg_order = (uint8_t)(o - 1);
+			sm_list_add(a->pages, &r->nr_free[o - 1], b);
+		}
+		break;
+	}
+	case CORRUPT_TAILS:
+		/* the first allocated block of order >= 2 gets its tails half done */
+		for (uint32_t i = r->nr_first_page; i < r->nr_first_page + r->nr_nr_pages; i++) {
+			struct slab_page *pg = &a->pages[i];
+
+			if (pg->pg_state != PG_BLOCK || pg->pg_order < 2)
+				continue;
+			for (uint32_t t = i + 2; t < i + (1u << pg->pg_order); t++) {
+				a->pages[t].pg_state = PG_TAIL;
+				a->pages[t].pg_next = SLAB_NIL;
+			}
+			break;
+		}
+		break;
 	case CORRUPT_NR:
 		break;
 	}
@@ -653,22 +807,43 @@ static void test_repair(void **state)
 
 	snap_take(a, 0, &init);
 	for (unsigned c = 0; c < CORRUPT_NR; c++) {
-		uint32_t held[40], held_pages = 0, *all, n = 0, h;
-		unsigned nheld = 0;
+		uint32_t *held, held_pages = 0, *all, n = 0, h, first = r->nr_first_page;
+		uint32_t last = first + r->nr_nr_pages - 1;
+		unsigned nheld = 0, kept = 0;
 		struct tu_report rep;
 
-		/* a mix of held blocks of several orders, some freed again */
-		for (unsigned i = 0; i < 60; i++) {
+		/* Fill the node with blocks of random orders, then free about half of them,
+		 * always including those at the region's two ends: free runs and held blocks
+		 * alternate all over the region, and free runs touch both of its ends. */
+		held = calloc(r->nr_nr_pages, sizeof(uint32_t));
+		assert_non_null(held);
+		for (;;) {
 			unsigned o = (unsigned)(tu_rand(&seed) % 6);
+			int rc = sm_pages_alloc(a, 0, o, &h);
 
-			h = alloc_checked(a, 0, o);
-			if (nheld < SM_ARRAY_SIZE(held) && tu_rand(&seed) % 3) {
-				held[nheld++] = h;
-				held_pages += 1u << o;
+			if (rc == -ENOMEM && o == 0)
+				break;
+			if (rc == -ENOMEM)
+				continue;
+			E(rc);
+			assert_true(nheld < r->nr_nr_pages);
+			held[nheld++] = h;
+		}
+		assert_int_equal(r->nr_free_pages, 0);
+		for (unsigned i = 0; i < nheld; i++) {
+			uint32_t end = held[i] + (1u << a->pages[held[i]].pg_order) - 1;
+
+			if (held[i] == first || end == last || tu_rand(&seed) % 2) {
+				E(sm_pages_free(a, held[i]));
 			} else {
-				E(sm_pages_free(a, h));
+				held_pages += end - held[i] + 1;
+				held[kept++] = held[i];
 			}
 		}
+		nheld = kept;
+		assert_int_equal(a->pages[first].pg_state, PG_FREE);
+		assert_int_not_equal(a->pages[last].pg_state, PG_BLOCK);
+		assert_true(nheld > 10);
 		assert_int_equal(r->nr_free_pages, r->nr_nr_pages - held_pages);
 		assert_true(r->nr_free_pages > 0);
 		assert_clean(a);
@@ -707,6 +882,7 @@ static void test_repair(void **state)
 		free(all);
 		for (unsigned i = 0; i < nheld; i++)
 			E(sm_pages_free(a, held[i]));
+		free(held);
 
 		/* repair left properly merged blocks: the node is as formatted again */
 		{
@@ -794,6 +970,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_split_and_merge, teardown_arena),
 		cmocka_unit_test_teardown(test_exhaustion, teardown_arena),
 		cmocka_unit_test_teardown(test_bad_requests, teardown_arena),
+		cmocka_unit_test_teardown(test_bad_descriptors, teardown_arena),
+		cmocka_unit_test_teardown(test_region_edges, teardown_arena),
 		cmocka_unit_test_teardown(test_model, teardown_arena),
 		cmocka_unit_test_teardown(test_repair, teardown_arena),
 		cmocka_unit_test_teardown(test_robust_lock, teardown_arena),

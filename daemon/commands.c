@@ -1,0 +1,665 @@
+/* commands.c - slabd's JSON commands (daemon/PROTOCOL.md documents each one).
+ *
+ * A handler gets the request object and returns the reply's fields (a new JSON object),
+ * or NULL after filling in an error: an errno value and a message.  commands_dispatch adds
+ * "id" and "ok".  Handlers never keep a reference to the request.
+ *
+ * Cache lifecycle follows kmem_cache_destroy: references are counted per connection
+ * (conn.refs) and in the arena (c_refcount); destroy marks the cache CACHE_DYING and the
+ * last reference runs shutdown_cache (sm_cache_shutdown), which fails with EBUSY and
+ * leaves the cache LIVE while objects are still allocated.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "slabd.h"
+#include "sockpath.h"
+#include "validate.h"
+
+void server_watch_pid(struct conn *c);
+
+struct err {
+	int     code;
+	char    msg[256];
+	json_t *extra;   /* more fields for the error reply, or NULL */
+};
+
+static json_t *fail(struct err *e, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static json_t *fail(struct err *e, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	e->code = code;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	return NULL;
+}
+
+/* ---- request fields ------------------------------------------------------------- */
+
+/* Optional unsigned field: 0 when absent; -1 (with e) when present but not a
+ * non-negative integer <= max. */
+static int get_uint(json_t *req, const char *key, uint64_t max, uint64_t *out, struct err *e)
+{
+	json_t *v = json_object_get(req, key);
+
+	*out = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    (uint64_t)json_integer_value(v) > max) {
+		fail(e, EINVAL, "'%s' must be an integer from 0 to %llu", key,
+		     (unsigned long long)max);
+		return -1;
+	}
+	*out = (uint64_t)json_integer_value(v);
+	return 0;
+}
+
+static const char *get_name(json_t *req, struct err *e)
+{
+	json_t *v = json_object_get(req, "name");
+
+	if (!json_is_string(v)) {
+		fail(e, EINVAL, "'name' (a string) is required");
+		return NULL;
+	}
+	if (!sm_cache_name_ok(json_string_value(v))) {
+		fail(e, EINVAL, "bad cache name: 1 to 63 characters of [A-Za-z0-9._-]");
+		return NULL;
+	}
+	return json_string_value(v);
+}
+
+static int find_cache(struct slabd *d, json_t *req, uint32_t *id, struct err *e)
+{
+	const char *name = get_name(req, e);
+
+	if (!name)
+		return -1;
+	if (sm_cache_lookup(&d->arena, name, id)) {
+		fail(e, ENOENT, "no cache named '%s'", name);
+		return -1;
+	}
+	return 0;
+}
+
+static int need_client(struct conn *c, struct err *e)
+{
+	if (c->role == CONN_CLIENT)
+		return 0;
+	fail(e, EPERM, "this command needs a client connection (hello with role client)");
+	return -1;
+}
+
+static const struct {
+	const char *name;
+	unsigned    bit;
+} flag_names[] = {
+	{ "SLAB_HWCACHE_ALIGN", SM_HWCACHE_ALIGN }, { "SLAB_POISON", SM_POISON },
+	{ "SLAB_RED_ZONE", SM_RED_ZONE },           { "SLAB_STORE_USER", SM_STORE_USER },
+	{ "SLAB_DEBUG", SM_DEBUG },                 { "SLAB_ZERO", SM_ZERO },
+};
+
+/* "flags": an integer, or an array of names like "SLAB_POISON" (or "poison"). */
+static int get_flags(json_t *req, unsigned *out, struct err *e)
+{
+	json_t *v = json_object_get(req, "flags"), *f;
+	size_t i;
+
+	*out = 0;
+	if (!v || json_is_null(v))
+		return 0;
+	if (json_is_integer(v)) {
+		if (json_integer_value(v) < 0 || json_integer_value(v) & ~(json_int_t)SM_FLAGS_ALL) {
+			fail(e, EINVAL, "unknown bits in 'flags'");
+			return -1;
+		}
+		*out = (unsigned)json_integer_value(v);
+		return 0;
+	}
+	if (!json_is_array(v)) {
+		fail(e, EINVAL, "'flags' must be an integer or an array of flag names");
+		return -1;
+	}
+	json_array_foreach(v, i, f) {
+		const char *s = json_string_value(f);
+		size_t k;
+
+		for (k = 0; s && k < SM_ARRAY_SIZE(flag_names); k++)
+			if (!strcasecmp(s, flag_names[k].name) || !strcasecmp(s, flag_names[k].name + 5))
+				break;
+		if (!s || k == SM_ARRAY_SIZE(flag_names)) {
+			fail(e, EINVAL, "unknown flag %s%s%s", s ? "'" : "", s ? s : "(not a string)",
+			     s ? "'" : "");
+			return -1;
+		}
+		*out |= flag_names[k].bit;
+	}
+	return 0;
+}
+
+/* ---- references and shutdown ------------------------------------------------------ */
+
+/* The last reference to a DYING cache is gone: shutdown_cache.  Returns 0 (destroyed)
+ * or -EBUSY with *live (the cache is LIVE again, intact). */
+static int try_shutdown(struct slabd *d, uint32_t id, uint64_t *live)
+{
+	struct slab_cache_desc *cd = sm_cache(&d->arena, id);
+	char name[SLAB_NAME_MAX];
+	int rc;
+
+	memcpy(name, cd->c_name, sizeof(name));
+	rc = sm_cache_shutdown(&d->arena, id, live);
+	if (rc == 0) {
+		d->grant_streak[id] = 0;
+		slabd_log(d, LOG_INFO, "cache %s destroyed", name);
+	} else {
+		__atomic_store_n(&cd->c_state, CACHE_LIVE, __ATOMIC_RELEASE);
+		slabd_log(d, LOG_WARN, "cache %s still has %llu objects: not destroyed", name,
+			  (unsigned long long)*live);
+	}
+	return rc;
+}
+
+static void ref_get(struct conn *c, uint32_t id)
+{
+	c->refs[id]++;
+	sm_cache(&c->d->arena, id)->c_refcount++;
+}
+
+/* Drop one reference; runs shutdown when it was the last of a dying cache.
+ * Returns 1 destroyed, 0 nothing more to do, -EBUSY shutdown refused (*live set). */
+static int ref_put(struct conn *c, uint32_t id, uint64_t *live)
+{
+	struct slab_cache_desc *cd = sm_cache(&c->d->arena, id);
+
+	c->refs[id]--;
+	cd->c_refcount--;
+	if (cd->c_refcount || cd->c_state != CACHE_DYING)
+		return 0;
+	return try_shutdown(c->d, id, live) ? -EBUSY : 1;
+}
+
+void commands_drop_refs(struct conn *c)
+{
+	uint64_t live;
+
+	for (uint32_t id = 0; id < c->d->arena.hdr->ah_nr_caches; id++)
+		while (c->refs[id])
+			ref_put(c, id, &live);
+}
+
+void commands_reap(struct slabd *d)
+{
+	for (uint32_t id = 0; id < d->arena.hdr->ah_nr_caches; id++) {
+		struct slab_cache_desc *cd = sm_cache(&d->arena, id);
+		unsigned n;
+
+		if (cd->c_state == CACHE_UNUSED)
+			continue;
+		for (n = 0; n < d->arena.hdr->ah_nr_nodes; n++)
+			if (SM_LOAD(&cd->c_nodes[n].n_discard.l_count))
+				break;
+		if (n < d->arena.hdr->ah_nr_nodes)
+			sm_cache_reap(&d->arena, id);
+	}
+}
+
+/* ---- handlers ------------------------------------------------------------------------ */
+
+static json_t *cmd_hello(struct conn *c, json_t *req, struct err *e)
+{
+	struct slabd *d = c->d;
+	json_t *role = json_object_get(req, "role"), *r;
+	const char *rs = role ? json_string_value(role) : "monitor";
+	uint64_t ver;
+
+	if (c->role != CONN_NEW)
+		return fail(e, EPROTO, "hello was already said on this connection");
+	if (get_uint(req, "version", 1000, &ver, e))
+		return NULL;
+	if (ver && ver != SLABD_PROTOCOL_VERSION)
+		return fail(e, EPROTO, "protocol version %llu not supported (this slabd speaks %d)",
+			    (unsigned long long)ver, SLABD_PROTOCOL_VERSION);
+	if (!rs || (strcmp(rs, "client") && strcmp(rs, "monitor")))
+		return fail(e, EINVAL, "'role' is \"client\" or \"monitor\"");
+	if (!strcmp(rs, "client")) {
+		int rc = sm_client_attach(&d->arena, c->pid, c->uid, c->gid, &c->slot);
+		if (rc)
+			return fail(e, EUSERS, "client table full (%u clients)",
+				    d->arena.hdr->ah_nr_clients);
+		c->role = CONN_CLIENT;
+		server_watch_pid(c);
+		slabd_log(d, LOG_INFO, "client pid %d uid %u admitted (slot %u)", (int)c->pid,
+			  (unsigned)c->uid, c->slot);
+	} else {
+		c->role = CONN_MONITOR;
+	}
+	r = json_pack("{s:i, s:s, s:i, s:s, s:I, s:i, s:i, s:I}", "version",
+		      SLABD_PROTOCOL_VERSION, "server", "slabd " SLABD_VERSION, "pid",
+		      (int)getpid(), "role", rs, "arena_size", (json_int_t)d->arena.size, "nodes",
+		      (int)d->arena.hdr->ah_nr_nodes, "page_size", SLAB_PAGE_SIZE, "generation",
+		      (json_int_t)d->arena.hdr->ah_generation);
+	if (c->role == CONN_CLIENT)
+		json_object_set_new(r, "client", json_integer(c->slot));
+	return r;
+}
+
+static json_t *cmd_cache_create(struct conn *c, json_t *req, struct err *e)
+{
+	struct slabd *d = c->d;
+	struct sm_cache_params p = { .node = -1 };
+	uint64_t v[7];
+	json_t *node = json_object_get(req, "node"), *open = json_object_get(req, "open"), *r;
+	bool existed;
+	uint32_t id;
+	int rc;
+
+	if (!(p.name = get_name(req, e)) || get_flags(req, &p.flags, e) ||
+	    get_uint(req, "size", SLAB_MAX_OBJECT_SIZE, &v[0], e) ||
+	    get_uint(req, "align", SLAB_MAX_ALIGN, &v[1], e) ||
+	    get_uint(req, "limit", SLAB_MAG_MAX, &v[2], e) ||
+	    get_uint(req, "batchcount", SLAB_MAG_MAX, &v[3], e) ||
+	    get_uint(req, "shared", SLAB_SHARED_MAX, &v[4], e) ||
+	    get_uint(req, "min_partial", 1024, &v[5], e) ||
+	    get_uint(req, "max_objects", UINT64_MAX >> 1, &v[6], e))
+		return NULL;
+	if (!v[0])
+		return fail(e, EINVAL, "'size' is required: 1 to %u bytes", SLAB_MAX_OBJECT_SIZE);
+	if (v[1] & (v[1] - 1))
+		return fail(e, EINVAL, "'align' must be a power of two (up to %u)", SLAB_MAX_ALIGN);
+	if (node && !json_is_null(node)) {
+		if (!json_is_integer(node) || json_integer_value(node) < -1 ||
+		    json_integer_value(node) >= d->arena.hdr->ah_nr_nodes)
+			return fail(e, EINVAL, "'node' must be -1 (local) or 0 to %u",
+				    d->arena.hdr->ah_nr_nodes - 1);
+		p.node = (int)json_integer_value(node);
+	}
+	if (open && json_is_true(open) && need_client(c, e))
+		return NULL;
+	p.size = v[0];
+	p.align = v[1];
+	p.limit = (unsigned)v[2];
+	p.batchcount = (unsigned)v[3];
+	p.shared = (unsigned)v[4];
+	p.min_partial = (unsigned)v[5];
+	p.max_objects = v[6];
+	rc = sm_cache_create(&d->arena, &p, &id, &existed);
+	if (rc == -EEXIST)
+		return fail(e, EEXIST, "cache '%s' exists with another geometry", p.name);
+	if (rc == -EBUSY)
+		return fail(e, EBUSY, "cache '%s' is being destroyed", p.name);
+	if (rc == -ENOSPC)
+		return fail(e, ENOSPC, "the cache table is full (%u caches)", d->arena.hdr->ah_nr_caches);
+	if (rc)
+		return fail(e, EINVAL, "invalid cache geometry or tunables (batchcount <= limit <= %u, shared <= %u)",
+			    SLAB_MAG_MAX, SLAB_SHARED_MAX);
+	if (open && json_is_true(open))
+		ref_get(c, id);
+	if (!existed)
+		slabd_log(d, LOG_INFO, "cache %s created: %u-byte objects, %u per %u-page slab",
+			  p.name, sm_cache(&d->arena, id)->c_size, sm_cache(&d->arena, id)->c_num,
+			  1u << sm_cache(&d->arena, id)->c_order);
+	r = json_pack("{s:b, s:o}", "existed", existed, "cache", stats_cache_info(d, id));
+	return r;
+}
+
+static json_t *cmd_cache_open(struct conn *c, json_t *req, struct err *e)
+{
+	uint32_t id;
+
+	if (need_client(c, e) || find_cache(c->d, req, &id, e))
+		return NULL;
+	if (sm_cache(&c->d->arena, id)->c_state == CACHE_DYING)
+		return fail(e, EBUSY, "cache '%s' is being destroyed", sm_cache(&c->d->arena, id)->c_name);
+	ref_get(c, id);
+	return json_pack("{s:o}", "cache", stats_cache_info(c->d, id));
+}
+
+static json_t *cmd_cache_close(struct conn *c, json_t *req, struct err *e)
+{
+	uint64_t live = 0;
+	uint32_t id;
+	int rc;
+
+	if (need_client(c, e) || find_cache(c->d, req, &id, e))
+		return NULL;
+	if (!c->refs[id])
+		return fail(e, EINVAL, "cache '%s' is not open on this connection",
+			    sm_cache(&c->d->arena, id)->c_name);
+	rc = ref_put(c, id, &live);
+	if (rc < 0)
+		return json_pack("{s:b, s:I}", "destroyed", 0, "busy_objects", (json_int_t)live);
+	return json_pack("{s:b}", "destroyed", rc == 1);
+}
+
+static json_t *cmd_cache_destroy(struct conn *c, json_t *req, struct err *e)
+{
+	struct slabd *d = c->d;
+	struct slab_cache_desc *cd;
+	uint64_t live = 0;
+	uint32_t id;
+
+	if (find_cache(d, req, &id, e))
+		return NULL;
+	cd = sm_cache(&d->arena, id);
+	if (c->refs[id]) {
+		c->refs[id]--;
+		cd->c_refcount--;
+	}
+	__atomic_store_n(&cd->c_state, CACHE_DYING, __ATOMIC_RELEASE);
+	if (cd->c_refcount)
+		return json_pack("{s:b, s:b, s:i}", "destroyed", 0, "pending", 1, "refcount",
+				 (int)cd->c_refcount);
+	if (try_shutdown(d, id, &live)) {
+		e->extra = json_pack("{s:I}", "objects", (json_int_t)live);
+		return fail(e, EBUSY, "cache still has %llu objects", (unsigned long long)live);
+	}
+	return json_pack("{s:b}", "destroyed", 1);
+}
+
+static json_t *cmd_cache_list(struct conn *c, json_t *req, struct err *e)
+{
+	json_t *list = json_array();
+
+	(void)req;
+	(void)e;
+	for (uint32_t id = 0; id < c->d->arena.hdr->ah_nr_caches; id++)
+		if (sm_cache(&c->d->arena, id)->c_state != CACHE_UNUSED)
+			json_array_append_new(list, stats_cache_info(c->d, id));
+	return json_pack("{s:o}", "caches", list);
+}
+
+static json_t *cmd_cache_stats(struct conn *c, json_t *req, struct err *e)
+{
+	json_t *list = json_array();
+	uint32_t id;
+
+	if (json_object_get(req, "name")) {
+		if (find_cache(c->d, req, &id, e)) {
+			json_decref(list);
+			return NULL;
+		}
+		json_array_append_new(list, stats_cache(c->d, id));
+	} else {
+		for (id = 0; id < c->d->arena.hdr->ah_nr_caches; id++)
+			if (sm_cache(&c->d->arena, id)->c_state != CACHE_UNUSED)
+				json_array_append_new(list, stats_cache(c->d, id));
+	}
+	return json_pack("{s:o}", "caches", list);
+}
+
+static json_t *cmd_cache_shrink(struct conn *c, json_t *req, struct err *e)
+{
+	unsigned released = 0;
+	uint32_t id;
+
+	if (json_object_get(req, "name")) {
+		if (find_cache(c->d, req, &id, e))
+			return NULL;
+		released = sm_cache_shrink(&c->d->arena, id);
+	} else {
+		for (id = 0; id < c->d->arena.hdr->ah_nr_caches; id++)
+			if (sm_cache(&c->d->arena, id)->c_state != CACHE_UNUSED)
+				released += sm_cache_shrink(&c->d->arena, id);
+	}
+	return json_pack("{s:i}", "released_slabs", (int)released);
+}
+
+struct vreport {
+	json_t  *lines;
+};
+
+static void vreport_line(void *arg, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void vreport_line(void *arg, const char *fmt, ...)
+{
+	struct vreport *v = arg;
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (json_array_size(v->lines) < 1000)
+		json_array_append_new(v->lines, json_string(line));
+}
+
+struct holder_walk {
+	struct sm_arena *a;
+	uint32_t         id;
+	void (*add)(void *ctx, uint64_t off, const char *where);
+	void            *ctx;
+	char             where[64];
+};
+
+static void holder_mag(void *arg, struct slab_mag *m)
+{
+	struct holder_walk *h = arg;
+	struct slab_cache_desc *cd = sm_cache(h->a, h->id);
+	uint32_t avail = SM_LOAD(&m->m_avail);
+
+	if (m->m_cache != h->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity)
+		return;
+	for (uint32_t i = 0; i < avail; i++)
+		h->add(h->ctx, m->m_entries[i], h->where);
+}
+
+/* Magazines of every live client hold cached objects too. */
+static void holders(void *arg, uint32_t id,
+		    void (*add)(void *ctx, uint64_t off, const char *where), void *ctx)
+{
+	struct slabd *d = arg;
+	struct holder_walk h = { .a = &d->arena, .id = id, .add = add, .ctx = ctx };
+
+	for (uint32_t s = 0; s < d->arena.hdr->ah_nr_clients; s++) {
+		if (sm_client(&d->arena, s)->cl_state != CLIENT_LIVE)
+			continue;
+		snprintf(h.where, sizeof(h.where), "a magazine of client pid %d",
+			 (int)sm_client(&d->arena, s)->cl_pid);
+		sm_client_for_each_mag(&d->arena, s, holder_mag, &h);
+	}
+}
+
+static json_t *cmd_cache_validate(struct conn *c, json_t *req, struct err *e)
+{
+	struct vreport v = { .lines = json_array() };
+	unsigned bad;
+	uint32_t id;
+
+	if (json_object_get(req, "name")) {
+		if (find_cache(c->d, req, &id, e)) {
+			json_decref(v.lines);
+			return NULL;
+		}
+		bad = sm_validate_cache(&c->d->arena, id, holders, c->d, vreport_line, &v);
+	} else {
+		bad = sm_validate(&c->d->arena, holders, c->d, vreport_line, &v);
+	}
+	return json_pack("{s:b, s:i, s:o}", "clean", bad == 0, "problems", (int)bad, "report",
+			 v.lines);
+}
+
+static json_t *cmd_cache_tune(struct conn *c, json_t *req, struct err *e)
+{
+	uint64_t limit, batch, shared, minp;
+	uint32_t id;
+
+	if (find_cache(c->d, req, &id, e) || get_uint(req, "limit", SLAB_MAG_MAX, &limit, e) ||
+	    get_uint(req, "batchcount", SLAB_MAG_MAX, &batch, e) ||
+	    get_uint(req, "shared", SLAB_SHARED_MAX, &shared, e) ||
+	    get_uint(req, "min_partial", 1024, &minp, e))
+		return NULL;
+	if (sm_cache_tune(&c->d->arena, id, (unsigned)limit, (unsigned)batch, (unsigned)shared,
+			  (unsigned)minp))
+		return fail(e, EINVAL, "need 1 <= batchcount <= limit <= %u, shared <= %u",
+			    SLAB_MAG_MAX, SLAB_SHARED_MAX);
+	return json_pack("{s:o}", "cache", stats_cache_info(c->d, id));
+}
+
+static json_t *cmd_arena_stats(struct conn *c, json_t *req, struct err *e)
+{
+	(void)req;
+	(void)e;
+	return stats_arena(c->d);
+}
+
+static json_t *cmd_clients_list(struct conn *c, json_t *req, struct err *e)
+{
+	(void)req;
+	(void)e;
+	return stats_clients(c->d);
+}
+
+/* Internal (libslab): fresh slabs for a cache the client has open. */
+static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
+{
+	struct slabd *d = c->d;
+	uint64_t id, node, nr;
+	struct slab_cache_desc *cd;
+	uint32_t cap, *streak;
+	int rc;
+
+	if (need_client(c, e) || get_uint(req, "cache", d->arena.hdr->ah_nr_caches - 1, &id, e) ||
+	    get_uint(req, "node", d->arena.hdr->ah_nr_nodes - 1, &node, e) ||
+	    get_uint(req, "nr", 64, &nr, e))
+		return NULL;
+	if (!c->refs[id])
+		return fail(e, EPERM, "cache %llu is not open on this connection",
+			    (unsigned long long)id);
+	cd = sm_cache(&d->arena, id);
+	if (cd->c_node >= 0)
+		node = (uint64_t)cd->c_node;
+	/* Grant in growing batches (up to 1 MiB or 64 slabs beyond what was asked) so a
+	 * cache that is filling up costs few round trips. */
+	streak = &d->grant_streak[id];
+	cap = (uint32_t)((1u << 20) >> (SLAB_PAGE_SHIFT + cd->c_order));
+	if (cap > 64)
+		cap = 64;
+	if (cap < 1)
+		cap = 1;
+	*streak = *streak ? *streak * 2 : 1;
+	if (*streak > cap)
+		*streak = cap;
+	if (nr < *streak)
+		nr = *streak;
+	if (!nr)
+		nr = 1;
+	rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
+	if (rc == -EDQUOT)
+		return fail(e, EDQUOT, "cache '%s' reached its quota of %llu objects", cd->c_name,
+			    (unsigned long long)cd->c_max_objects);
+	if (rc < 0)
+		return fail(e, ENOMEM, "arena exhausted on node %llu", (unsigned long long)node);
+	return json_pack("{s:i}", "granted", rc);
+}
+
+/* Internal (libslab): one more block for the client's magazines. */
+static json_t *cmd_area_grow(struct conn *c, json_t *req, struct err *e)
+{
+	uint64_t node;
+	uint32_t block;
+
+	if (need_client(c, e) || get_uint(req, "node", c->d->arena.hdr->ah_nr_nodes - 1, &node, e))
+		return NULL;
+	if (sm_client(&c->d->arena, c->slot)->cl_area_pages >= 4096)
+		return fail(e, ENOMEM, "client area limit reached (16 MiB of magazines)");
+	if (sm_area_grow(&c->d->arena, c->slot, (unsigned)node, 2, &block))
+		return fail(e, ENOMEM, "arena exhausted on node %llu", (unsigned long long)node);
+	return json_pack("{s:i}", "block", (int)block);
+}
+
+static const struct command {
+	const char *name;
+	json_t *(*fn)(struct conn *c, json_t *req, struct err *e);
+} commands[] = {
+	{ "hello", cmd_hello },
+	{ "cache.create", cmd_cache_create },
+	{ "cache.open", cmd_cache_open },
+	{ "cache.close", cmd_cache_close },
+	{ "cache.destroy", cmd_cache_destroy },
+	{ "cache.list", cmd_cache_list },
+	{ "cache.stats", cmd_cache_stats },
+	{ "cache.shrink", cmd_cache_shrink },
+	{ "cache.validate", cmd_cache_validate },
+	{ "cache.tune", cmd_cache_tune },
+	{ "arena.stats", cmd_arena_stats },
+	{ "clients.list", cmd_clients_list },
+	{ "slab.grant", cmd_slab_grant },
+	{ "area.grow", cmd_area_grow },
+};
+
+bool commands_dispatch(struct conn *c, const char *line, size_t len)
+{
+	json_error_t jerr;
+	json_t *req, *id = NULL, *cmd, *r = NULL;
+	struct err e = { 0 };
+	const struct command *found = NULL;
+	int fd_reply = 0;
+
+	while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
+		len--;
+	if (!len)
+		return true; /* blank lines are ignored */
+	req = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!req || !json_is_object(req)) {
+		fail(&e, EBADMSG, req ? "a request is a JSON object" : "malformed JSON: %s", jerr.text);
+		goto reply;
+	}
+	id = json_object_get(req, "id");
+	if (id)
+		json_incref(id);
+	cmd = json_object_get(req, "cmd");
+	if (!json_is_string(cmd)) {
+		fail(&e, EINVAL, "'cmd' (a string) is required");
+		goto reply;
+	}
+	for (size_t i = 0; i < SM_ARRAY_SIZE(commands); i++)
+		if (!strcmp(commands[i].name, json_string_value(cmd)))
+			found = &commands[i];
+	if (!found) {
+		fail(&e, ENOSYS, "unknown command '%.64s'", json_string_value(cmd));
+		goto reply;
+	}
+	r = found->fn(c, req, &e);
+	fd_reply = r && found->fn == cmd_hello && c->role == CONN_CLIENT;
+reply:
+	json_decref(req);
+	{
+		/* "id" and "ok" first: easier to read in a terminal. */
+		json_t *out = json_object();
+		json_object_set_new(out, "id", id ? id : json_null());
+		json_object_set_new(out, "ok", json_boolean(r != NULL));
+		if (r) {
+			json_object_update(out, r);
+			json_decref(r);
+		} else {
+			json_object_set_new(out, "error", json_string(slabd_errno_name(e.code)));
+			json_object_set_new(out, "message", json_string(e.msg));
+			if (e.extra) {
+				json_object_update(out, e.extra);
+				json_decref(e.extra);
+			}
+		}
+		r = out;
+	}
+	if (fd_reply) {
+		int rc = conn_reply_fd(c, r, c->d->arena.fd);
+		if (rc) {
+			slabd_log(c->d, LOG_WARN, "cannot pass the arena to pid %d: %s", (int)c->pid,
+				  strerror(-rc));
+			return false;
+		}
+		return true;
+	}
+	conn_reply(c, r);
+	return true;
+}

@@ -1,0 +1,103 @@
+/* slabd.h - the daemon's state, in one struct, and its modules.
+ *
+ *   main.c      options, start-up, signal events, shutdown (libevent sample shape)
+ *   server.c    the Unix socket: listener, admission, framing, fd passing, client death
+ *   commands.c  the JSON commands (daemon/PROTOCOL.md), one handler each
+ *   stats.c     stats and listings as JSON
+ *
+ * Invariants:
+ *   D1 slabd is single-threaded: every arena write it makes happens on the event loop.
+ *   D2 a connection with role CONN_CLIENT owns exactly one LIVE client slot (c_slot) until
+ *      it closes; then its magazines are reclaimed and its slot freed (server.c:conn_free).
+ *   D3 sum over connections of c_refs[id] == cache id's c_refcount.
+ */
+#ifndef SLABD_DAEMON_H
+#define SLABD_DAEMON_H
+
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "arena.h"
+
+#define SLABD_VERSION "0.1.0"
+#define SLABD_MAX_ALLOW 32
+#define SLABD_MAX_OUTPUT (4u << 20)   /* a peer that does not read its replies is cut off */
+
+enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
+
+enum conn_role { CONN_NEW, CONN_CLIENT, CONN_MONITOR };
+
+struct conn {
+	struct slabd       *d;
+	struct bufferevent *bev;
+	struct conn        *next;
+	enum conn_role      role;
+	pid_t               pid;       /* SO_PEERCRED */
+	uid_t               uid;
+	gid_t               gid;
+	uint32_t            slot;      /* client slot (CONN_CLIENT) */
+	uint32_t           *refs;      /* open references per cache id (ah_nr_caches) */
+	int                 pidfd;     /* -1: none */
+	struct event       *pidfd_ev;
+	uint64_t            since_ns;
+	bool                closing;   /* reply flushed, then freed */
+};
+
+struct slabd_options {
+	const char *socket;
+	uint64_t    arena_size;
+	unsigned    nodes;
+	uid_t       allow_uid[SLABD_MAX_ALLOW];
+	unsigned    nr_allow_uid;
+	gid_t       allow_gid[SLABD_MAX_ALLOW];
+	unsigned    nr_allow_gid;
+	const char *arena_file;
+	int         log_level;
+};
+
+struct slabd {
+	struct slabd_options   opt;
+	char                   socket_path[108];
+	struct event_base     *base;
+	struct evconnlistener *listener;
+	struct event          *sigterm, *sigint, *reap_timer;
+	struct sm_arena        arena;
+	struct conn           *conns;
+	unsigned               nr_conns;
+	uint64_t               started_ns;
+	uint32_t              *grant_streak;  /* per cache id: slabs of the last grant */
+};
+
+/* main.c */
+void slabd_log(struct slabd *d, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+uint64_t slabd_now_ns(void);
+
+/* server.c */
+int server_listen(struct slabd *d, char *err, size_t errlen);
+void server_close_all(struct slabd *d);
+/* Queue one reply line on c (the JSON is consumed). */
+void conn_reply(struct conn *c, json_t *reply);
+/* Send reply with the arena fd attached (SCM_RIGHTS); 0 or -errno. */
+int conn_reply_fd(struct conn *c, json_t *reply, int fd);
+
+/* commands.c */
+/* Handle one request line; returns false when the connection must be closed. */
+bool commands_dispatch(struct conn *c, const char *line, size_t len);
+/* Drop every reference c holds (a closing or dead client). */
+void commands_drop_refs(struct conn *c);
+/* Periodic work: drain discard queues. */
+void commands_reap(struct slabd *d);
+
+/* stats.c */
+json_t *stats_cache_info(struct slabd *d, uint32_t id);
+json_t *stats_cache(struct slabd *d, uint32_t id);
+json_t *stats_arena(struct slabd *d);
+json_t *stats_clients(struct slabd *d);
+
+#endif

@@ -1,0 +1,206 @@
+/* stats.c - cache, arena and client statistics as JSON (field names follow
+ * /proc/slabinfo and SLUB's /sys/kernel/slab/<cache>/ counters; see PROTOCOL.md).
+ *
+ * Fast-path counters live in the magazines, written only by their threads; the sums here
+ * read them with relaxed loads, so reading stats never slows the fast path.  The sums are
+ * exact when the pool is quiet.
+ */
+#include <string.h>
+#include <sys/stat.h>
+
+#include "buddy.h"
+#include "client.h"
+#include "slabd.h"
+
+static const char *stat_names[SLAB_STAT_NR] = {
+	[STAT_ALLOC_FASTPATH] = "alloc_fastpath", [STAT_ALLOC_SLOWPATH] = "alloc_slowpath",
+	[STAT_FREE_FASTPATH] = "free_fastpath",   [STAT_FREE_SLOWPATH] = "free_slowpath",
+	[STAT_ALLOC_REFILL] = "alloc_refill",     [STAT_FREE_FLUSH] = "free_flush",
+	[STAT_ALLOC_SLAB] = "alloc_slab",         [STAT_FREE_SLAB] = "free_slab",
+	[STAT_ALIEN_FREE] = "alien_free",         [STAT_INVALID_FREE] = "invalid_free",
+	[STAT_DOUBLE_FREE] = "double_free",
+};
+
+static const char *flag_name[] = { "SLAB_HWCACHE_ALIGN", "SLAB_POISON", "SLAB_RED_ZONE",
+				   "SLAB_STORE_USER", "SLAB_DEBUG", "SLAB_ZERO" };
+
+json_t *stats_cache_info(struct slabd *d, uint32_t id)
+{
+	struct slab_cache_desc *c = sm_cache(&d->arena, id);
+	json_t *flags = json_array();
+
+	for (unsigned b = 0; b < SM_ARRAY_SIZE(flag_name); b++)
+		if (c->c_flags & (1u << b))
+			json_array_append_new(flags, json_string(flag_name[b]));
+	return json_pack("{s:s, s:i, s:I, s:s, s:i, s:i, s:i, s:o, s:i, s:i, s:i, s:i, s:i,"
+			 " s:i, s:i, s:i, s:I, s:i}",
+			 "name", c->c_name, "id", (int)id, "serial", (json_int_t)c->c_serial,
+			 "state", c->c_state == CACHE_DYING ? "dying" : "live",
+			 "object_size", (int)c->c_object_size, "size", (int)c->c_size,
+			 "align", (int)c->c_align, "flags", flags,
+			 "order", (int)c->c_order, "objects_per_slab", (int)c->c_num,
+			 "pages_per_slab", 1 << c->c_order, "limit", (int)SM_LOAD(&c->c_limit),
+			 "batchcount", (int)SM_LOAD(&c->c_batchcount),
+			 "shared", (int)SM_LOAD(&c->c_shared),
+			 "min_partial", (int)SM_LOAD(&c->c_min_partial), "node", (int)c->c_node,
+			 "max_objects", (json_int_t)c->c_max_objects, "refcount", (int)c->c_refcount);
+}
+
+struct mag_sum {
+	uint32_t id;
+	uint64_t serial;
+	uint64_t avail;
+	uint64_t stat[SLAB_STAT_NR];
+};
+
+static void sum_mag(void *arg, struct slab_mag *m)
+{
+	struct mag_sum *s = arg;
+	uint32_t avail;
+
+	if (m->m_cache != s->id || m->m_cache_serial != s->serial || m->m_state != MAG_LIVE)
+		return;
+	avail = SM_LOAD(&m->m_avail);
+	s->avail += avail <= m->m_capacity ? avail : 0;
+	for (unsigned i = 0; i < SLAB_STAT_NR; i++)
+		s->stat[i] += SM_LOAD(&m->m_stat[i]);
+}
+
+static void sum_mags(struct slabd *d, uint32_t id, int slot, struct mag_sum *s)
+{
+	struct slab_cache_desc *c = sm_cache(&d->arena, id);
+
+	memset(s, 0, sizeof(*s));
+	s->id = id;
+	s->serial = c->c_serial;
+	for (uint32_t i = 0; i < d->arena.hdr->ah_nr_clients; i++)
+		if ((slot < 0 || (uint32_t)slot == i) &&
+		    SM_LOAD(&sm_client(&d->arena, i)->cl_state) == CLIENT_LIVE)
+			sm_client_for_each_mag(&d->arena, i, sum_mag, s);
+}
+
+json_t *stats_cache(struct slabd *d, uint32_t id)
+{
+	struct slab_cache_desc *c = sm_cache(&d->arena, id);
+	struct sm_cache_counts cnt;
+	struct mag_sum ms;
+	json_t *r = stats_cache_info(d, id), *counters = json_object(), *nodes = json_array();
+	uint64_t cached, slab_bytes = (uint64_t)SLAB_PAGE_SIZE << c->c_order;
+
+	sm_cache_counts(&d->arena, id, &cnt);
+	sum_mags(d, id, -1, &ms);
+	cached = cnt.shared_avail + ms.avail;
+	for (unsigned i = 0; i < SLAB_STAT_NR; i++)
+		json_object_set_new(counters, stat_names[i],
+				    json_integer((json_int_t)(SM_LOAD(&c->c_stat[i]) + ms.stat[i])));
+	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++) {
+		struct sm_node_counts *nc = &cnt.node[n];
+		json_array_append_new(nodes, json_pack(
+			"{s:i, s:i, s:i, s:i, s:i, s:I, s:i, s:I}", "node", (int)n,
+			"partial", (int)nc->nr_partial, "full", (int)nc->nr_full, "free",
+			(int)nc->nr_free, "discard", (int)nc->nr_discard, "free_objects",
+			(json_int_t)nc->free_objects, "shared_avail", (int)nc->shared_avail,
+			"free_limit", (json_int_t)c->c_nodes[n].n_free_limit));
+	}
+	json_object_update_new(r, json_pack(
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+		"active_objs", (json_int_t)cnt.active_objs, "num_objs", (json_int_t)cnt.num_objs,
+		"active_slabs", (json_int_t)cnt.active_slabs, "num_slabs", (json_int_t)cnt.num_slabs,
+		"in_use", (json_int_t)(cnt.active_objs >= cached ? cnt.active_objs - cached : 0),
+		"cached", (json_int_t)cached, "shared_avail", (json_int_t)cnt.shared_avail,
+		"magazine_avail", (json_int_t)ms.avail,
+		"memory_bytes", (json_int_t)(cnt.num_slabs * slab_bytes),
+		"counters", counters, "nodes", nodes));
+	return r;
+}
+
+/* Bytes the OS really holds for the arena (tmpfs pages of the memfd). */
+static uint64_t resident_bytes(struct slabd *d)
+{
+	struct stat st;
+
+	return fstat(d->arena.fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+}
+
+json_t *stats_arena(struct slabd *d)
+{
+	struct sm_arena *a = &d->arena;
+	json_t *nodes = json_array();
+	unsigned caches = 0, clients = 0;
+
+	for (uint32_t id = 0; id < a->hdr->ah_nr_caches; id++)
+		caches += sm_cache(a, id)->c_state != CACHE_UNUSED;
+	for (uint32_t s = 0; s < a->hdr->ah_nr_clients; s++)
+		clients += sm_client(a, s)->cl_state == CLIENT_LIVE;
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		struct slab_node_region *r = sm_region(a, n);
+		uint32_t slabs[4] = { 0 };
+		int largest;
+		uint32_t free_pages;
+
+		for (uint32_t id = 0; id < a->hdr->ah_nr_caches; id++) {
+			struct slab_cache_desc *c = sm_cache(a, id);
+			if (c->c_state == CACHE_UNUSED)
+				continue;
+			slabs[0] += SM_LOAD(&c->c_nodes[n].n_partial.l_count);
+			slabs[1] += SM_LOAD(&c->c_nodes[n].n_full.l_count);
+			slabs[2] += SM_LOAD(&c->c_nodes[n].n_free.l_count);
+			slabs[3] += SM_LOAD(&c->c_nodes[n].n_discard.l_count);
+		}
+		if (sm_region_lock(a, n) == 0) {
+			largest = sm_buddy_largest(a, n);
+			free_pages = r->nr_free_pages;
+			sm_region_unlock(a, n);
+		} else {
+			largest = -1;
+			free_pages = 0;
+		}
+		json_array_append_new(nodes, json_pack(
+			"{s:i, s:i, s:I, s:I, s:I, s:i, s:I, s:{s:i, s:i, s:i, s:i}}",
+			"node", (int)n, "os_node", (int)r->nr_os_node,
+			"total_bytes", (json_int_t)((uint64_t)r->nr_nr_pages << SLAB_PAGE_SHIFT),
+			"free_bytes", (json_int_t)((uint64_t)free_pages << SLAB_PAGE_SHIFT),
+			"used_bytes", (json_int_t)((uint64_t)(r->nr_nr_pages - free_pages) << SLAB_PAGE_SHIFT),
+			"largest_free_order", largest,
+			"largest_free_bytes", (json_int_t)(largest < 0 ? 0 : (uint64_t)SLAB_PAGE_SIZE << largest),
+			"slabs", "partial", (int)slabs[0], "full", (int)slabs[1], "free", (int)slabs[2],
+			"discard", (int)slabs[3]));
+	}
+	return json_pack("{s:I, s:I, s:I, s:i, s:i, s:I, s:i, s:i, s:i, s:i, s:o}",
+			 "size", (json_int_t)a->size, "resident_bytes", (json_int_t)resident_bytes(d),
+			 "meta_bytes", (json_int_t)((uint64_t)a->hdr->ah_meta_pages << SLAB_PAGE_SHIFT),
+			 "page_size", SLAB_PAGE_SIZE, "layout_version", (int)a->hdr->ah_version,
+			 "generation", (json_int_t)a->hdr->ah_generation,
+			 "caches", (int)caches, "cache_slots", (int)a->hdr->ah_nr_caches,
+			 "clients", (int)clients, "client_slots", (int)a->hdr->ah_nr_clients,
+			 "nodes", nodes);
+}
+
+json_t *stats_clients(struct slabd *d)
+{
+	json_t *list = json_array();
+
+	for (struct conn *c = d->conns; c; c = c->next) {
+		struct slab_client *cl;
+		json_t *caches = json_array();
+
+		if (c->role != CONN_CLIENT)
+			continue;
+		cl = sm_client(&d->arena, c->slot);
+		for (uint32_t id = 0; id < d->arena.hdr->ah_nr_caches; id++) {
+			struct mag_sum ms;
+			if (!c->refs[id])
+				continue;
+			sum_mags(d, id, (int)c->slot, &ms);
+			json_array_append_new(caches, json_pack("{s:s, s:i, s:I}", "name",
+				sm_cache(&d->arena, id)->c_name, "refs", (int)c->refs[id],
+				"cached", (json_int_t)ms.avail));
+		}
+		json_array_append_new(list, json_pack(
+			"{s:i, s:i, s:i, s:i, s:I, s:i, s:o}", "slot", (int)c->slot, "pid", (int)c->pid,
+			"uid", (int)c->uid, "gid", (int)c->gid,
+			"since_ns", (json_int_t)cl->cl_since_ns,
+			"area_pages", (int)cl->cl_area_pages, "caches", caches));
+	}
+	return json_pack("{s:o}", "clients", list);
+}
