@@ -15,6 +15,8 @@ int sm_mutex_init(slab_mutex_t *m)
 	if (!rc)
 		rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
 	if (!rc)
+		rc = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
+	if (!rc)
 		rc = pthread_mutex_init(m, &attr);
 	pthread_mutexattr_destroy(&attr);
 	return -rc;

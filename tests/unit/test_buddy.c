@@ -6,7 +6,10 @@
  *   - a node hands out exactly its region's pages, no more, and -ENOMEM only when no
  *     aligned run of free pages of the requested order exists (checked against a model);
  *   - bad requests (order, node) and bad frees (tails, free blocks, metadata, out of
- *     range, double frees) return -EINVAL and change no byte of the allocator;
+ *     range, double frees, descriptors claiming an impossible order) return -EINVAL and
+ *     change no byte of the allocator;
+ *   - a block at the end of a node's region never merges with what lies past it (the next
+ *     node's first block, or whatever follows the descriptor array);
  *   - sm_buddy_check catches corrupted free lists and counters, and sm_buddy_repair
  *     rebuilds them from the page states, keeping every allocated block;
  *   - a process that dies holding a region lock leaves it EOWNERDEAD, and the next locker

@@ -1,0 +1,95 @@
+/* internal.h - libslab's private structures.
+ *
+ *   pool.c    connect, hello + arena fd, RPC, fork, disconnect, client area
+ *   cache.c   handles, the alloc/free fast paths and their slow paths, threads
+ *   kmalloc.c size classes
+ *
+ * Per-thread state: slab_tls_mags[slot] is the calling thread's magazine for the handle
+ * with that slot (initial-exec TLS, so the fast path is one %fs-relative load).  An
+ * unbound entry points at slab_empty_mag (avail 0, limit 0), so the fast paths need no
+ * NULL test: both fall into their slow paths, which bind a magazine.
+ *
+ * Invariants:
+ *   L1 a binding exists for (thread, handle) iff that thread's slab_tls_mags[h->slot]
+ *      points at binding->mag; the binding is on h->bindings and on the thread's list;
+ *   L2 bindings, handle slots, the idle magazine lists and the thread lists are changed
+ *      only under lib_lock (slow paths only);
+ *   L3 pool->rpc_lock serialises the request/reply exchanges on pool->fd;
+ *   lock order: lib_lock, then rpc_lock.
+ */
+#ifndef SLABD_LIBCLIENT_INTERNAL_H
+#define SLABD_LIBCLIENT_INTERNAL_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <sys/types.h>
+
+#include "client.h"
+#include "magazine.h"
+#include "slab.h"
+
+#define SLAB_TLS_SLOTS  256    /* cache handles open at once in one process */
+#define SLAB_KMALLOC_NR 13
+
+struct binding;
+
+struct slab_cache {
+	/* fast path: keep together */
+	uint8_t                *base;      /* arena base in this process */
+	struct sm_arena        *arena;
+	struct slab_cache_desc *desc;
+	uint32_t                slot;      /* TLS slot */
+	uint32_t                zero;      /* SLAB_ZERO: bytes to clear on alloc, else 0 */
+	/* slow path */
+	slab_pool              *pool;
+	uint32_t                id;
+	uint64_t                serial;
+	char                    name[SLAB_NAME_MAX];
+	struct binding         *bindings;  /* every thread's magazine for this handle */
+	struct slab_cache      *next;      /* pool->caches */
+};
+
+struct slab_pool {
+	struct sm_arena    arena;
+	int                fd;             /* socket to slabd */
+	pid_t              pid;            /* process that registered (fork detection) */
+	uint32_t           client_slot;
+	char               socket_path[108];
+	pthread_mutex_t    rpc_lock;
+	uint64_t           next_id;
+	char              *rbuf;           /* reply bytes read but not consumed */
+	size_t             rlen, rcap;
+	struct slab_cache *caches;         /* open handles (lib_lock) */
+	uint32_t           area_block;     /* current area block, or SLAB_NIL (lib_lock) */
+	struct slab_mag  **idle;           /* idle magazines, reusable (lib_lock) */
+	size_t             nr_idle, idle_cap;
+	int                forced_node;    /* $SLAB_NODE, or -1 */
+	slab_cache        *kmalloc[SLAB_KMALLOC_NR];
+	struct slab_pool  *next_pool;      /* all pools, for fork handling */
+};
+
+extern pthread_mutex_t slab_lib_lock;
+extern struct slab_mag slab_empty_mag;
+extern __thread struct slab_mag *slab_tls_mags[SLAB_TLS_SLOTS]
+	__attribute__((tls_model("initial-exec")));
+
+/* pool.c */
+/* Send {"cmd": cmd, ...fields} and wait for the reply.  Returns the reply (caller
+ * decrefs) with ok true, or NULL and a negative errno in *err (the daemon's error, or
+ * -ECONNRESET when the connection broke).  fields is consumed. */
+json_t *slab_rpc(slab_pool *pool, const char *cmd, json_t *fields, int *err);
+/* Re-register after fork() if needed; 0 or -errno.  lib_lock must NOT be held. */
+int slab_pool_check_fork(slab_pool *pool);
+/* The calling thread's NUMA node (refreshed on each call: slow paths only). */
+unsigned slab_thread_node(slab_pool *pool);
+/* A magazine of at least capacity entries from the pool's idle list or its area.
+ * lib_lock held (it may RPC for a new area block). */
+struct slab_mag *slab_area_mag(slab_pool *pool, unsigned capacity, int *err);
+
+/* cache.c */
+int slab_cache_attach(slab_pool *pool, json_t *info, slab_cache **out);
+void slab_cache_flush_all(slab_cache *h);   /* lib_lock held */
+void slab_cache_release(slab_cache *h);     /* lib_lock held: unlink and free */
+void slab_fork_child_reset(void);
+
+#endif

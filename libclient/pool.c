@@ -1,0 +1,390 @@
+/* pool.c - connect to slabd, map the arena, RPC, fork, disconnect, the client area. */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "sockpath.h"
+
+pthread_mutex_t slab_lib_lock = PTHREAD_MUTEX_INITIALIZER;
+static slab_pool *all_pools;           /* lib_lock */
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* ---- fork -------------------------------------------------------------------------- */
+
+static void atfork_prepare(void)
+{
+	pthread_mutex_lock(&slab_lib_lock);
+	for (slab_pool *p = all_pools; p; p = p->next_pool)
+		pthread_mutex_lock(&p->rpc_lock);
+}
+
+static void atfork_parent(void)
+{
+	for (slab_pool *p = all_pools; p; p = p->next_pool)
+		pthread_mutex_unlock(&p->rpc_lock);
+	pthread_mutex_unlock(&slab_lib_lock);
+}
+
+static void atfork_child(void)
+{
+	for (slab_pool *p = all_pools; p; p = p->next_pool)
+		pthread_mutex_unlock(&p->rpc_lock);
+	/* The parent's magazines are not ours: forget them without touching them. */
+	slab_fork_child_reset();
+	pthread_mutex_unlock(&slab_lib_lock);
+}
+
+static void lib_init(void)
+{
+	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
+}
+
+/* ---- socket I/O ----------------------------------------------------------------------- */
+
+static int write_all(int fd, const char *s, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, s, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -ECONNRESET;
+		s += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read one reply line into a new string; with fdp, also take an SCM_RIGHTS fd. */
+static int read_line(slab_pool *p, char **line, int *fdp)
+{
+	for (;;) {
+		char *nl = p->rlen ? memchr(p->rbuf, '\n', p->rlen) : NULL;
+		struct msghdr mh = { 0 };
+		char cbuf[CMSG_SPACE(sizeof(int))];
+		struct iovec iov;
+		ssize_t n;
+
+		if (nl) {
+			size_t len = (size_t)(nl - p->rbuf);
+			*line = malloc(len + 1);
+			if (!*line)
+				return -ENOMEM;
+			memcpy(*line, p->rbuf, len);
+			(*line)[len] = 0;
+			memmove(p->rbuf, nl + 1, p->rlen - len - 1);
+			p->rlen -= len + 1;
+			return 0;
+		}
+		if (p->rcap - p->rlen < 4096) {
+			size_t cap = p->rcap ? p->rcap * 2 : 8192;
+			char *nb;
+			if (cap > (8u << 20))
+				return -EPROTO; /* no reply is this long */
+			nb = realloc(p->rbuf, cap);
+			if (!nb)
+				return -ENOMEM;
+			p->rbuf = nb;
+			p->rcap = cap;
+		}
+		iov.iov_base = p->rbuf + p->rlen;
+		iov.iov_len = p->rcap - p->rlen;
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		if (fdp) {
+			mh.msg_control = cbuf;
+			mh.msg_controllen = sizeof(cbuf);
+		}
+		n = recvmsg(p->fd, &mh, MSG_CMSG_CLOEXEC);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -ECONNRESET;
+		if (fdp) {
+			for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+				if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+					memcpy(fdp, CMSG_DATA(cm), sizeof(int));
+		}
+		p->rlen += (size_t)n;
+	}
+}
+
+/* One exchange, rpc_lock held.  fdp: receive a file descriptor with the reply. */
+static json_t *exchange(slab_pool *p, const char *cmd, json_t *fields, int *err, int *fdp)
+{
+	json_t *reply;
+	char *s, *line = NULL;
+	uint64_t id = ++p->next_id;
+	int rc;
+
+	if (!fields)
+		fields = json_object();
+	json_object_set_new(fields, "id", json_integer((json_int_t)id));
+	json_object_set_new(fields, "cmd", json_string(cmd));
+	s = json_dumps(fields, JSON_COMPACT);
+	json_decref(fields);
+	if (!s) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	rc = write_all(p->fd, s, strlen(s));
+	if (!rc)
+		rc = write_all(p->fd, "\n", 1);
+	free(s);
+	if (!rc)
+		rc = read_line(p, &line, fdp);
+	if (rc) {
+		*err = rc;
+		return NULL;
+	}
+	reply = json_loads(line, 0, NULL);
+	free(line);
+	if (!reply || json_integer_value(json_object_get(reply, "id")) != (json_int_t)id) {
+		json_decref(reply);
+		*err = -EPROTO;
+		return NULL;
+	}
+	if (!json_is_true(json_object_get(reply, "ok"))) {
+		int e = slabd_errno_value(json_string_value(json_object_get(reply, "error")));
+		*err = e ? -e : -EPROTO;
+		json_decref(reply);
+		return NULL;
+	}
+	return reply;
+}
+
+json_t *slab_rpc(slab_pool *p, const char *cmd, json_t *fields, int *err)
+{
+	json_t *r;
+
+	pthread_mutex_lock(&p->rpc_lock);
+	if (p->fd < 0) {
+		json_decref(fields);
+		*err = -ECONNRESET;
+		r = NULL;
+	} else {
+		r = exchange(p, cmd, fields, err, NULL);
+	}
+	pthread_mutex_unlock(&p->rpc_lock);
+	return r;
+}
+
+/* ---- connect ----------------------------------------------------------------------------- */
+
+static int grow_rpc(struct sm_arena *a, uint32_t cache_id, unsigned node, unsigned nr,
+		    void *arg)
+{
+	slab_pool *p = arg;
+	json_t *r;
+	int err = 0;
+
+	(void)a;
+	r = slab_rpc(p, "slab.grant",
+		     json_pack("{s:i, s:i, s:i}", "cache", (int)cache_id, "node", (int)node,
+			       "nr", (int)(nr > 64 ? 64 : nr)),
+		     &err);
+	if (!r)
+		return err;
+	json_decref(r);
+	return 0;
+}
+
+/* Open the socket and say hello; maps the arena unless it is mapped already. */
+static int register_client(slab_pool *p)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	json_t *r;
+	int fd, err = 0, arena_fd = -1;
+	char msg[256];
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path, p->socket_path, strlen(p->socket_path) + 1);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		close(fd);
+		return e == EACCES || e == EPERM ? -EACCES : -ECONNREFUSED;
+	}
+	pthread_mutex_lock(&p->rpc_lock);
+	p->fd = fd;
+	p->rlen = 0;
+	r = exchange(p, "hello",
+		     json_pack("{s:i, s:s, s:i}", "version", SLABD_PROTOCOL_VERSION, "role",
+			       "client", "pid", (int)getpid()),
+		     &err, &arena_fd);
+	pthread_mutex_unlock(&p->rpc_lock);
+	if (!r)
+		goto fail;
+	p->client_slot = (uint32_t)json_integer_value(json_object_get(r, "client"));
+	json_decref(r);
+	if (arena_fd < 0) {
+		err = -EPROTO;
+		goto fail;
+	}
+	if (!p->arena.base) {
+		err = sm_arena_attach(arena_fd, &p->arena, msg, sizeof(msg));
+		if (err)
+			goto fail;
+		p->arena.grow = grow_rpc;
+		p->arena.grow_arg = p;
+	}
+	close(arena_fd);
+	p->pid = getpid();
+	return 0;
+fail:
+	if (arena_fd >= 0)
+		close(arena_fd);
+	close(fd);
+	p->fd = -1;
+	return err;
+}
+
+int slab_pool_connect(const char *socket_path, slab_pool **out)
+{
+	slab_pool *p;
+	const char *node;
+	int rc;
+
+	if (!out)
+		return -EINVAL;
+	*out = NULL;
+	pthread_once(&init_once, lib_init);
+	p = calloc(1, sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	p->fd = -1;
+	p->arena.fd = -1;
+	p->area_block = SLAB_NIL;
+	p->forced_node = -1;
+	pthread_mutex_init(&p->rpc_lock, NULL);
+	rc = slabd_socket_path(socket_path, p->socket_path, sizeof(p->socket_path));
+	if (!rc)
+		rc = register_client(p);
+	if (rc) {
+		pthread_mutex_destroy(&p->rpc_lock);
+		free(p->rbuf);
+		free(p);
+		return rc;
+	}
+	node = getenv("SLAB_NODE");
+	if (node && *node) {
+		char *end;
+		long v = strtol(node, &end, 10);
+		if (!*end && v >= 0 && v < (long)p->arena.hdr->ah_nr_nodes)
+			p->forced_node = (int)v;
+	}
+	pthread_mutex_lock(&slab_lib_lock);
+	p->next_pool = all_pools;
+	all_pools = p;
+	pthread_mutex_unlock(&slab_lib_lock);
+	p->pid = getpid();
+	*out = p;
+	return 0;
+}
+
+/* After fork(): a new client slot, a new area, the same caches reopened. */
+int slab_pool_check_fork(slab_pool *p)
+{
+	int rc = 0;
+
+	if (likely(p->pid == getpid()))
+		return 0;
+	pthread_mutex_lock(&slab_lib_lock);
+	if (p->pid != getpid()) {
+		if (p->fd >= 0)
+			close(p->fd); /* the parent's connection: ours is a copy */
+		p->fd = -1;
+		p->area_block = SLAB_NIL;
+		p->nr_idle = 0;
+		rc = register_client(p);
+		for (slab_cache *h = p->caches; h && !rc; h = h->next) {
+			json_t *r = slab_rpc(p, "cache.open", json_pack("{s:s}", "name", h->name), &rc);
+			json_decref(r);
+		}
+	}
+	pthread_mutex_unlock(&slab_lib_lock);
+	return rc;
+}
+
+void slab_pool_disconnect(slab_pool *p)
+{
+	slab_pool **pp;
+
+	if (!p)
+		return;
+	slab_pool_check_fork(p);
+	pthread_mutex_lock(&slab_lib_lock);
+	while (p->caches) {
+		slab_cache *h = p->caches;
+		json_t *r;
+		int err;
+
+		slab_cache_flush_all(h);
+		r = slab_rpc(p, "cache.close", json_pack("{s:s}", "name", h->name), &err);
+		json_decref(r);
+		slab_cache_release(h);
+	}
+	for (pp = &all_pools; *pp && *pp != p; pp = &(*pp)->next_pool)
+		;
+	if (*pp)
+		*pp = p->next_pool;
+	pthread_mutex_unlock(&slab_lib_lock);
+	if (p->fd >= 0)
+		close(p->fd); /* slabd reclaims the client slot and its area */
+	sm_arena_detach(&p->arena);
+	pthread_mutex_destroy(&p->rpc_lock);
+	free(p->idle);
+	free(p->rbuf);
+	free(p);
+}
+
+/* ---- nodes and magazines ------------------------------------------------------------------ */
+
+unsigned slab_thread_node(slab_pool *p)
+{
+	unsigned cpu, node = 0, nodes = p->arena.hdr->ah_nr_nodes;
+
+	if (p->forced_node >= 0)
+		return (unsigned)p->forced_node;
+	if (nodes == 1 || getcpu(&cpu, &node) != 0)
+		return 0;
+	return node % nodes;
+}
+
+struct slab_mag *slab_area_mag(slab_pool *p, unsigned capacity, int *err)
+{
+	struct slab_mag *m;
+	json_t *r;
+
+	for (size_t i = 0; i < p->nr_idle; i++) {
+		if (p->idle[i]->m_capacity >= capacity) {
+			m = p->idle[i];
+			p->idle[i] = p->idle[--p->nr_idle];
+			return m;
+		}
+	}
+	if (p->area_block != SLAB_NIL && (m = sm_area_carve(&p->arena, p->area_block, capacity)))
+		return m;
+	r = slab_rpc(p, "area.grow", json_pack("{s:i}", "node", (int)slab_thread_node(p)), err);
+	if (!r)
+		return NULL;
+	p->area_block = (uint32_t)json_integer_value(json_object_get(r, "block"));
+	json_decref(r);
+	if (p->area_block >= p->arena.hdr->ah_nr_pages) {
+		p->area_block = SLAB_NIL;
+		*err = -EPROTO;
+		return NULL;
+	}
+	m = sm_area_carve(&p->arena, p->area_block, capacity);
+	if (!m)
+		*err = -ENOMEM;
+	return m;
+}

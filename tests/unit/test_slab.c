@@ -1,0 +1,1064 @@
+/* test_slab.c - guards the slab engine above the page allocator: objects in slabs and the
+ * cache node lists (shm/slab.c), magazines and shared arrays (shm/magazine.c), the cache
+ * table (shm/cache.c) and validate/repair (shm/validate.c).
+ *
+ * What must never regress:
+ *   - a wrong free (an offset beyond the arena, in the metadata, on a free page, inside an
+ *     object, in a slab's bufctl, an object of another cache, the freshest double free on
+ *     the fast path, a double free that reaches its slab) is refused with -EINVAL (or
+ *     counted as refused by free_block), counted as invalid_free / double_free, and changes
+ *     no other byte of the magazine, the page descriptors or the node (cache_from_obj,
+ *     slab_put_obj);
+ *   - free_block's four outcomes: stays partial; full becomes partial; empty and kept
+ *     (below min_partial, or within free_limit); empty beyond both: onto the discard queue,
+ *     from which reap gives its pages back to the page allocator;
+ *   - refill moves batchcount objects per slow path (less only when the node runs dry, and
+ *     only a dry node asks for a slab grant), flush moves batchcount of the oldest objects
+ *     to the shared array up to its limit and the rest to the slabs, active_objs stays
+ *     exact, and drain + shrink + shutdown give every page back;
+ *   - cache lifecycle: bad names, sizes, alignments are -EINVAL and take no slot; the same
+ *     name with the same geometry opens the cache, another geometry is -EEXIST; shutdown
+ *     with an object out is -EBUSY with the count and leaves the cache working; names and
+ *     slots are reused; a full table is -ENOSPC;
+ *   - sm_validate is not blind: each injected corruption is reported with the right words,
+ *     and sm_node_repair rebuilds the node from the slabs' bufctl so it validates clean.
+ *
+ * Repair after a lock holder died is exercised across processes in test_multiproc.c.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#include "cache.h"
+#include "magazine.h"
+#include "slab.h"
+#include "validate.h"
+
+#define ARENA_SIZE (32u << 20)
+#define MAX_MAGS   4
+
+/* ---- fixture ------------------------------------------------------------------------- */
+
+struct fx {
+	struct sm_arena  a;
+	struct slab_mag *mags[MAX_MAGS];   /* reported to validate as holders */
+	unsigned         nr_mags;
+	unsigned         grows;            /* grow hook calls that added slabs */
+	uint64_t        *objs;             /* objects the test holds (freed by teardown) */
+};
+
+/* The slab grant a daemon-less test does itself: sm_cache_grow, 0 once a slab was added. */
+static int grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr, void *arg)
+{
+	struct fx *f = arg;
+	int rc = sm_cache_grow(a, id, node, nr);
+
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		return -ENOMEM;
+	f->grows++;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	*state = f;
+	tu_arena(&f->a, ARENA_SIZE, 1);
+	f->a.grow = grow;
+	f->a.grow_arg = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	for (unsigned i = 0; i < f->nr_mags; i++)
+		free(f->mags[i]);
+	free(f->objs);
+	sm_arena_detach(&f->a);
+	free(f);
+	return 0;
+}
+
+static uint64_t *hold(struct fx *f, size_t n)
+{
+	assert_null(f->objs);
+	f->objs = calloc(n, sizeof(uint64_t));
+	assert_non_null(f->objs);
+	return f->objs;
+}
+
+/* ---- helpers ------------------------------------------------------------------------- */
+
+static struct sm_cache_params params(const char *name, size_t size)
+{
+	struct sm_cache_params p = { .name = name, .size = size, .node = -1 };
+
+	return p;
+}
+
+static struct slab_cache_desc *cache_new(struct fx *f, const struct sm_cache_params *p)
+{
+	uint32_t id = SLAB_NIL;
+	bool existed = true;
+
+	E(sm_cache_create(&f->a, p, &id, &existed));
+	assert_false(existed);
+	assert_true(id < f->a.hdr->ah_nr_caches);
+	assert_int_equal(sm_cache(&f->a, id)->c_state, CACHE_LIVE);
+	return sm_cache(&f->a, id);
+}
+
+static struct slab_mag *mag_new(struct fx *f, const struct slab_cache_desc *c, unsigned cap)
+{
+	struct slab_mag *m;
+
+	assert_true(f->nr_mags < MAX_MAGS);
+	m = calloc(1, sm_mag_bytes(cap));
+	assert_non_null(m);
+	sm_mag_init(m, c, cap);
+	f->mags[f->nr_mags++] = m;
+	return m;
+}
+
+/* Tell validate about the objects our magazines hold (a live magazine of a cache still
+ * bound to the same incarnation of its slot). */
+static void mag_holders(void *arg, uint32_t cache_id,
+			void (*add)(void *ctx, uint64_t off, const char *where), void *ctx)
+{
+	struct fx *f = arg;
+	const struct slab_cache_desc *c = sm_cache(&f->a, cache_id);
+
+	for (unsigned i = 0; i < f->nr_mags; i++) {
+		const struct slab_mag *m = f->mags[i];
+
+		if (m->m_state != MAG_LIVE || m->m_cache != cache_id ||
+		    m->m_cache_serial != c->c_serial)
+			continue;
+		for (unsigned k = 0; k < m->m_avail; k++)
+			add(ctx, m->m_entries[k], "test magazine");
+	}
+}
+
+static unsigned run_validate(struct fx *f, struct tu_report *r)
+{
+	unsigned bad;
+
+	memset(r, 0, sizeof(*r));
+	bad = sm_validate(&f->a, mag_holders, f, tu_report, r);
+	if (bad != r->count)
+		fail_msg("sm_validate returned %u but reported %u lines:\n%s", bad, r->count,
+			 r->all);
+	return bad;
+}
+
+#define assert_clean(f) assert_clean_at((f), __LINE__)
+static void assert_clean_at(struct fx *f, int line)
+{
+	struct tu_report r;
+	unsigned bad = run_validate(f, &r);
+
+	if (bad)
+		fail_msg("line %d: sm_validate found %u problem(s):\n%s", line, bad, r.all);
+}
+
+/* Validate must find something, and say `want` (or `alt`, when not NULL) about it. */
+#define assert_reported(f, want, alt) assert_reported_at((f), (want), (alt), __LINE__)
+static void assert_reported_at(struct fx *f, const char *want, const char *alt, int line)
+{
+	struct tu_report r;
+	unsigned bad = run_validate(f, &r);
+
+	if (!bad)
+		fail_msg("line %d: sm_validate found nothing (wanted \"%s\")", line, want);
+	if (!tu_report_has(&r, want) && !(alt && tu_report_has(&r, alt)))
+		fail_msg("line %d: sm_validate found %u problem(s) but none says \"%s\"%s%s:\n%s",
+			 line, bad, want, alt ? " or " : "", alt ? alt : "", r.all);
+}
+
+/* A cache node's lists and counters, read under its lock. */
+struct nsnap {
+	uint32_t partial, full, nfree, discard;
+	uint64_t free_objects;
+	uint32_t shared;
+};
+
+static struct nsnap node_snap(struct fx *f, struct slab_cache_desc *c)
+{
+	struct slab_cache_node *cn = &c->c_nodes[0];
+	struct nsnap s;
+
+	E(sm_node_lock(&f->a, c, 0));
+	s.partial = cn->n_partial.l_count;
+	s.full = cn->n_full.l_count;
+	s.nfree = cn->n_free.l_count;
+	s.discard = cn->n_discard.l_count;
+	s.free_objects = cn->n_free_objects;
+	s.shared = cn->n_shared_avail;
+	sm_node_unlock(c, 0);
+	return s;
+}
+
+static int snap_eq(const struct nsnap *x, const struct nsnap *y)
+{
+	return x->partial == y->partial && x->full == y->full && x->nfree == y->nfree &&
+	       x->discard == y->discard && x->free_objects == y->free_objects &&
+	       x->shared == y->shared;
+}
+
+#define assert_node(f, c, p, fu, fr, d, fo) \
+	assert_node_at((f), (c), (p), (fu), (fr), (d), (fo), __LINE__)
+static void assert_node_at(struct fx *f, struct slab_cache_desc *c, uint32_t partial,
+			   uint32_t full, uint32_t nfree, uint32_t discard, uint64_t free_objects,
+			   int line)
+{
+	struct nsnap s = node_snap(f, c);
+
+	if (s.partial != partial || s.full != full || s.nfree != nfree ||
+	    s.discard != discard || s.free_objects != free_objects)
+		fail_msg("line %d: cache %s node 0: partial %u full %u free %u discard %u "
+			 "free_objects %llu; expected %u %u %u %u %llu", line, c->c_name,
+			 s.partial, s.full, s.nfree, s.discard,
+			 (unsigned long long)s.free_objects, partial, full, nfree, discard,
+			 (unsigned long long)free_objects);
+}
+
+/* sm_do_alloc_objs / sm_do_free_block on node 0 under its lock. */
+static unsigned alloc_objs(struct fx *f, struct slab_cache_desc *c, uint64_t *dst,
+			   unsigned want)
+{
+	unsigned got;
+
+	E(sm_node_lock(&f->a, c, 0));
+	got = sm_do_alloc_objs(&f->a, c, 0, dst, want);
+	sm_node_unlock(c, 0);
+	return got;
+}
+
+static unsigned free_block(struct fx *f, struct slab_cache_desc *c, const uint64_t *objs,
+			   unsigned n)
+{
+	unsigned refused;
+
+	E(sm_node_lock(&f->a, c, 0));
+	refused = sm_do_free_block(&f->a, c, 0, objs, n);
+	sm_node_unlock(c, 0);
+	return refused;
+}
+
+static void node_repair(struct fx *f, struct slab_cache_desc *c)
+{
+	E(sm_node_lock(&f->a, c, 0));
+	sm_node_repair(&f->a, c, 0);
+	sm_node_unlock(c, 0);
+}
+
+/* The slab head of an object of c (which must be one). */
+static uint32_t head_of(struct fx *f, const struct slab_cache_desc *c, uint64_t off,
+			uint32_t *idx)
+{
+	uint32_t head = SLAB_NIL, i = SLAB_NIL;
+
+	assert_int_equal(sm_obj_lookup(&f->a, c, off, &head, &i), OBJ_OK);
+	if (idx)
+		*idx = i;
+	return head;
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+static void assert_distinct(const uint64_t *objs, size_t n)
+{
+	uint64_t *s = malloc(n * sizeof(*s));
+
+	assert_non_null(s);
+	memcpy(s, objs, n * sizeof(*s));
+	qsort(s, n, sizeof(*s), cmp_u64);
+	for (size_t i = 1; i < n; i++)
+		if (s[i] == s[i - 1]) {
+			uint64_t dup = s[i];
+			free(s);
+			fail_msg("object %#llx handed out twice", (unsigned long long)dup);
+		}
+	free(s);
+}
+
+/* A wrong free on the fast path: -EINVAL, m_stat[stat] + 1, and no other byte of the
+ * magazine (entries, avail, counters) nor of the cache node changes. */
+static void expect_fast_refusal(struct fx *f, struct slab_cache_desc *c, struct slab_mag *m,
+				uint64_t off, int stat, const char *what)
+{
+	size_t bytes = sm_mag_bytes(m->m_capacity);
+	struct slab_mag *before = malloc(bytes);
+	struct nsnap n0 = node_snap(f, c), n1;
+	int rc, same;
+
+	assert_non_null(before);
+	memcpy(before, m, bytes);
+	rc = sm_free(&f->a, c, m, 0, off);
+	before->m_stat[stat]++;
+	same = memcmp(before, m, bytes) == 0;
+	free(before);
+	n1 = node_snap(f, c);
+	if (rc != -EINVAL)
+		fail_msg("sm_free(%s, %#llx) returned %d, expected -EINVAL", what,
+			 (unsigned long long)off, rc);
+	if (!same)
+		fail_msg("sm_free(%s) refused but changed the magazine (or the wrong counter)",
+			 what);
+	if (!snap_eq(&n0, &n1))
+		fail_msg("sm_free(%s) refused but changed the cache node", what);
+}
+
+/* A wrong free reaching free_block: refused (returns 1), c_stat[stat] + 1, and no page
+ * descriptor, node counter or (for an object of c) bufctl entry changes. */
+static void expect_block_refusal(struct fx *f, struct slab_cache_desc *c, uint64_t off,
+				 int stat, const char *what)
+{
+	struct sm_arena *a = &f->a;
+	size_t pbytes = (size_t)a->hdr->ah_nr_pages * sizeof(struct slab_page);
+	struct slab_page *pages = malloc(pbytes);
+	uint64_t stats[SLAB_STAT_NR];
+	uint8_t bufctl[2 * SLAB_MAX_OBJS];
+	size_t blen = (size_t)c->c_num * c->c_bufctl_width;
+	uint8_t *slab = NULL;
+	struct nsnap n0 = node_snap(f, c), n1;
+	uint32_t head, idx;
+	unsigned refused;
+	int same_pages, same_bufctl = 1;
+
+	assert_non_null(pages);
+	memcpy(pages, a->pages, pbytes);
+	memcpy(stats, c->c_stat, sizeof(stats));
+	stats[stat]++;
+	if (sm_obj_lookup(a, c, off, &head, &idx) == OBJ_OK) {
+		slab = sm_slab_addr(a, head) + c->c_bufctl_off;
+		memcpy(bufctl, slab, blen);
+	}
+	refused = free_block(f, c, &off, 1);
+	same_pages = memcmp(pages, a->pages, pbytes) == 0;
+	free(pages);
+	if (slab)
+		same_bufctl = memcmp(bufctl, slab, blen) == 0;
+	n1 = node_snap(f, c);
+	if (refused != 1)
+		fail_msg("free_block(%s, %#llx) refused %u, expected 1", what,
+			 (unsigned long long)off, refused);
+	if (memcmp(stats, c->c_stat, sizeof(stats)))
+		fail_msg("free_block(%s): c_stat[%d] did not grow by exactly 1 (or another did)",
+			 what, stat);
+	if (!same_pages || !same_bufctl || !snap_eq(&n0, &n1))
+		fail_msg("free_block(%s) refused but changed %s", what,
+			 !same_pages ? "page descriptors" : !same_bufctl ? "the bufctl" :
+			 "the cache node");
+}
+
+/* ---- 1. free-path validation ---------------------------------------------------------- */
+
+#define FV_OBJS 10
+
+static void test_free_validation(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params pa = params("free-a", 64), pb = params("free-b", 128);
+	struct slab_cache_desc *ca = cache_new(f, &pa), *cb = cache_new(f, &pb);
+	struct slab_mag *ma = mag_new(f, ca, ca->c_limit), *mb = mag_new(f, cb, cb->c_limit);
+	const struct slab_node_region *r = sm_region(a, 0);
+	uint32_t last = r->nr_first_page + r->nr_nr_pages - 1, head, empty;
+	uint64_t objs[FV_OBJS], bobj, before, x;
+	unsigned avail;
+	int rc;
+
+	for (unsigned i = 0; i < FV_OBJS; i++)
+		E(sm_alloc(a, ca, ma, 0, &objs[i]));
+	E(sm_alloc(a, cb, mb, 0, &bobj));
+	assert_distinct(objs, FV_OBJS);
+	assert_true(ma->m_avail > 0);	/* refusals below must leave these entries alone */
+	head = head_of(f, ca, objs[0], NULL);
+	assert_int_equal(a->pages[last].pg_cache, 0);
+	assert_true(a->pages[last].pg_state == PG_FREE || a->pages[last].pg_state == PG_TAIL);
+	assert_clean(f);
+
+	const struct {
+		uint64_t         off;
+		enum sm_obj_err  why;
+		const char      *what;
+	} wrong[] = {
+		{ a->size, OBJ_FOREIGN, "first byte past the arena" },
+		{ a->size + SLAB_PAGE_SIZE, OBJ_FOREIGN, "a page past the arena" },
+		{ UINT64_MAX, OBJ_FOREIGN, "~0" },
+		{ 0, OBJ_NOT_SLAB, "page 0 (the header)" },
+		{ a->hdr->ah_caches_off + 64, OBJ_NOT_SLAB, "the cache table" },
+		{ a->hdr->ah_pages_off, OBJ_NOT_SLAB, "the page descriptors" },
+		{ ((uint64_t)a->hdr->ah_meta_pages << SLAB_PAGE_SHIFT) - 8, OBJ_NOT_SLAB,
+		  "the last metadata word" },
+		{ (uint64_t)last << SLAB_PAGE_SHIFT, OBJ_NOT_SLAB, "a free buddy page" },
+		{ objs[0] + 8, OBJ_MISALIGNED, "the middle of an object" },
+		{ objs[1] + ca->c_size - 1, OBJ_MISALIGNED, "the last byte of an object" },
+		{ ((uint64_t)head << SLAB_PAGE_SHIFT) + (uint64_t)ca->c_num * ca->c_size,
+		  OBJ_MISALIGNED, "the slab's bufctl (index c_num)" },
+		{ bobj, OBJ_WRONG_CACHE, "an object of cache B" },
+	};
+
+	/* cache_from_obj on the fast path, then the same offsets straight to free_block. */
+	for (unsigned i = 0; i < SM_ARRAY_SIZE(wrong); i++) {
+		uint32_t h, ix;
+
+		assert_int_equal(sm_obj_lookup(a, ca, wrong[i].off, &h, &ix), wrong[i].why);
+		expect_fast_refusal(f, ca, ma, wrong[i].off, STAT_INVALID_FREE, wrong[i].what);
+		assert_int_equal(ma->m_stat[STAT_INVALID_FREE], i + 1);
+		expect_block_refusal(f, ca, wrong[i].off, STAT_INVALID_FREE, wrong[i].what);
+	}
+	assert_int_equal(ma->m_stat[STAT_DOUBLE_FREE], 0);
+	assert_int_equal(mb->m_stat[STAT_INVALID_FREE], 0);
+	assert_clean(f);
+
+	/* The freshest double free: the object is on top of the magazine. */
+	avail = ma->m_avail;
+	E(sm_free(a, ca, ma, 0, objs[2]));
+	assert_int_equal(ma->m_avail, avail + 1);
+	expect_fast_refusal(f, ca, ma, objs[2], STAT_DOUBLE_FREE, "objs[2] again");
+	assert_int_equal(ma->m_stat[STAT_DOUBLE_FREE], 1);
+	assert_int_equal(ma->m_avail, avail + 1);
+	assert_clean(f);
+
+	/* A double free that reaches its slab: free, drain to the slabs, free again there. */
+	x = objs[4];
+	E(sm_free(a, ca, ma, 0, x));
+	sm_mag_drain(a, ca, ma, 0);
+	assert_int_equal(ma->m_avail, 0);
+	assert_int_equal(ma->m_stat[STAT_DOUBLE_FREE], 0);	/* folded into the cache */
+	assert_int_equal(ca->c_stat[STAT_DOUBLE_FREE], 1);
+	assert_int_equal(ca->c_stat[STAT_INVALID_FREE], 2 * SM_ARRAY_SIZE(wrong));
+	assert_int_equal(node_snap(f, ca).shared, 0);		/* use_shared 0: all to slabs */
+	assert_clean(f);
+	before = ca->c_stat[STAT_DOUBLE_FREE];
+	expect_block_refusal(f, ca, x, STAT_DOUBLE_FREE, "objs[4] again, at its slab");
+	assert_int_equal(ca->c_stat[STAT_DOUBLE_FREE], before + 1);
+	assert_clean(f);
+
+	/* An object of an empty slab (on the free list) is free by definition. */
+	assert_int_equal(sm_cache_grow(a, ca->c_id, 0, 1), 1);
+	E(sm_node_lock(a, ca, 0));
+	empty = ca->c_nodes[0].n_free.l_head;
+	sm_node_unlock(ca, 0);
+	assert_int_not_equal(empty, SLAB_NIL);
+	expect_block_refusal(f, ca, (uint64_t)empty << SLAB_PAGE_SHIFT, STAT_DOUBLE_FREE,
+			     "object 0 of an empty slab");
+	expect_block_refusal(f, ca, ((uint64_t)empty << SLAB_PAGE_SHIFT) +
+			     (uint64_t)(ca->c_num - 1) * ca->c_size, STAT_DOUBLE_FREE,
+			     "the last object of an empty slab");
+	assert_clean(f);
+
+	/* Nothing was lost on the way: give everything back and both caches shut down. */
+	for (unsigned i = 0; i < FV_OBJS; i++)
+		if (i != 2 && i != 4)
+			E(sm_free(a, ca, ma, 0, objs[i]));
+	E(sm_free(a, cb, mb, 0, bobj));
+	sm_mag_drain(a, ca, ma, 1);
+	sm_mag_drain(a, cb, mb, 1);
+	assert_clean(f);
+	E(sm_cache_shutdown(a, ca->c_id, &before));
+	assert_int_equal(before, 0);
+	rc = sm_cache_shutdown(a, cb->c_id, &before);
+	assert_int_equal(rc, 0);
+	assert_int_equal(before, 0);
+	assert_int_equal(r->nr_free_pages, r->nr_nr_pages);
+	assert_clean(f);
+}
+
+/* ---- 2. free_block's four outcomes ---------------------------------------------------- */
+
+static void test_free_block_outcomes(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("outcomes", 64);
+	struct slab_cache_desc *c;
+	struct slab_cache_node *cn;
+	const struct slab_node_region *r = sm_region(a, 0);
+	uint32_t num, heads[3], free0, before_pages;
+	uint64_t *objs, extra, limit, before_stat;
+
+	p.min_partial = 1;
+	c = cache_new(f, &p);
+	cn = &c->c_nodes[0];
+	num = c->c_num;
+	assert_int_equal(c->c_min_partial, 1);
+	assert_true(num >= 3);
+	objs = hold(f, 3 * (size_t)num);
+	free0 = r->nr_free_pages;
+
+	assert_int_equal(sm_cache_grow(a, c->c_id, 0, 3), 3);
+	assert_int_equal(c->c_stat[STAT_ALLOC_SLAB], 3);
+	assert_int_equal(r->nr_free_pages, free0 - (3u << c->c_order));
+	assert_node(f, c, 0, 0, 3, 0, 3 * num);
+
+	/* Take every object: slab after slab, each one full before the next is touched. */
+	assert_int_equal(alloc_objs(f, c, objs, 3 * num), 3 * num);
+	assert_int_equal(alloc_objs(f, c, &extra, 1), 0);	/* dry: no grant from here */
+	assert_distinct(objs, 3 * (size_t)num);
+	for (unsigned s = 0; s < 3; s++) {
+		heads[s] = head_of(f, c, objs[s * num], NULL);
+		for (unsigned k = 0; k < num; k++) {
+			uint32_t idx;
+
+			assert_int_equal(head_of(f, c, objs[s * num + k], &idx), heads[s]);
+			assert_int_equal(idx, k);	/* a fresh slab hands out 0, 1, 2, ... */
+		}
+		assert_int_equal(a->pages[heads[s]].pg_state, PG_SLAB_FULL);
+		assert_int_equal(a->pages[heads[s]].pg_inuse, num);
+	}
+	assert_node(f, c, 0, 3, 0, 0, 0);
+	assert_clean(f);
+
+	/* (b) full becomes partial. */
+	assert_int_equal(free_block(f, c, &objs[0], 1), 0);
+	assert_node(f, c, 1, 2, 0, 0, 1);
+	assert_int_equal(a->pages[heads[0]].pg_state, PG_SLAB_PARTIAL);
+	assert_int_equal(a->pages[heads[0]].pg_inuse, num - 1);
+	assert_int_equal(a->pages[heads[0]].pg_free, 0);	/* slab_put_obj: LIFO */
+	assert_clean(f);
+
+	/* (a) a partial slab stays partial. */
+	assert_int_equal(free_block(f, c, &objs[1], 1), 0);
+	assert_node(f, c, 1, 2, 0, 0, 2);
+	assert_int_equal(a->pages[heads[0]].pg_state, PG_SLAB_PARTIAL);
+	assert_int_equal(a->pages[heads[0]].pg_free, 1);
+	assert_clean(f);
+
+	/* (c) empty and kept below min_partial, even beyond free_limit. */
+	E(sm_node_lock(a, c, 0));
+	limit = cn->n_free_limit;
+	cn->n_free_limit = 0;
+	sm_node_unlock(c, 0);
+	assert_int_equal(free_block(f, c, &objs[2], num - 2), 0);
+	assert_node(f, c, 0, 2, 1, 0, num);
+	assert_int_equal(a->pages[heads[0]].pg_state, PG_SLAB_FREE);
+	assert_int_equal(a->pages[heads[0]].pg_inuse, 0);
+	assert_clean(f);
+
+	/* (d) empty with min_partial kept and free_objects beyond free_limit: discarded, then
+	 * reaped back to the page allocator. */
+	assert_int_equal(free_block(f, c, &objs[num], num), 0);
+	assert_node(f, c, 0, 1, 1, 1, num);	/* discard-queue slabs hold no free_objects */
+	assert_int_equal(a->pages[heads[1]].pg_state, PG_SLAB_DISCARD);
+	assert_clean(f);
+	before_stat = c->c_stat[STAT_FREE_SLAB];
+	before_pages = r->nr_free_pages;
+	assert_int_equal(sm_cache_reap(a, c->c_id), 1);
+	assert_node(f, c, 0, 1, 1, 0, num);
+	assert_int_equal(c->c_stat[STAT_FREE_SLAB], before_stat + 1);
+	assert_int_equal(r->nr_free_pages, before_pages + (1u << c->c_order));
+	assert_int_equal(a->pages[heads[1]].pg_cache, 0);
+	assert_true(a->pages[heads[1]].pg_state == PG_FREE ||
+		    a->pages[heads[1]].pg_state == PG_TAIL);
+	assert_int_equal(sm_cache_reap(a, c->c_id), 0);		/* nothing left to reap */
+	/* A stale free into the released slab is refused as not a slab at all. */
+	expect_block_refusal(f, c, objs[num], STAT_INVALID_FREE, "object of a reaped slab");
+	assert_clean(f);
+
+	/* (c') empty and kept within free_limit, although min_partial is reached. */
+	E(sm_node_lock(a, c, 0));
+	cn->n_free_limit = limit;
+	sm_node_unlock(c, 0);
+	assert_true(2ull * num <= limit);
+	assert_int_equal(free_block(f, c, &objs[2 * num], num), 0);
+	assert_node(f, c, 0, 0, 2, 0, 2 * num);
+	assert_int_equal(a->pages[heads[2]].pg_state, PG_SLAB_FREE);
+	assert_clean(f);
+
+	/* shrink releases the kept empty slabs too. */
+	assert_int_equal(sm_cache_shrink(a, c->c_id), 2);
+	assert_node(f, c, 0, 0, 0, 0, 0);
+	assert_int_equal(c->c_stat[STAT_FREE_SLAB], before_stat + 3);
+	assert_int_equal(r->nr_free_pages, free0);
+	assert_clean(f);
+}
+
+/* ---- 3. refill and flush through the tiers -------------------------------------------- */
+
+#define TIER_OBJS 100
+
+static void test_tiers(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("tiers", 64);
+	const struct slab_node_region *r = sm_region(a, 0);
+	struct sm_cache_counts cnt;
+	struct slab_cache_desc *c;
+	struct slab_mag *m;
+	uint64_t *objs, live = 1;
+	unsigned avail = 0, left = 0, refills = 0, slabs = 0;
+	unsigned flushes = 0, shared = 0, to_slabs = 0, batch, limit;
+	uint32_t free0 = r->nr_free_pages;
+
+	p.limit = 8;
+	p.batchcount = 4;
+	c = cache_new(f, &p);
+	assert_int_equal(c->c_limit, 8);
+	assert_int_equal(c->c_batchcount, 4);
+	assert_int_equal(c->c_shared, 32);	/* default: 8 * batchcount */
+	assert_int_equal(c->c_nodes[0].n_shared_limit, c->c_shared);
+	m = mag_new(f, c, 8);
+	assert_int_equal(m->m_limit, 8);
+	assert_int_equal(m->m_batchcount, 4);
+	batch = m->m_batchcount;
+	limit = m->m_limit;
+	objs = hold(f, TIER_OBJS);
+
+	/* Model of cache_alloc_refill: a refill takes batchcount objects, or what the node has
+	 * left when that is fewer; only a dry node asks for a grant (one slab here). */
+	for (unsigned i = 0; i < TIER_OBJS; i++) {
+		if (!avail) {
+			unsigned got;
+
+			if (!left) {
+				left = c->c_num;
+				slabs++;
+			}
+			got = batch < left ? batch : left;
+			left -= got;
+			avail += got;
+			refills++;
+		}
+		avail--;
+	}
+	for (unsigned i = 0; i < TIER_OBJS; i++)
+		E(sm_alloc(a, c, m, 0, &objs[i]));
+	assert_distinct(objs, TIER_OBJS);
+	assert_int_equal(m->m_stat[STAT_ALLOC_REFILL], refills);
+	assert_int_equal(m->m_stat[STAT_ALLOC_SLOWPATH], refills);
+	assert_int_equal(m->m_stat[STAT_ALLOC_FASTPATH], TIER_OBJS - refills);
+	assert_int_equal(m->m_avail, avail);
+	assert_int_equal(f->grows, slabs);
+	assert_int_equal(c->c_stat[STAT_ALLOC_SLAB], slabs);
+	sm_cache_counts(a, c->c_id, &cnt);
+	assert_int_equal(cnt.shared_avail, 0);
+	assert_int_equal(cnt.active_objs, TIER_OBJS + m->m_avail + cnt.shared_avail);
+	assert_int_equal(cnt.num_slabs, slabs);
+	assert_int_equal(cnt.num_objs, (uint64_t)slabs * c->c_num);
+	assert_clean(f);
+
+	/* Model of the free side: a free that finds the magazine at its limit flushes the
+	 * oldest batchcount objects, to the shared array while it has room, else to the
+	 * slabs. */
+	for (unsigned i = 0; i < TIER_OBJS; i++) {
+		if (avail == limit) {
+			unsigned room = c->c_shared - shared, k = batch < room ? batch : room;
+
+			flushes++;
+			shared += k;
+			to_slabs += batch - k;
+			avail -= batch;
+		}
+		avail++;
+	}
+	for (unsigned i = 0; i < TIER_OBJS; i++)
+		E(sm_free(a, c, m, 0, objs[i]));
+	assert_true(flushes > 0);
+	assert_true(to_slabs > 0);	/* the shared array overflowed: its limit was hit */
+	assert_int_equal(m->m_stat[STAT_FREE_FLUSH], flushes);
+	assert_int_equal(m->m_stat[STAT_FREE_SLOWPATH], flushes);
+	assert_int_equal(m->m_stat[STAT_FREE_FASTPATH], TIER_OBJS - flushes);
+	assert_int_equal(m->m_avail, avail);
+	sm_cache_counts(a, c->c_id, &cnt);
+	assert_int_equal(cnt.shared_avail, shared);
+	assert_int_equal(cnt.shared_avail, c->c_nodes[0].n_shared_limit);
+	assert_int_equal(cnt.active_objs, m->m_avail + cnt.shared_avail);	/* in_use 0 */
+	assert_clean(f);
+
+	/* Drain: the shared array is full, so the magazine's objects go to their slabs. */
+	sm_mag_drain(a, c, m, 1);
+	assert_int_equal(m->m_avail, 0);
+	for (unsigned s = 0; s < SLAB_STAT_NR; s++)
+		assert_int_equal(m->m_stat[s], 0);
+	assert_int_equal(c->c_stat[STAT_ALLOC_REFILL], refills);
+	assert_int_equal(c->c_stat[STAT_FREE_FLUSH], flushes);
+	assert_int_equal(c->c_stat[STAT_ALLOC_FASTPATH] + c->c_stat[STAT_ALLOC_SLOWPATH],
+			 TIER_OBJS);
+	sm_cache_counts(a, c->c_id, &cnt);
+	assert_int_equal(cnt.shared_avail, shared);
+	assert_int_equal(cnt.active_objs, cnt.shared_avail);
+	assert_clean(f);
+
+	/* shrink: the shared array drains into the slabs and every empty slab goes back. */
+	assert_int_equal(sm_cache_shrink(a, c->c_id), slabs);
+	sm_cache_counts(a, c->c_id, &cnt);
+	assert_int_equal(cnt.shared_avail, 0);
+	assert_int_equal(cnt.active_objs, 0);
+	assert_int_equal(cnt.num_slabs, 0);
+	assert_int_equal(cnt.node[0].nr_discard, 0);
+	assert_int_equal(cnt.node[0].free_objects, 0);
+	assert_int_equal(c->c_stat[STAT_FREE_SLAB], slabs);
+	assert_int_equal(r->nr_free_pages, free0);
+	assert_clean(f);
+
+	E(sm_cache_shutdown(a, c->c_id, &live));
+	assert_int_equal(live, 0);
+	assert_int_equal(c->c_state, CACHE_UNUSED);
+	assert_clean(f);
+}
+
+/* ---- 4. cache lifecycle --------------------------------------------------------------- */
+
+static unsigned live_caches(const struct sm_arena *a)
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < a->hdr->ah_nr_caches; i++)
+		n += sm_cache(a, i)->c_state != CACHE_UNUSED;
+	return n;
+}
+
+static void expect_create(struct fx *f, const struct sm_cache_params *p, int want,
+			  const char *what)
+{
+	uint32_t id = SLAB_NIL;
+	bool existed = false;
+	unsigned nr = live_caches(&f->a);
+	int rc = sm_cache_create(&f->a, p, &id, &existed);
+
+	if (rc != want)
+		fail_msg("sm_cache_create(%s) returned %d (%s), expected %d", what, rc,
+			 strerror(-rc), want);
+	assert_false(existed);
+	assert_int_equal(live_caches(&f->a), nr);	/* no slot taken */
+}
+
+static void test_lifecycle(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	const struct slab_node_region *r = sm_region(a, 0);
+	char name64[SLAB_NAME_MAX + 1], name63[SLAB_NAME_MAX], fill[32];
+	struct sm_cache_params p;
+	struct slab_cache_desc *c;
+	struct slab_mag *m;
+	uint64_t x, y, live, serial;
+	uint32_t id, id2, freed;
+	uint32_t free0 = r->nr_free_pages;
+	bool existed;
+	int rc;
+
+	memset(name64, 'x', SLAB_NAME_MAX);
+	name64[SLAB_NAME_MAX] = '\0';
+	memset(name63, 'y', SLAB_NAME_MAX - 1);
+	name63[SLAB_NAME_MAX - 1] = '\0';
+
+	/* Bad input is -EINVAL and takes no slot. */
+	const char *bad_names[] = { "", "a b", name64, "tab\tname", "slash/name", "nul\x01",
+				    "caf\xc3\xa9", "semi;colon" };
+	for (unsigned i = 0; i < SM_ARRAY_SIZE(bad_names); i++) {
+		p = params(bad_names[i], 64);
+		expect_create(f, &p, -EINVAL, "bad name");
+		assert_int_equal(sm_cache_name_ok(bad_names[i]), 0);
+	}
+	p = params(NULL, 64);
+	expect_create(f, &p, -EINVAL, "NULL name");
+	p = params("sz", 0);
+	expect_create(f, &p, -EINVAL, "size 0");
+	p = params("sz", SLAB_MAX_OBJECT_SIZE + 1);
+	expect_create(f, &p, -EINVAL, "size beyond the maximum");
+	p = params("al", 64);
+	p.align = 3;
+	expect_create(f, &p, -EINVAL, "align 3");
+	p.align = 2 * SLAB_MAX_ALIGN;
+	expect_create(f, &p, -EINVAL, "align beyond the maximum");
+	p = params("fl", 64);
+	p.flags = SM_FLAGS_ALL + 1;
+	expect_create(f, &p, -EINVAL, "unknown flag");
+	p = params("nd", 64);
+	p.node = (int)a->hdr->ah_nr_nodes;
+	expect_create(f, &p, -EINVAL, "node out of range");
+	p.node = -2;
+	expect_create(f, &p, -EINVAL, "node -2");
+	p = params("tn", 64);
+	p.limit = SLAB_MAG_MAX + 1;
+	expect_create(f, &p, -EINVAL, "limit beyond SLAB_MAG_MAX");
+	p.limit = 4;
+	p.batchcount = 5;
+	expect_create(f, &p, -EINVAL, "batchcount above limit");
+	p = params("sh", 64);
+	p.shared = SLAB_SHARED_MAX + 1;
+	expect_create(f, &p, -EINVAL, "shared beyond SLAB_SHARED_MAX");
+	assert_int_equal(live_caches(a), 0);
+
+	/* The longest name is fine. */
+	p = params(name63, 64);
+	c = cache_new(f, &p);
+	assert_string_equal(c->c_name, name63);
+
+	/* Same name, same geometry: opens it; other geometry: -EEXIST. */
+	p = params("life", 64);
+	c = cache_new(f, &p);
+	id = c->c_id;
+	serial = c->c_serial;
+	existed = false;
+	E(sm_cache_create(a, &p, &id2, &existed));
+	assert_true(existed);
+	assert_int_equal(id2, id);
+	p.align = 8;					/* align 0 means 8: same geometry */
+	existed = false;
+	E(sm_cache_create(a, &p, &id2, &existed));
+	assert_true(existed);
+	assert_int_equal(id2, id);
+	p = params("life", 128);
+	expect_create(f, &p, -EEXIST, "same name, other size");
+	p = params("life", 64);
+	p.align = 16;
+	expect_create(f, &p, -EEXIST, "same name, other align");
+	p = params("life", 64);
+	p.flags = SM_ZERO;
+	expect_create(f, &p, -EEXIST, "same name, other flags");
+	assert_int_equal(c->c_object_size, 64);
+	assert_int_equal(c->c_serial, serial);
+	E(sm_cache_lookup(a, "life", &id2));
+	assert_int_equal(id2, id);
+
+	/* Shutdown with an object out: -EBUSY, the count, and the cache still works. */
+	m = mag_new(f, c, c->c_limit);
+	E(sm_alloc(a, c, m, 0, &x));
+	sm_mag_drain(a, c, m, 1);	/* shutdown expects magazines flushed */
+	live = 0;
+	rc = sm_cache_shutdown(a, id, &live);
+	assert_int_equal(rc, -EBUSY);
+	assert_int_equal(live, 1);
+	assert_int_equal(c->c_state, CACHE_LIVE);
+	E(sm_cache_lookup(a, "life", &id2));
+	assert_int_equal(id2, id);
+	assert_clean(f);
+	E(sm_alloc(a, c, m, 0, &y));
+	assert_true(y != x);
+	E(sm_free(a, c, m, 0, y));
+	E(sm_free(a, c, m, 0, x));
+	sm_mag_drain(a, c, m, 1);
+	assert_clean(f);
+	live = 99;
+	E(sm_cache_shutdown(a, id, &live));
+	assert_int_equal(live, 0);
+	assert_int_equal(c->c_state, CACHE_UNUSED);
+	assert_int_equal(sm_cache_lookup(a, "life", &id2), -ENOENT);
+	assert_int_equal(r->nr_free_pages, free0);	/* every slab went back */
+	assert_clean(f);
+
+	/* The name is free again: a new cache, other geometry, a new incarnation. */
+	p = params("life", 256);
+	c = cache_new(f, &p);
+	assert_int_equal(c->c_object_size, 256);
+	if (c->c_id == id)
+		assert_true(c->c_serial > serial);
+	E(sm_cache_lookup(a, "life", &id2));
+	assert_int_equal(id2, c->c_id);
+
+	/* Fill the table, then -ENOSPC. */
+	for (unsigned i = 0;; i++) {
+		assert_true(i <= a->hdr->ah_nr_caches);
+		snprintf(fill, sizeof(fill), "fill-%u", i);
+		p = params(fill, 32 + 8 * (i % 4));
+		rc = sm_cache_create(a, &p, &id2, &existed);
+		if (rc == -ENOSPC)
+			break;
+		E(rc);
+		assert_false(existed);
+	}
+	assert_int_equal(live_caches(a), a->hdr->ah_nr_caches);
+	p = params("one-more", 64);
+	expect_create(f, &p, -ENOSPC, "a full table");
+	assert_int_equal(sm_cache_lookup(a, "one-more", &id2), -ENOENT);
+	/* An existing name still opens while the table is full. */
+	p = params("life", 256);
+	existed = false;
+	E(sm_cache_create(a, &p, &id2, &existed));
+	assert_true(existed);
+	assert_clean(f);
+
+	/* Freeing one slot makes room for exactly one more. */
+	E(sm_cache_lookup(a, "fill-0", &freed));
+	E(sm_cache_shutdown(a, freed, &live));
+	assert_int_equal(live, 0);
+	p = params("one-more", 64);
+	E(sm_cache_create(a, &p, &id2, &existed));
+	assert_false(existed);
+	assert_int_equal(id2, freed);
+	p = params("one-more-again", 64);
+	expect_create(f, &p, -ENOSPC, "a full table again");
+	assert_clean(f);
+}
+
+/* ---- 5. validate finds injected corruption, repair fixes it --------------------------- */
+
+/* A cache with one full slab and one partial slab (5 objects out), all held by the test. */
+struct victim {
+	struct slab_cache_desc *c;
+	struct slab_cache_node *cn;
+	uint64_t               *objs;
+	unsigned                nr;
+	uint32_t                full, partial;
+};
+
+static void victim_build(struct fx *f, struct victim *v)
+{
+	struct sm_cache_params p = params("victim", 64);
+
+	v->c = cache_new(f, &p);
+	v->cn = &v->c->c_nodes[0];
+	v->nr = v->c->c_num + 5;
+	v->objs = hold(f, v->nr);
+	assert_int_equal(sm_cache_grow(&f->a, v->c->c_id, 0, 2), 2);
+	assert_int_equal(alloc_objs(f, v->c, v->objs, v->nr), v->nr);
+	v->full = head_of(f, v->c, v->objs[0], NULL);
+	v->partial = head_of(f, v->c, v->objs[v->c->c_num], NULL);
+	assert_int_equal(f->a.pages[v->full].pg_state, PG_SLAB_FULL);
+	assert_int_equal(f->a.pages[v->partial].pg_state, PG_SLAB_PARTIAL);
+	assert_node(f, v->c, 1, 1, 0, 0, v->c->c_num - 5);
+	assert_clean(f);
+}
+
+static void victim_repaired(struct fx *f, struct victim *v)
+{
+	node_repair(f, v->c);
+	assert_clean(f);
+	assert_node(f, v->c, 1, 1, 0, 0, v->c->c_num - 5);
+	assert_int_equal(f->a.pages[v->full].pg_state, PG_SLAB_FULL);
+	assert_int_equal(f->a.pages[v->partial].pg_state, PG_SLAB_PARTIAL);
+}
+
+static void test_validate_free_objects(void **state)
+{
+	struct fx *f = *state;
+	struct victim v;
+
+	victim_build(f, &v);
+	E(sm_node_lock(&f->a, v.c, 0));
+	v.cn->n_free_objects++;
+	sm_node_unlock(v.c, 0);
+	assert_reported(f, "free_objects", NULL);
+	victim_repaired(f, &v);
+}
+
+static void test_validate_list_count(void **state)
+{
+	struct fx *f = *state;
+	struct victim v;
+
+	victim_build(f, &v);
+	E(sm_node_lock(&f->a, v.c, 0));
+	v.cn->n_partial.l_count++;
+	sm_node_unlock(v.c, 0);
+	assert_reported(f, "counts", NULL);
+	victim_repaired(f, &v);
+}
+
+static void test_validate_shared_twice(void **state)
+{
+	struct fx *f = *state;
+	struct victim v;
+
+	victim_build(f, &v);
+	E(sm_node_lock(&f->a, v.c, 0));
+	v.cn->n_shared[v.cn->n_shared_avail++] = v.objs[3];
+	v.cn->n_shared[v.cn->n_shared_avail++] = v.objs[3];
+	sm_node_unlock(v.c, 0);
+	assert_reported(f, "two lists", NULL);
+	/* Repair keeps a shared entry once. */
+	node_repair(f, v.c);
+	assert_int_equal(v.cn->n_shared_avail, 1);
+	assert_int_equal(v.cn->n_shared[0], v.objs[3]);
+	assert_clean(f);
+}
+
+static void test_validate_shared_free_obj(void **state)
+{
+	struct fx *f = *state;
+	struct slab_page *pg;
+	struct victim v;
+	uint64_t off;
+
+	victim_build(f, &v);
+	E(sm_node_lock(&f->a, v.c, 0));
+	pg = &f->a.pages[v.partial];
+	assert_true(pg->pg_free < v.c->c_num);
+	off = ((uint64_t)v.partial << SLAB_PAGE_SHIFT) + (uint64_t)pg->pg_free * v.c->c_size;
+	v.cn->n_shared[v.cn->n_shared_avail++] = off;
+	sm_node_unlock(v.c, 0);
+	assert_reported(f, "two lists", NULL);
+	/* Repair drops a shared entry whose object is free in its slab. */
+	node_repair(f, v.c);
+	assert_int_equal(v.cn->n_shared_avail, 0);
+	victim_repaired(f, &v);
+}
+
+static void test_validate_bufctl_range(void **state)
+{
+	struct fx *f = *state;
+	struct victim v;
+	uint64_t more[SLAB_BUFCTL8_MAX];
+	uint16_t was;
+
+	victim_build(f, &v);
+	E(sm_node_lock(&f->a, v.c, 0));
+	was = f->a.pages[v.partial].pg_free;
+	f->a.pages[v.partial].pg_free = (uint16_t)(v.c->c_num + 5);
+	sm_node_unlock(v.c, 0);
+	assert_reported(f, "out of range", NULL);
+	victim_repaired(f, &v);
+	assert_int_equal(f->a.pages[v.partial].pg_free, was);
+	assert_int_equal(f->a.pages[v.partial].pg_inuse, 5);
+	/* The rebuilt chain hands out every free object of the slab, each once. */
+	assert_true(v.c->c_num - 5 <= SM_ARRAY_SIZE(more));
+	assert_int_equal(alloc_objs(f, v.c, more, v.c->c_num - 5), v.c->c_num - 5);
+	for (unsigned i = 0; i < v.c->c_num - 5; i++)
+		assert_int_equal(head_of(f, v.c, more[i], NULL), v.partial);
+	assert_distinct(more, v.c->c_num - 5);
+	assert_node(f, v.c, 0, 2, 0, 0, 0);
+	assert_clean(f);
+}
+
+static void test_validate_wrong_list(void **state)
+{
+	struct fx *f = *state;
+	struct victim v;
+
+	victim_build(f, &v);
+	E(sm_node_lock(&f->a, v.c, 0));
+	f->a.pages[v.full].pg_state = PG_SLAB_PARTIAL;	/* still on the full list */
+	sm_node_unlock(v.c, 0);
+	assert_reported(f, "wrong list", "says list");
+	victim_repaired(f, &v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_free_validation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_block_outcomes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tiers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_shared_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_shared_free_obj, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_bufctl_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_wrong_list, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
