@@ -11,7 +11,7 @@ CC       ?= gcc
 BUILD    ?= build
 PREFIX   ?= /usr/local
 SANITIZE ?=
-DEPS_OK  := $(BUILD)/.deps-ok
+VERSION  := 0.1.0
 
 PKGS     := libevent jansson
 CFLAGS   ?= -O2 -g
@@ -30,11 +30,23 @@ DAEMON_SRC := $(wildcard daemon/*.c) libclient/sockpath.c
 DAEMON_OBJ := $(DAEMON_SRC:%.c=$(OBJ)/%.o)
 SLABD      := $(BUILD)/bin/slabd
 
+CLIENT_SRC := $(filter-out libclient/sockpath.c,$(wildcard libclient/*.c))
+CLIENT_OBJ := $(CLIENT_SRC:%.c=$(OBJ)/%.o) $(OBJ)/libclient/sockpath.o
+SO_VERSION := 1
+LIBSLAB_SO := $(BUILD)/lib/libslab.so.$(SO_VERSION)
+LIBSLAB_A  := $(BUILD)/lib/libslab.a
+
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
+# Integration tests: real slabd + libslab (static), harness.c starts/stops the daemon.
+INT_SRC  := $(wildcard tests/integration/test_*.c)
+INT_BIN  := $(INT_SRC:tests/integration/%.c=$(BUILD)/tests/%)
+INT_HELPERS := $(filter-out $(INT_SRC),$(wildcard tests/integration/*.c))
+INT_HELPER_OBJ := $(INT_HELPERS:%.c=$(OBJ)/%.o)
+
 .PHONY: all test run check-asan check-valgrind clean deps install
-all: $(SHM_LIB) $(SLABD) $(UNIT_BIN)
+all: $(SHM_LIB) $(SLABD) $(LIBSLAB_SO) $(LIBSLAB_A) $(BUILD)/lib/pkgconfig/slab.pc $(UNIT_BIN) $(INT_BIN)
 
 deps:
 	@tests/deps.sh
@@ -53,11 +65,36 @@ $(SLABD): $(DAEMON_OBJ) $(SHM_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs libevent jansson) -lnuma $(LDLIBS_BASE)
 
+$(OBJ)/libclient/%.o: CPPFLAGS += -Ilibclient -Ilibclient/include $(shell pkg-config --cflags jansson)
+
+$(LIBSLAB_SO): $(CLIENT_OBJ) $(SHM_OBJ) libclient/libslab.map
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,libslab.so.$(SO_VERSION) \
+		-Wl,--version-script=libclient/libslab.map -Wl,-z,defs -o $@ \
+		$(CLIENT_OBJ) $(SHM_OBJ) $(shell pkg-config --libs jansson) $(LDLIBS_BASE)
+	ln -sf libslab.so.$(SO_VERSION) $(BUILD)/lib/libslab.so
+
+$(LIBSLAB_A): $(CLIENT_OBJ) $(SHM_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# For building against the build tree: PKG_CONFIG_PATH=build/lib/pkgconfig.
+$(BUILD)/lib/pkgconfig/slab.pc: libclient/slab.pc.in Makefile
+	@mkdir -p $(dir $@)
+	sed -e 's|^prefix=.*|prefix=$(abspath $(BUILD))|' -e 's|^includedir=.*|includedir=$(abspath libclient/include)|' \
+		-e 's|@VERSION@|$(VERSION)|' $< > $@
+
 $(BUILD)/tests/%: $(OBJ)/tests/unit/%.o $(OBJ)/tests/unit/testutil.o $(SHM_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs cmocka) $(LDLIBS_BASE)
 
 $(OBJ)/tests/unit/testutil.o: tests/unit/testutil.c
+
+$(OBJ)/tests/integration/%.o: CPPFLAGS += -Ilibclient -Ilibclient/include -Itests/integration $(shell pkg-config --cflags jansson)
+
+$(INT_BIN): $(BUILD)/tests/%: $(OBJ)/tests/integration/%.o $(INT_HELPER_OBJ) $(LIBSLAB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs jansson cmocka) $(LDLIBS_BASE)
 
 test: deps
 	@$(MAKE) --no-print-directory all
@@ -74,8 +111,27 @@ check-valgrind: deps
 	@TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --trace-children=no" \
 		SLAB_TEST_SCALE=10 tests/run-tests.sh $(BUILD)
 
+# The embedded default: a 256 MiB arena and a socket under the build folder.
+RUN_SOCKET ?= $(abspath $(BUILD))/run/slabd.sock
 run: deps
-	@echo "slabd: the daemon is not written yet (issue 3); 'make run' will start it" >&2; exit 1
+	@$(MAKE) --no-print-directory all
+	@mkdir -p $(dir $(RUN_SOCKET))
+	@echo "slabd: starting with a 256 MiB arena on $(RUN_SOCKET) (Ctrl-C stops it)"
+	@echo "slabd: reach it with   export SLABD_SOCKET=$(RUN_SOCKET)"
+	@echo "slabd:                 $(BUILD)/bin/slabctl stats   (or socat - UNIX-CONNECT:$(RUN_SOCKET))"
+	exec $(SLABD) --socket $(RUN_SOCKET) --arena-size 256M
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
+	install -m 755 $(SLABD) $(wildcard $(BUILD)/bin/slabctl) $(DESTDIR)$(PREFIX)/bin/
+	install -m 755 $(LIBSLAB_SO) $(DESTDIR)$(PREFIX)/lib/
+	ln -sf libslab.so.$(SO_VERSION) $(DESTDIR)$(PREFIX)/lib/libslab.so
+	install -m 644 $(LIBSLAB_A) $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 libclient/include/slab.h $(DESTDIR)$(PREFIX)/include/
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(VERSION)|' libclient/slab.pc.in \
+		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/slab.pc
+	if [ -f tools/slabctl.1 ]; then install -d $(DESTDIR)$(PREFIX)/share/man/man1 && \
+		install -m 644 tools/slabctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
 
 clean:
 	rm -rf build

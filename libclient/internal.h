@@ -52,7 +52,8 @@ struct slab_cache {
 struct slab_pool {
 	struct sm_arena    arena;
 	int                fd;             /* socket to slabd */
-	pid_t              pid;            /* process that registered (fork detection) */
+	pid_t              pid;            /* process that registered */
+	unsigned           fork_gen;       /* slab_fork_gen when it registered */
 	uint32_t           client_slot;
 	char               socket_path[108];
 	pthread_mutex_t    rpc_lock;
@@ -69,6 +70,7 @@ struct slab_pool {
 };
 
 extern pthread_mutex_t slab_lib_lock;
+extern unsigned slab_fork_gen;
 extern struct slab_mag slab_empty_mag;
 extern __thread struct slab_mag *slab_tls_mags[SLAB_TLS_SLOTS]
 	__attribute__((tls_model("initial-exec")));

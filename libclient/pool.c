@@ -14,6 +14,7 @@
 
 pthread_mutex_t slab_lib_lock = PTHREAD_MUTEX_INITIALIZER;
 static slab_pool *all_pools;           /* lib_lock */
+unsigned slab_fork_gen;                /* bumped in every forked child */
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* ---- fork -------------------------------------------------------------------------- */
@@ -34,6 +35,7 @@ static void atfork_parent(void)
 
 static void atfork_child(void)
 {
+	slab_fork_gen++;
 	for (slab_pool *p = all_pools; p; p = p->next_pool)
 		pthread_mutex_unlock(&p->rpc_lock);
 	/* The parent's magazines are not ours: forget them without touching them. */
@@ -238,6 +240,7 @@ static int register_client(slab_pool *p)
 	}
 	close(arena_fd);
 	p->pid = getpid();
+	p->fork_gen = slab_fork_gen;
 	return 0;
 fail:
 	if (arena_fd >= 0)
@@ -295,10 +298,10 @@ int slab_pool_check_fork(slab_pool *p)
 {
 	int rc = 0;
 
-	if (likely(p->pid == getpid()))
+	if (likely(p->fork_gen == SM_LOAD(&slab_fork_gen)))
 		return 0;
 	pthread_mutex_lock(&slab_lib_lock);
-	if (p->pid != getpid()) {
+	if (p->fork_gen != slab_fork_gen) {
 		if (p->fd >= 0)
 			close(p->fd); /* the parent's connection: ours is a copy */
 		p->fd = -1;

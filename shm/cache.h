@@ -15,7 +15,7 @@
 #include <stdbool.h>
 
 #include "arena.h"
-#include "slab.h"
+#include "slabs.h"
 
 /* Flags of struct slab_cache_config (slab.h of the public API uses the same values). */
 #define SM_HWCACHE_ALIGN 0x01u

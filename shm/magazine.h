@@ -19,7 +19,7 @@
 #define SLABD_SHM_MAGAZINE_H
 
 #include "cache.h"
-#include "slab.h"
+#include "slabs.h"
 
 static inline size_t sm_mag_bytes(unsigned capacity)
 {

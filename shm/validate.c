@@ -136,7 +136,8 @@ static uint64_t check_list(struct vctx *v, unsigned node, const struct slab_list
 			if (nfree > 0 && state != PG_SLAB_DISCARD)
 				free_objs += (uint64_t)nfree;
 		}
-		if (a->pages[pg->pg_next].pg_prev != x) {
+		/* A corrupt link may point anywhere: bound it before following it. */
+		if (pg->pg_next >= a->hdr->ah_nr_pages || a->pages[pg->pg_next].pg_prev != x) {
 			REPORT(v, "cache %s node %u: %s list broken after slab %u", c->c_name, node,
 			       list_name(state), x);
 			break;

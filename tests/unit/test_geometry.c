@@ -18,7 +18,7 @@
 
 #include "testutil.h"
 
-#include "slab.h"
+#include "slabs.h"
 
 /* Random non-multiple offsets tried per geometry (scaled down under valgrind). */
 static unsigned long nr_random_deltas;

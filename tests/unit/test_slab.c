@@ -35,7 +35,7 @@
 
 #include "cache.h"
 #include "magazine.h"
-#include "slab.h"
+#include "slabs.h"
 #include "validate.h"
 
 #define ARENA_SIZE (32u << 20)
@@ -480,6 +480,60 @@ static void test_free_validation(void **state)
 	assert_int_equal(rc, 0);
 	assert_int_equal(before, 0);
 	assert_int_equal(r->nr_free_pages, r->nr_nr_pages);
+	assert_clean(f);
+}
+
+/* The same checks on a slab of several pages: an object in a tail page is found through
+ * its head (virt_to_head_page), and misaligned offsets there are refused. */
+static void test_free_validation_multipage(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("multi", 512);
+	struct slab_cache_desc *c = cache_new(f, &p);
+	struct slab_mag *m = mag_new(f, c, c->c_limit);
+	uint64_t *objs, tail_obj = 0, live = 1;
+	uint32_t head, idx, last_page;
+	unsigned n;
+
+	assert_true(c->c_order >= 1);
+	n = c->c_num;
+	objs = hold(f, n);
+	for (unsigned i = 0; i < n; i++)
+		E(sm_alloc(a, c, m, 0, &objs[i]));
+	assert_distinct(objs, n);
+	for (unsigned i = 0; i < n; i++) {
+		head = head_of(f, c, objs[i], &idx);
+		assert_int_equal(objs[i], ((uint64_t)head << SLAB_PAGE_SHIFT) +
+					  (uint64_t)idx * c->c_size);
+		if (!tail_obj && objs[i] >> SLAB_PAGE_SHIFT != head) {
+			assert_int_equal(a->pages[objs[i] >> SLAB_PAGE_SHIFT].pg_state, PG_TAIL);
+			tail_obj = objs[i];
+		}
+	}
+	assert_true(tail_obj != 0);
+	head = head_of(f, c, tail_obj, NULL);
+	last_page = head + (1u << c->c_order) - 1;
+	assert_clean(f);
+
+	expect_fast_refusal(f, c, m, tail_obj + 8, STAT_INVALID_FREE, "inside a tail object");
+	expect_block_refusal(f, c, tail_obj + 8, STAT_INVALID_FREE, "inside a tail object");
+	expect_fast_refusal(f, c, m, ((uint64_t)(last_page + 1) << SLAB_PAGE_SHIFT) - 8,
+			    STAT_INVALID_FREE, "the last word of the slab");
+	expect_fast_refusal(f, c, m, ((uint64_t)head << SLAB_PAGE_SHIFT) + c->c_bufctl_off,
+			    STAT_INVALID_FREE, "the bufctl in a tail page");
+	expect_block_refusal(f, c, ((uint64_t)head << SLAB_PAGE_SHIFT) + c->c_bufctl_off,
+			     STAT_INVALID_FREE, "the bufctl in a tail page");
+	assert_clean(f);
+
+	/* The tail object frees normally; then everything goes back and the cache ends. */
+	for (unsigned i = 0; i < n; i++)
+		E(sm_free(a, c, m, 0, objs[i]));
+	sm_mag_drain(a, c, m, 1);
+	assert_clean(f);
+	E(sm_cache_shutdown(a, c->c_id, &live));
+	assert_int_equal(live, 0);
+	assert_int_equal(sm_region(a, 0)->nr_free_pages, sm_region(a, 0)->nr_nr_pages);
 	assert_clean(f);
 }
 
@@ -1045,10 +1099,27 @@ static void test_validate_wrong_list(void **state)
 	victim_repaired(f, &v);
 }
 
+/* A list link pointing outside the arena: reported, not followed (validate must survive
+ * any corruption), and repair relinks the lists. */
+static void test_validate_broken_link(void **state)
+{
+	struct fx *f = *state;
+	struct victim v;
+
+	victim_build(f, &v);
+	E(sm_node_lock(&f->a, v.c, 0));
+	f->a.pages[v.partial].pg_next = SLAB_NIL;
+	sm_node_unlock(v.c, 0);
+	assert_reported(f, "broken", NULL);
+	victim_repaired(f, &v);
+	assert_int_equal(f->a.pages[v.partial].pg_next, v.partial);	/* alone on its list */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_free_validation, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_validation_multipage, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_block_outcomes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tiers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
@@ -1058,6 +1129,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_validate_shared_free_obj, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_bufctl_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_wrong_list, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_broken_link, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,6 @@
-/* slab.c - slab geometry (calculate_order), slab_get_obj / slab_put_obj, free_block and
- * a cache node's list transitions.  See slab.h for the slab layout and invariants. */
-#include "slab.h"
+/* slabs.c - slab geometry (calculate_order), slab_get_obj / slab_put_obj, free_block and
+ * a cache node's list transitions.  See slabs.h for the slab layout and invariants. */
+#include "slabs.h"
 
 #include "buddy.h"
 #include "list.h"

@@ -1,4 +1,4 @@
-/* slab.h - slab geometry, objects in slabs, and a cache node's lists.
+/* slabs.h - slab geometry, objects in slabs, and a cache node's lists.
  *
  * A slab of cache c is a block of 2^c_order pages:
  *
@@ -13,8 +13,8 @@
  * Invariants: layout.h I3-I6.  All functions named sm_do_* expect the cache node's n_lock
  * held (sm_node_lock); lock order in lock.h.
  */
-#ifndef SLABD_SHM_SLAB_H
-#define SLABD_SHM_SLAB_H
+#ifndef SLABD_SHM_SLABS_H
+#define SLABD_SHM_SLABS_H
 
 #include <errno.h>
 

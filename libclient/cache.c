@@ -1,0 +1,472 @@
+/* cache.c - cache handles, the alloc/free fast paths, their slow paths, thread exit.
+ *
+ * Fast paths (slab_alloc, slab_free): one initial-exec TLS load for the thread's
+ * magazine, then magazine.h's sm_mag_pop / sm_mag_push: no lock, no atomic
+ * read-modify-write, no system call.  Everything else is out of line and cold.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* The magazine every unbound TLS entry points at: avail 0 and limit 0 send both fast
+ * paths to their slow paths.  Never written (its counters are never incremented: the
+ * fast paths only count after a successful pop/push, which cannot happen here). */
+struct slab_mag slab_empty_mag;
+
+#define EMPTY8(x) x, x, x, x, x, x, x, x
+#define EMPTY64(x) EMPTY8(x), EMPTY8(x), EMPTY8(x), EMPTY8(x), EMPTY8(x), EMPTY8(x), \
+		   EMPTY8(x), EMPTY8(x)
+__thread struct slab_mag *slab_tls_mags[SLAB_TLS_SLOTS]
+	__attribute__((tls_model("initial-exec"))) = {
+	EMPTY64(&slab_empty_mag), EMPTY64(&slab_empty_mag),
+	EMPTY64(&slab_empty_mag), EMPTY64(&slab_empty_mag),
+};
+_Static_assert(SLAB_TLS_SLOTS == 256, "initialiser above covers 256 slots");
+
+/* One thread's magazine for one handle (L1 in internal.h). */
+struct binding {
+	struct slab_mag   *mag;
+	struct slab_mag  **tls;      /* &slab_tls_mags[slot] of the owning thread */
+	slab_cache        *h;
+	struct binding    *h_next;   /* h->bindings */
+	struct binding   **t_prev;   /* thread list, doubly linked for O(1) unlink */
+	struct binding    *t_next;
+};
+
+struct slab_thread {
+	struct binding *list;
+};
+
+static __thread struct slab_thread *tls_thread;
+static pthread_key_t thread_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static uint8_t slot_used[SLAB_TLS_SLOTS];      /* lib_lock */
+
+/* ---- bindings ----------------------------------------------------------------------- */
+
+/* Give a binding's objects back, park its magazine as idle, forget it.  lib_lock held. */
+static void unbind(struct binding *b)
+{
+	slab_pool *p = b->h->pool;
+	struct binding **pp;
+
+	sm_mag_drain(&p->arena, b->h->desc, b->mag, 1);
+	b->mag->m_state = MAG_IDLE;
+	if (p->nr_idle == p->idle_cap) {
+		size_t cap = p->idle_cap ? p->idle_cap * 2 : 16;
+		struct slab_mag **n = realloc(p->idle, cap * sizeof(*n));
+		if (n) {
+			p->idle = n;
+			p->idle_cap = cap;
+		}
+	}
+	if (p->nr_idle < p->idle_cap)
+		p->idle[p->nr_idle++] = b->mag;
+	*b->tls = &slab_empty_mag;
+	for (pp = &b->h->bindings; *pp && *pp != b; pp = &(*pp)->h_next)
+		;
+	if (*pp)
+		*pp = b->h_next;
+	*b->t_prev = b->t_next;
+	if (b->t_next)
+		b->t_next->t_prev = b->t_prev;
+	free(b);
+}
+
+static void thread_exit(void *arg)
+{
+	struct slab_thread *t = arg;
+
+	pthread_mutex_lock(&slab_lib_lock);
+	while (t->list)
+		unbind(t->list);
+	pthread_mutex_unlock(&slab_lib_lock);
+	tls_thread = NULL;
+	free(t);
+}
+
+static void key_init(void)
+{
+	pthread_key_create(&thread_key, thread_exit);
+}
+
+/* Bind a magazine for the calling thread to h.  Returns it, or NULL with *err. */
+static struct slab_mag *bind_mag(slab_cache *h, int *err)
+{
+	struct slab_mag *m = slab_tls_mags[h->slot];
+	struct binding *b;
+
+	if (m != &slab_empty_mag)
+		return m;
+	pthread_once(&key_once, key_init);
+	if (!tls_thread) {
+		tls_thread = calloc(1, sizeof(*tls_thread));
+		if (!tls_thread || pthread_setspecific(thread_key, tls_thread)) {
+			free(tls_thread);
+			tls_thread = NULL;
+			*err = -ENOMEM;
+			return NULL;
+		}
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	pthread_mutex_lock(&slab_lib_lock);
+	m = slab_area_mag(h->pool, SM_LOAD(&h->desc->c_limit), err);
+	if (!m) {
+		pthread_mutex_unlock(&slab_lib_lock);
+		free(b);
+		return NULL;
+	}
+	sm_mag_init(m, h->desc, m->m_capacity);
+	b->mag = m;
+	b->tls = &slab_tls_mags[h->slot];
+	b->h = h;
+	b->h_next = h->bindings;
+	h->bindings = b;
+	b->t_next = tls_thread->list;
+	if (b->t_next)
+		b->t_next->t_prev = &b->t_next;
+	b->t_prev = &tls_thread->list;
+	tls_thread->list = b;
+	slab_tls_mags[h->slot] = m;
+	pthread_mutex_unlock(&slab_lib_lock);
+	return m;
+}
+
+void slab_cache_flush_all(slab_cache *h)
+{
+	while (h->bindings)
+		unbind(h->bindings);
+}
+
+void slab_cache_release(slab_cache *h)
+{
+	slab_cache **pp;
+
+	slab_cache_flush_all(h);
+	for (pp = &h->pool->caches; *pp && *pp != h; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = h->next;
+	slot_used[h->slot] = 0;
+	free(h);
+}
+
+/* In a forked child: the bindings name the parent's magazines; drop them unread. */
+void slab_fork_child_reset(void)
+{
+	for (unsigned i = 0; i < SLAB_TLS_SLOTS; i++)
+		slab_tls_mags[i] = &slab_empty_mag;
+	if (tls_thread) {
+		while (tls_thread->list) {
+			struct binding *b = tls_thread->list, **pp;
+			for (pp = &b->h->bindings; *pp && *pp != b; pp = &(*pp)->h_next)
+				;
+			if (*pp)
+				*pp = b->h_next;
+			tls_thread->list = b->t_next;
+			free(b);
+		}
+	}
+	/* Bindings of other (now absent) threads: their handles keep no magazines. */
+	/* Handles are reached through each pool's list by slab_pool_check_fork. */
+}
+
+/* ---- handles --------------------------------------------------------------------------- */
+
+int slab_cache_attach(slab_pool *p, json_t *info, slab_cache **out)
+{
+	slab_cache *h = calloc(1, sizeof(*h));
+	json_int_t id = json_integer_value(json_object_get(info, "id"));
+	unsigned slot;
+
+	if (!h)
+		return -ENOMEM;
+	if (id < 0 || id >= p->arena.hdr->ah_nr_caches) {
+		free(h);
+		return -EPROTO;
+	}
+	pthread_mutex_lock(&slab_lib_lock);
+	for (slot = 0; slot < SLAB_TLS_SLOTS && slot_used[slot]; slot++)
+		;
+	if (slot == SLAB_TLS_SLOTS) {
+		pthread_mutex_unlock(&slab_lib_lock);
+		free(h);
+		return -EMFILE;
+	}
+	slot_used[slot] = 1;
+	h->base = p->arena.base;
+	h->arena = &p->arena;
+	h->desc = sm_cache(&p->arena, (uint32_t)id);
+	h->slot = slot;
+	h->zero = h->desc->c_flags & SM_ZERO ? h->desc->c_object_size : 0;
+	h->pool = p;
+	h->id = (uint32_t)id;
+	h->serial = h->desc->c_serial;
+	memcpy(h->name, h->desc->c_name, sizeof(h->name));
+	h->next = p->caches;
+	p->caches = h;
+	pthread_mutex_unlock(&slab_lib_lock);
+	*out = h;
+	return 0;
+}
+
+static int open_common(slab_pool *p, const char *cmd, json_t *req, slab_cache **out)
+{
+	json_t *r;
+	int err = 0;
+
+	if (!p || !out) {
+		json_decref(req);
+		return -EINVAL;
+	}
+	*out = NULL;
+	err = slab_pool_check_fork(p);
+	if (err) {
+		json_decref(req);
+		return err;
+	}
+	r = slab_rpc(p, cmd, req, &err);
+	if (!r)
+		return err;
+	err = slab_cache_attach(p, json_object_get(r, "cache"), out);
+	if (err) {
+		/* Keep the daemon's reference count right: give the reference back. */
+		json_t *c = slab_rpc(p, "cache.close",
+				     json_pack("{s:O}", "name", json_object_get(json_object_get(r, "cache"), "name")),
+				     &(int){ 0 });
+		json_decref(c);
+	}
+	json_decref(r);
+	return err;
+}
+
+int slab_cache_create(slab_pool *pool, const char *name, const struct slab_cache_config *cfg,
+		      slab_cache **out)
+{
+	json_t *req;
+
+	if (!cfg || !name || !sm_cache_name_ok(name) || !cfg->size ||
+	    (cfg->align & (cfg->align - 1)) || (cfg->flags & ~SM_FLAGS_ALL))
+		return -EINVAL;
+	req = json_pack("{s:s, s:I, s:I, s:i, s:i, s:i, s:i, s:i, s:I, s:b}", "name", name,
+			"size", (json_int_t)cfg->size, "align", (json_int_t)cfg->align,
+			"flags", (int)cfg->flags, "limit", (int)cfg->limit,
+			"batchcount", (int)cfg->batchcount, "min_partial", (int)cfg->min_partial,
+			"node", cfg->node, "max_objects", (json_int_t)cfg->max_objects, "open", 1);
+	return open_common(pool, "cache.create", req, out);
+}
+
+int slab_cache_open(slab_pool *pool, const char *name, slab_cache **out)
+{
+	if (!name || !sm_cache_name_ok(name))
+		return -EINVAL;
+	return open_common(pool, "cache.open", json_pack("{s:s}", "name", name), out);
+}
+
+static int close_common(slab_cache *h, const char *cmd)
+{
+	slab_pool *p;
+	json_t *r;
+	int err = 0;
+
+	if (!h)
+		return -EINVAL;
+	p = h->pool;
+	slab_pool_check_fork(p);
+	pthread_mutex_lock(&slab_lib_lock);
+	slab_cache_flush_all(h);
+	r = slab_rpc(p, cmd, json_pack("{s:s}", "name", h->name), &err);
+	slab_cache_release(h);
+	pthread_mutex_unlock(&slab_lib_lock);
+	json_decref(r);
+	return r ? 0 : err;
+}
+
+int slab_cache_close(slab_cache *h)
+{
+	return close_common(h, "cache.close");
+}
+
+int slab_cache_destroy(slab_cache *h)
+{
+	return close_common(h, "cache.destroy");
+}
+
+/* ---- alloc / free ----------------------------------------------------------------------- */
+
+static sm_noinline sm_cold void *alloc_slow(slab_cache *h)
+{
+	slab_pool *p = h->pool;
+	struct slab_mag *m;
+	uint64_t off;
+	int err = slab_pool_check_fork(p);
+
+	if (err || !(m = bind_mag(h, &err))) {
+		errno = -err;
+		return NULL;
+	}
+	err = sm_alloc_slow(&p->arena, h->desc, m, slab_thread_node(p), &off);
+	if (err) {
+		errno = -err;
+		return NULL;
+	}
+	if (h->zero)
+		memset(h->base + off, 0, h->zero);
+	return h->base + off;
+}
+
+void *slab_alloc(slab_cache *h)
+{
+	uint64_t off;
+
+	if (likely(sm_mag_pop(slab_tls_mags[h->slot], &off))) {
+		void *obj = h->base + off;
+		if (unlikely(h->zero))
+			memset(obj, 0, h->zero);
+		return obj;
+	}
+	return alloc_slow(h);
+}
+
+static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off, enum sm_push why)
+{
+	slab_pool *p = h->pool;
+	struct slab_mag *m;
+	int err = slab_pool_check_fork(p);
+
+	if (err || !(m = bind_mag(h, &err)))
+		return err;
+	switch (why) {
+	case PUSH_INVALID:
+		return sm_free_refused(h->desc, m, STAT_INVALID_FREE);
+	case PUSH_DOUBLE:
+		return sm_free_refused(h->desc, m, STAT_DOUBLE_FREE);
+	default:
+		/* A freshly bound magazine has room: push again (re-validated, and the
+		 * freshest-double-free check now sees this thread's real magazine). */
+		why = sm_mag_push(h->arena, h->desc, m, off);
+		if (why == PUSH_OK)
+			return 0;
+		if (why != PUSH_FULL)
+			return free_slow(h, off, why);
+		return sm_free_slow(&p->arena, h->desc, m, slab_thread_node(p), off);
+	}
+}
+
+int slab_free(slab_cache *h, void *obj)
+{
+	uint64_t off = (uint64_t)((uint8_t *)obj - h->base);
+	enum sm_push why = sm_mag_push(h->arena, h->desc, slab_tls_mags[h->slot], off);
+
+	if (likely(why == PUSH_OK))
+		return 0;
+	return free_slow(h, off, why);
+}
+
+int slab_alloc_bulk(slab_cache *h, size_t n, void **objs)
+{
+	size_t i;
+
+	if (!h || (n && !objs))
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		objs[i] = slab_alloc(h);
+		if (!objs[i]) {
+			int err = errno ? -errno : -ENOMEM;
+			while (i--)
+				slab_free(h, objs[i]);
+			return err;
+		}
+	}
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+int slab_free_bulk(slab_cache *h, size_t n, void **objs)
+{
+	uint64_t *offs;
+	size_t i;
+	int bad = 0;
+
+	if (!h || (n && !objs))
+		return -EINVAL;
+	if (!n)
+		return 0;
+	offs = malloc(n * sizeof(*offs));
+	if (!offs)
+		return -ENOMEM;
+	/* All or nothing: every object must be an allocated object of this cache, once. */
+	for (i = 0; i < n && !bad; i++) {
+		uint32_t head, idx;
+		unsigned e;
+
+		offs[i] = (uint64_t)((uint8_t *)objs[i] - h->base);
+		if (sm_obj_lookup(h->arena, h->desc, offs[i], &head, &idx) != OBJ_OK) {
+			bad = 1;
+			break;
+		}
+		e = sm_bufctl_get(h->desc, sm_slab_addr(h->arena, head), idx);
+		bad = e != BUFCTL_ACTIVE && e != BUFCTL_CACHED;
+	}
+	if (!bad) {
+		qsort(offs, n, sizeof(*offs), cmp_u64);
+		for (i = 1; i < n && !bad; i++)
+			bad = offs[i] == offs[i - 1];
+	}
+	free(offs);
+	if (bad) {
+		int err = free_slow(h, UINT64_MAX, PUSH_INVALID);
+		return err ? err : -EINVAL;
+	}
+	for (i = 0; i < n; i++)
+		slab_free(h, objs[i]);
+	return 0;
+}
+
+/* ---- offsets ---------------------------------------------------------------------------- */
+
+uint64_t slab_offset(slab_pool *p, const void *obj)
+{
+	uint64_t off = (uint64_t)((const uint8_t *)obj - p->arena.base);
+
+	return off < p->arena.size ? off : UINT64_MAX;
+}
+
+void *slab_pointer(slab_pool *p, uint64_t offset)
+{
+	return offset < p->arena.size ? p->arena.base + offset : NULL;
+}
+
+const char *slab_strerror(int err)
+{
+	if (err < 0)
+		err = -err;
+	switch (err) {
+	case 0:            return "success";
+	case ECONNREFUSED: return "slabd is not running on that socket";
+	case ECONNRESET:   return "the connection to slabd was lost";
+	case EACCES:       return "slabd did not admit this user";
+	case EPROTO:       return "slabd speaks a protocol or arena layout this library does not know";
+	case EBUSY:        return "cache busy: being destroyed, or it still has allocated objects";
+	case EEXIST:       return "a cache of that name exists with another geometry";
+	case ENOENT:       return "no such cache";
+	case EDQUOT:       return "the cache reached its max_objects quota";
+	case ENOMEM:       return "the arena is exhausted";
+	case ENOSPC:       return "the cache table is full";
+	case EINVAL:       return "invalid argument (or a wrong free)";
+	case EMFILE:       return "too many cache handles open in this process";
+	default:           return strerror(err);
+	}
+}
