@@ -45,7 +45,7 @@ INT_BIN  := $(INT_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 INT_HELPERS := $(filter-out $(INT_SRC),$(wildcard tests/integration/*.c))
 INT_HELPER_OBJ := $(INT_HELPERS:%.c=$(OBJ)/%.o)
 
-.PHONY: all test run check-asan check-valgrind clean deps install
+.PHONY: all test run check-asan check-valgrind check-tsan clean deps install
 all: $(SHM_LIB) $(SLABD) $(LIBSLAB_SO) $(LIBSLAB_A) $(BUILD)/lib/pkgconfig/slab.pc $(UNIT_BIN) $(INT_BIN)
 
 deps:
@@ -99,6 +99,19 @@ $(INT_BIN): $(BUILD)/tests/%: $(OBJ)/tests/integration/%.o $(INT_HELPER_OBJ) $(L
 test: deps
 	@$(MAKE) --no-print-directory all
 	@tests/run-tests.sh $(BUILD)
+	@$(MAKE) --no-print-directory check-tsan
+
+# The threaded tests again under ThreadSanitizer (libslab and the engine instrumented).
+TSAN_TESTS ?= test_threads
+check-tsan: deps
+	@$(MAKE) --no-print-directory BUILD=build/tsan CC=gcc SANITIZE="-fsanitize=thread" \
+		$(addprefix build/tsan/tests/,$(TSAN_TESTS)) build/tsan/bin/slabd
+	@for t in $(TSAN_TESTS); do \
+		TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" SLAB_TEST_SCALE=$${SLAB_TSAN_SCALE:-4} \
+			timeout 600 build/tsan/tests/$$t > build/tsan/tests/$$t.log 2>&1 \
+			&& echo "PASS $$t (ThreadSanitizer)" \
+			|| { echo "FAIL $$t (ThreadSanitizer); see build/tsan/tests/$$t.log"; tail -40 build/tsan/tests/$$t.log; exit 1; }; \
+	done
 
 check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build/asan CC=gcc \

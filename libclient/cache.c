@@ -201,9 +201,15 @@ int slab_cache_attach(slab_pool *p, json_t *info, slab_cache **out)
 	}
 	slot_used[slot] = 1;
 	h->base = p->arena.base;
+	h->pages = p->arena.pages;
+	h->arena_size = p->arena.size;
 	h->arena = &p->arena;
 	h->desc = sm_cache(&p->arena, (uint32_t)id);
 	h->slot = slot;
+	h->cid1 = (uint32_t)id + 1;
+	h->size = h->desc->c_size;
+	h->recip = h->desc->c_reciprocal;
+	h->num = h->desc->c_num;
 	h->zero = h->desc->c_flags & SM_ZERO ? h->desc->c_object_size : 0;
 	h->pool = p;
 	h->id = (uint32_t)id;
@@ -362,8 +368,13 @@ static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off, enum sm_pu
 int slab_free(slab_cache *h, void *obj)
 {
 	uint64_t off = (uint64_t)((uint8_t *)obj - h->base);
-	enum sm_push why = sm_mag_push(h->arena, h->desc, slab_tls_mags[h->slot], off);
+	uint32_t head, idx;
+	enum sm_push why;
 
+	if (unlikely(sm_obj_find(h->pages, h->arena_size, h->cid1, h->size, h->recip, h->num,
+				 off, &head, &idx) != OBJ_OK))
+		return free_slow(h, off, PUSH_INVALID);
+	why = sm_mag_put(slab_tls_mags[h->slot], off);
 	if (likely(why == PUSH_OK))
 		return 0;
 	return free_slow(h, off, why);

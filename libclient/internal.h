@@ -34,12 +34,19 @@
 struct binding;
 
 struct slab_cache {
-	/* fast path: keep together */
+	/* fast path: the cache's geometry copied from its descriptor (immutable while the
+	 * cache lives), so cache_from_obj needs no pointer chase */
 	uint8_t                *base;      /* arena base in this process */
+	const struct slab_page *pages;     /* page descriptors in this process */
+	uint64_t                arena_size;
+	uint32_t                slot;      /* TLS slot */
+	uint32_t                cid1;      /* cache id + 1, as in pg_cache */
+	uint32_t                size;      /* slot size */
+	uint32_t                recip;     /* ceil(2^32 / size) */
+	uint32_t                num;       /* objects per slab */
+	uint32_t                zero;      /* SLAB_ZERO: bytes to clear on alloc, else 0 */
 	struct sm_arena        *arena;
 	struct slab_cache_desc *desc;
-	uint32_t                slot;      /* TLS slot */
-	uint32_t                zero;      /* SLAB_ZERO: bytes to clear on alloc, else 0 */
 	/* slow path */
 	slab_pool              *pool;
 	uint32_t                id;

@@ -78,14 +78,12 @@ enum sm_push {
 	PUSH_DOUBLE,      /* it is the newest object in the magazine: STAT_DOUBLE_FREE */
 };
 
-/* Validate off (cache_from_obj, the freshest double free) and push it. */
-static inline enum sm_push sm_mag_push(const struct sm_arena *a, const struct slab_cache_desc *c,
-				       struct slab_mag *m, uint64_t off)
+/* Push an object already validated by cache_from_obj, unless it is the freshest double
+ * free (the newest object in the magazine) or the magazine is full. */
+static inline enum sm_push sm_mag_put(struct slab_mag *m, uint64_t off)
 {
-	uint32_t head, idx, avail = m->m_avail;
+	uint32_t avail = m->m_avail;
 
-	if (unlikely(sm_obj_lookup(a, c, off, &head, &idx) != OBJ_OK))
-		return PUSH_INVALID;
 	if (unlikely(avail && m->m_entries[avail - 1] == off))
 		return PUSH_DOUBLE;
 	if (unlikely(avail >= m->m_limit))
@@ -94,6 +92,17 @@ static inline enum sm_push sm_mag_push(const struct sm_arena *a, const struct sl
 	m->m_avail = avail + 1;
 	m->m_stat[STAT_FREE_FASTPATH]++;
 	return PUSH_OK;
+}
+
+/* Validate off (cache_from_obj, the freshest double free) and push it. */
+static inline enum sm_push sm_mag_push(const struct sm_arena *a, const struct slab_cache_desc *c,
+				       struct slab_mag *m, uint64_t off)
+{
+	uint32_t head, idx;
+
+	if (unlikely(sm_obj_lookup(a, c, off, &head, &idx) != OBJ_OK))
+		return PUSH_INVALID;
+	return sm_mag_put(m, off);
 }
 
 /* Engine-level alloc and free over one magazine (tests and slabd use these; libslab

@@ -83,32 +83,44 @@ enum sm_obj_err {
 	OBJ_MISALIGNED,   /* not on an object boundary */
 };
 
-/* cache_from_obj + virt_to_head_page: check that off is the start of an object of cache c
- * and find its slab head and index.  O(1): a descriptor load and a multiplication by the
- * reciprocal of the slot size, never a division. */
-static inline enum sm_obj_err sm_obj_lookup(const struct sm_arena *a,
-					    const struct slab_cache_desc *c, uint64_t off,
-					    uint32_t *head, uint32_t *idx)
+/* cache_from_obj + virt_to_head_page over the raw geometry: check that off is the start
+ * of an object of the cache whose pages carry cid1 (= cache id + 1), slot size `size`,
+ * reciprocal `recip` and `num` objects per slab, and find its slab head and index.  O(1):
+ * a descriptor load and a multiplication by the reciprocal of the slot size, never a
+ * division.  (libslab calls this with the geometry copied into its handle.) */
+static inline enum sm_obj_err sm_obj_find(const struct slab_page *pages, uint64_t arena_size,
+					  uint32_t cid1, uint32_t size, uint32_t recip,
+					  uint32_t num, uint64_t off, uint32_t *head,
+					  uint32_t *idx)
 {
 	const struct slab_page *pg;
 	uint64_t delta;
 	uint32_t h, i;
 
-	if (unlikely(off >= a->size))
+	if (unlikely(off >= arena_size))
 		return OBJ_FOREIGN;
 	h = (uint32_t)(off >> SLAB_PAGE_SHIFT);
-	pg = &a->pages[h];
-	if (unlikely(pg->pg_cache != c->c_id + 1))
+	pg = &pages[h];
+	if (unlikely(pg->pg_cache != cid1))
 		return pg->pg_cache ? OBJ_WRONG_CACHE : OBJ_NOT_SLAB;
 	if (pg->pg_state == PG_TAIL)
 		h = pg->pg_next;
 	delta = off - ((uint64_t)h << SLAB_PAGE_SHIFT);
-	i = (uint32_t)((delta * c->c_reciprocal) >> 32);
-	if (unlikely((uint64_t)i * c->c_size != delta || i >= c->c_num))
+	i = (uint32_t)((delta * recip) >> 32);
+	if (unlikely((uint64_t)i * size != delta || i >= num))
 		return OBJ_MISALIGNED;
 	*head = h;
 	*idx = i;
 	return OBJ_OK;
+}
+
+/* The same for cache c of arena a. */
+static inline enum sm_obj_err sm_obj_lookup(const struct sm_arena *a,
+					    const struct slab_cache_desc *c, uint64_t off,
+					    uint32_t *head, uint32_t *idx)
+{
+	return sm_obj_find(a->pages, a->size, c->c_id + 1, c->c_size, c->c_reciprocal,
+			   c->c_num, off, head, idx);
 }
 
 /* The node whose lists a slab belongs to (I4). */
