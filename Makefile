@@ -36,6 +36,12 @@ SO_VERSION := 1
 LIBSLAB_SO := $(BUILD)/lib/libslab.so.$(SO_VERSION)
 LIBSLAB_A  := $(BUILD)/lib/libslab.a
 
+# Tools: slabctl, a pure client of the JSON protocol (jansson), sharing only the socket
+# path rule and errno names (libclient/sockpath.c) with the rest.
+TOOLS_SRC := $(wildcard tools/*.c) libclient/sockpath.c
+TOOLS_OBJ := $(TOOLS_SRC:%.c=$(OBJ)/%.o)
+SLABCTL   := $(BUILD)/bin/slabctl
+
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -46,7 +52,7 @@ INT_HELPERS := $(filter-out $(INT_SRC),$(wildcard tests/integration/*.c))
 INT_HELPER_OBJ := $(INT_HELPERS:%.c=$(OBJ)/%.o)
 
 .PHONY: all test run check-asan check-valgrind check-tsan clean deps install
-all: $(SHM_LIB) $(SLABD) $(LIBSLAB_SO) $(LIBSLAB_A) $(BUILD)/lib/pkgconfig/slab.pc $(UNIT_BIN) $(INT_BIN)
+all: $(SHM_LIB) $(SLABD) $(SLABCTL) $(LIBSLAB_SO) $(LIBSLAB_A) $(BUILD)/lib/pkgconfig/slab.pc $(UNIT_BIN) $(INT_BIN)
 
 deps:
 	@tests/deps.sh
@@ -64,6 +70,12 @@ $(OBJ)/daemon/%.o: CPPFLAGS += -Ilibclient $(shell pkg-config --cflags libevent 
 $(SLABD): $(DAEMON_OBJ) $(SHM_LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs libevent jansson) -lnuma $(LDLIBS_BASE)
+
+$(OBJ)/tools/%.o: CPPFLAGS += -Ilibclient $(shell pkg-config --cflags jansson)
+
+$(SLABCTL): $(TOOLS_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs jansson) -lm $(LDLIBS_BASE)
 
 $(OBJ)/libclient/%.o: CPPFLAGS += -Ilibclient -Ilibclient/include $(shell pkg-config --cflags jansson)
 

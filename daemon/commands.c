@@ -450,7 +450,7 @@ static void holder_mag(void *arg, struct slab_mag *m)
 	if (m->m_cache != h->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity)
 		return;
 	for (uint32_t i = 0; i < avail; i++)
-		h->add(h->ctx, m->m_entries[i], h->where);
+		h->add(h->ctx, sm_mag_entries(m)[i], h->where);
 }
 
 /* Magazines of every live client hold cached objects too. */

@@ -28,7 +28,9 @@ _Static_assert(SLAB_TLS_SLOTS == 256, "initialiser above covers 256 slots");
 /* One thread's magazine for one handle (L1 in internal.h). */
 struct binding {
 	struct slab_mag   *mag;
+	struct slab_mag   *alien[SLAB_MAX_NODES]; /* alien buffers, bound on first use */
 	struct slab_mag  **tls;      /* &slab_tls_mags[slot] of the owning thread */
+	struct binding   **tls_bind; /* &tls_bind[slot] of the owning thread */
 	slab_cache        *h;
 	struct binding    *h_next;   /* h->bindings */
 	struct binding   **t_prev;   /* thread list, doubly linked for O(1) unlink */
@@ -40,6 +42,7 @@ struct slab_thread {
 };
 
 static __thread struct slab_thread *tls_thread;
+static __thread struct binding *tls_bind[SLAB_TLS_SLOTS];  /* slow paths only */
 static pthread_key_t thread_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static uint8_t slot_used[SLAB_TLS_SLOTS];      /* lib_lock */
@@ -47,13 +50,11 @@ static uint8_t slot_used[SLAB_TLS_SLOTS];      /* lib_lock */
 /* ---- bindings ----------------------------------------------------------------------- */
 
 /* Give a binding's objects back, park its magazine as idle, forget it.  lib_lock held. */
-static void unbind(struct binding *b)
+/* Drain m back to the shared tiers and keep it for reuse.  lib_lock held. */
+static void park(slab_pool *p, slab_cache *h, struct slab_mag *m)
 {
-	slab_pool *p = b->h->pool;
-	struct binding **pp;
-
-	sm_mag_drain(&p->arena, b->h->desc, b->mag, 1);
-	b->mag->m_state = MAG_IDLE;
+	sm_mag_drain(&p->arena, h->desc, m, 1);
+	m->m_state = MAG_IDLE;
 	if (p->nr_idle == p->idle_cap) {
 		size_t cap = p->idle_cap ? p->idle_cap * 2 : 16;
 		struct slab_mag **n = realloc(p->idle, cap * sizeof(*n));
@@ -63,8 +64,20 @@ static void unbind(struct binding *b)
 		}
 	}
 	if (p->nr_idle < p->idle_cap)
-		p->idle[p->nr_idle++] = b->mag;
+		p->idle[p->nr_idle++] = m; /* else it stays idle in the area, unused */
+}
+
+static void unbind(struct binding *b)
+{
+	slab_pool *p = b->h->pool;
+	struct binding **pp;
+
+	park(p, b->h, b->mag);
+	for (unsigned n = 0; n < SLAB_MAX_NODES; n++)
+		if (b->alien[n])
+			park(p, b->h, b->alien[n]);
 	*b->tls = &slab_empty_mag;
+	*b->tls_bind = NULL;
 	for (pp = &b->h->bindings; *pp && *pp != b; pp = &(*pp)->h_next)
 		;
 	if (*pp)
@@ -123,8 +136,10 @@ static struct slab_mag *bind_mag(slab_cache *h, int *err)
 		return NULL;
 	}
 	sm_mag_init(m, h->desc, m->m_capacity);
+	sm_mag_set_node(&h->pool->arena, m, slab_thread_node(h->pool));
 	b->mag = m;
 	b->tls = &slab_tls_mags[h->slot];
+	b->tls_bind = &tls_bind[h->slot];
 	b->h = h;
 	b->h_next = h->bindings;
 	h->bindings = b;
@@ -134,6 +149,29 @@ static struct slab_mag *bind_mag(slab_cache *h, int *err)
 	b->t_prev = &tls_thread->list;
 	tls_thread->list = b;
 	slab_tls_mags[h->slot] = m;
+	tls_bind[h->slot] = b;
+	pthread_mutex_unlock(&slab_lib_lock);
+	return m;
+}
+
+/* The calling thread's alien buffer of h for node, bound on first use; NULL when none
+ * can be had (the object then goes home at once). */
+static struct slab_mag *alien_buffer(slab_cache *h, unsigned node)
+{
+	struct binding *b = tls_bind[h->slot];
+	struct slab_mag *m;
+	int err = 0;
+
+	if (!b || node >= SLAB_MAX_NODES)
+		return NULL;
+	if (b->alien[node])
+		return b->alien[node];
+	pthread_mutex_lock(&slab_lib_lock);
+	m = slab_area_mag(h->pool, SLAB_ALIEN_LIMIT, &err);
+	if (m) {
+		sm_alien_init(m, h->desc, node, m->m_capacity);
+		b->alien[node] = m;
+	}
 	pthread_mutex_unlock(&slab_lib_lock);
 	return m;
 }
@@ -160,8 +198,10 @@ void slab_cache_release(slab_cache *h)
 /* In a forked child: the bindings name the parent's magazines; drop them unread. */
 void slab_fork_child_reset(void)
 {
-	for (unsigned i = 0; i < SLAB_TLS_SLOTS; i++)
+	for (unsigned i = 0; i < SLAB_TLS_SLOTS; i++) {
 		slab_tls_mags[i] = &slab_empty_mag;
+		tls_bind[i] = NULL;
+	}
 	if (tls_thread) {
 		while (tls_thread->list) {
 			struct binding *b = tls_thread->list, **pp;
@@ -311,13 +351,16 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h)
 	slab_pool *p = h->pool;
 	struct slab_mag *m;
 	uint64_t off;
+	unsigned node;
 	int err = slab_pool_check_fork(p);
 
 	if (err || !(m = bind_mag(h, &err))) {
 		errno = -err;
 		return NULL;
 	}
-	err = sm_alloc_slow(&p->arena, h->desc, m, slab_thread_node(p), &off);
+	node = slab_thread_node(p);
+	sm_mag_set_node(&p->arena, m, node);
+	err = sm_alloc_slow(&p->arena, h->desc, m, node, &off);
 	if (err) {
 		errno = -err;
 		return NULL;
@@ -344,6 +387,8 @@ static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off, enum sm_pu
 {
 	slab_pool *p = h->pool;
 	struct slab_mag *m;
+	uint32_t head, idx;
+	unsigned node;
 	int err = slab_pool_check_fork(p);
 
 	if (err || !(m = bind_mag(h, &err)))
@@ -353,15 +398,30 @@ static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off, enum sm_pu
 		return sm_free_refused(h->desc, m, STAT_INVALID_FREE);
 	case PUSH_DOUBLE:
 		return sm_free_refused(h->desc, m, STAT_DOUBLE_FREE);
+	case PUSH_ALIEN:
+		if (sm_obj_lookup(&p->arena, h->desc, off, &head, &idx) != OBJ_OK)
+			return sm_free_refused(h->desc, m, STAT_INVALID_FREE);
+		/* Maybe it is the thread that moved: refresh its node first. */
+		node = slab_thread_node(p);
+		sm_mag_set_node(&p->arena, m, node);
+		why = sm_mag_put(m, off, head);
+		if (why != PUSH_ALIEN)
+			return why == PUSH_OK ? 0 : free_slow(h, off, why);
+		return sm_free_alien(&p->arena, h->desc, m,
+				     alien_buffer(h, sm_slab_node(&p->arena, head)), off);
 	default:
-		/* A freshly bound magazine has room: push again (re-validated, and the
-		 * freshest-double-free check now sees this thread's real magazine). */
-		why = sm_mag_push(h->arena, h->desc, m, off);
-		if (why == PUSH_OK)
-			return 0;
-		if (why != PUSH_FULL)
-			return free_slow(h, off, why);
-		return sm_free_slow(&p->arena, h->desc, m, slab_thread_node(p), off);
+		/* A magazine just bound has room: push again (the freshest-double-free check
+		 * now sees this thread's real magazine). */
+		if (m->m_avail < m->m_limit) {
+			if (sm_obj_lookup(&p->arena, h->desc, off, &head, &idx) != OBJ_OK)
+				return sm_free_refused(h->desc, m, STAT_INVALID_FREE);
+			why = sm_mag_put(m, off, head);
+			if (why != PUSH_FULL)
+				return why == PUSH_OK ? 0 : free_slow(h, off, why);
+		}
+		node = slab_thread_node(p);
+		sm_mag_set_node(&p->arena, m, node);
+		return sm_free_slow(&p->arena, h->desc, m, node, off);
 	}
 }
 
@@ -374,7 +434,7 @@ int slab_free(slab_cache *h, void *obj)
 	if (unlikely(sm_obj_find(h->pages, h->arena_size, h->cid1, h->size, h->recip, h->num,
 				 off, &head, &idx) != OBJ_OK))
 		return free_slow(h, off, PUSH_INVALID);
-	why = sm_mag_put(slab_tls_mags[h->slot], off);
+	why = sm_mag_put(slab_tls_mags[h->slot], off, head);
 	if (likely(why == PUSH_OK))
 		return 0;
 	return free_slow(h, off, why);

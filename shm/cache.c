@@ -210,10 +210,24 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
 	return (int)got;
 }
 
+/* A cache id that names a created cache. */
+static struct slab_cache_desc *live_cache(struct sm_arena *a, uint32_t id)
+{
+	struct slab_cache_desc *c;
+
+	if (id >= a->hdr->ah_nr_caches)
+		return NULL;
+	c = sm_cache(a, id);
+	return c->c_state == CACHE_UNUSED ? NULL : c;
+}
+
 static unsigned for_each_node_discard(struct sm_arena *a, uint32_t id, int shrink)
 {
-	struct slab_cache_desc *c = sm_cache(a, id);
+	struct slab_cache_desc *c = live_cache(a, id);
 	unsigned released = 0;
+
+	if (!c)
+		return 0;
 
 	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
 		if (sm_node_lock(a, c, n))
@@ -239,10 +253,14 @@ unsigned sm_cache_shrink(struct sm_arena *a, uint32_t id)
 int sm_cache_tune(struct sm_arena *a, uint32_t id, unsigned limit, unsigned batchcount,
 		  unsigned shared, unsigned min_partial)
 {
-	struct slab_cache_desc *c = sm_cache(a, id);
-	unsigned l = limit ? limit : c->c_limit;
-	unsigned b = batchcount ? batchcount : (limit ? (l + 1) / 2 : c->c_batchcount);
-	unsigned s = shared ? shared : c->c_shared;
+	struct slab_cache_desc *c = live_cache(a, id);
+	unsigned l, b, s;
+
+	if (!c)
+		return -EINVAL;
+	l = limit ? limit : c->c_limit;
+	b = batchcount ? batchcount : (limit ? (l + 1) / 2 : c->c_batchcount);
+	s = shared ? shared : c->c_shared;
 
 	if (b > l && !batchcount)
 		b = l;
@@ -273,8 +291,12 @@ int sm_cache_tune(struct sm_arena *a, uint32_t id, unsigned limit, unsigned batc
 
 int sm_cache_shutdown(struct sm_arena *a, uint32_t id, uint64_t *live)
 {
-	struct slab_cache_desc *c = sm_cache(a, id);
+	struct slab_cache_desc *c = live_cache(a, id);
 	struct sm_cache_counts cnt;
+
+	*live = 0;
+	if (!c)
+		return -EINVAL;
 
 	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
 		if (sm_node_lock(a, c, n))
@@ -300,9 +322,11 @@ int sm_cache_shutdown(struct sm_arena *a, uint32_t id, uint64_t *live)
 
 void sm_cache_counts(struct sm_arena *a, uint32_t id, struct sm_cache_counts *out)
 {
-	struct slab_cache_desc *c = sm_cache(a, id);
+	struct slab_cache_desc *c = live_cache(a, id);
 
 	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
 	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
 		struct slab_cache_node *cn = &c->c_nodes[n];
 		struct sm_node_counts *nc = &out->node[n];

@@ -8,6 +8,9 @@
  *   C1 at most one LIVE or DYING cache has a given name;
  *   C2 c_state == CACHE_UNUSED  =>  no page has pg_cache == c_id + 1 and c_refcount == 0;
  *   C3 c_limit <= SLAB_MAG_MAX, 1 <= c_batchcount <= c_limit, c_shared <= SLAB_SHARED_MAX.
+ *
+ * Every function below that takes a cache id refuses an id that names no created cache:
+ * those returning int return -EINVAL, the others do nothing (and count zero).
  */
 #ifndef SLABD_SHM_CACHE_H
 #define SLABD_SHM_CACHE_H

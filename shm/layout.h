@@ -274,20 +274,22 @@ enum slab_mag_state {
 
 /* SLAB's array_cache: one thread's objects of one cache.  Only the owning thread writes it
  * (see the "who writes" rules above).  Invariants: m_avail <= m_limit <= m_capacity;
- * entries [0, m_avail) are object offsets of cache m_cache, oldest first (I7). */
+ * m_slots[0] == 0 (a sentinel: no object has offset 0, so the freshest-double-free check
+ * needs no test for an empty magazine); m_slots[1 .. m_avail] are object offsets of cache
+ * m_cache, oldest first (I7).  sm_mag_entries(m) is &m_slots[1]. */
 struct slab_mag {
 	uint32_t m_avail;        /* objects held */
 	uint32_t m_limit;        /* flush when a free finds avail == limit */
+	uint32_t m_node_first;   /* the owner thread's node region: freeing an object whose */
+	uint32_t m_node_count;   /*   slab lies outside these pages is an alien free */
 	uint32_t m_batchcount;   /* objects per refill / flush */
-	uint32_t m_capacity;     /* entries allocated after this header */
+	uint32_t m_capacity;     /* entries after the sentinel */
 	uint32_t m_state;        /* enum slab_mag_state */
 	uint16_t m_cache;        /* cache id */
 	uint16_t m_node;         /* alien buffers: the node they return to; else SLAB_NIL16 */
 	uint64_t m_cache_serial; /* the cache's c_serial when this magazine was bound */
-	uint32_t m_next;         /* next magazine of the client: byte offset, 0 = none */
-	uint32_t m_pad;
 	uint64_t m_stat[SLAB_STAT_NR]; /* this thread's counts, summed by stats */
-	uint64_t m_entries[];    /* object offsets */
+	uint64_t m_slots[];      /* sentinel, then object offsets */
 };
 #define SLAB_NIL16 0xffffu
 
@@ -314,6 +316,6 @@ struct slab_arena_hdr {
 static_assert(sizeof(struct slab_arena_hdr) <= SLAB_PAGE_SIZE, "header fits page 0");
 static_assert(offsetof(struct slab_arena_hdr, ah_magic) == 0, "magic first");
 static_assert(sizeof(pthread_mutex_t) == 40, "layout assumes the x86-64 glibc mutex");
-static_assert(offsetof(struct slab_mag, m_entries) % 8 == 0, "entries aligned");
+static_assert(offsetof(struct slab_mag, m_slots) % 8 == 0, "slots aligned");
 
 #endif

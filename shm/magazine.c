@@ -13,8 +13,47 @@ void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned c
 	m->m_batchcount = c->c_batchcount < m->m_limit ? c->c_batchcount : m->m_limit;
 	m->m_cache = (uint16_t)c->c_id;
 	m->m_node = SLAB_NIL16;
+	m->m_node_first = 0;
+	m->m_node_count = UINT32_MAX; /* no alien frees until sm_mag_set_node */
 	m->m_cache_serial = c->c_serial;
 	m->m_state = MAG_LIVE;
+}
+
+void sm_mag_set_node(const struct sm_arena *a, struct slab_mag *m, unsigned node)
+{
+	if (a->hdr->ah_nr_nodes == 1 || node >= a->hdr->ah_nr_nodes) {
+		m->m_node_first = 0;
+		m->m_node_count = UINT32_MAX;
+	} else {
+		m->m_node_first = a->hdr->ah_nodes[node].nr_first_page;
+		m->m_node_count = a->hdr->ah_nodes[node].nr_nr_pages;
+	}
+}
+
+void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsigned node,
+		   unsigned capacity)
+{
+	sm_mag_init(alien, c, capacity);
+	alien->m_limit = capacity < SLAB_ALIEN_LIMIT ? capacity : SLAB_ALIEN_LIMIT;
+	alien->m_batchcount = alien->m_limit;
+	alien->m_node = (uint16_t)node;
+}
+
+int sm_free_alien(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+		  struct slab_mag *alien, uint64_t off)
+{
+	m->m_stat[STAT_ALIEN_FREE]++;
+	if (!alien) {
+		sm_give_back(a, c, &off, 1, 1);
+		return 0;
+	}
+	if (alien->m_avail >= alien->m_limit) {
+		/* Home in one batch: one lock round trip on the object's node. */
+		sm_give_back(a, c, sm_mag_entries(alien), alien->m_avail, 1);
+		alien->m_avail = 0;
+	}
+	sm_mag_entries(alien)[alien->m_avail++] = off;
+	return 0;
 }
 
 /* Pick up tunables changed by slabd (cache.tune) on the slow path. */
@@ -36,7 +75,7 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 		     unsigned node, unsigned want)
 {
 	struct slab_cache_node *cn = &c->c_nodes[node];
-	uint64_t *dst = &m->m_entries[m->m_avail];
+	uint64_t *dst = &sm_mag_entries(m)[m->m_avail];
 	unsigned got = 0;
 
 	if (sm_node_lock(a, c, node))
@@ -149,8 +188,10 @@ void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	(void)node;
 	if (!n)
 		return;
-	sm_give_back(a, c, m->m_entries, n, 1);
-	memmove(m->m_entries, m->m_entries + n, (m->m_avail - n) * sizeof(uint64_t));
+	uint64_t *e = sm_mag_entries(m);
+
+	sm_give_back(a, c, e, n, 1);
+	memmove(e, e + n, (m->m_avail - n) * sizeof(uint64_t));
 	m->m_avail -= n;
 	m->m_stat[STAT_FREE_FLUSH]++;
 }
@@ -159,7 +200,7 @@ void sm_mag_drain(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		  int use_shared)
 {
 	if (m->m_avail)
-		sm_give_back(a, c, m->m_entries, m->m_avail, use_shared);
+		sm_give_back(a, c, sm_mag_entries(m), m->m_avail, use_shared);
 	m->m_avail = 0;
 	for (unsigned s = 0; s < SLAB_STAT_NR; s++) {
 		if (m->m_stat[s])
@@ -177,7 +218,7 @@ int sm_alloc_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	rc = sm_mag_refill(a, c, m, node);
 	if (rc < 0)
 		return rc;
-	*off = m->m_entries[--m->m_avail];
+	*off = sm_mag_entries(m)[--m->m_avail];
 	return 0;
 }
 
@@ -190,7 +231,7 @@ int sm_free_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag 
 		sm_mag_flush(a, c, m, node);
 	if (m->m_avail >= m->m_capacity) /* limit 0 on a zero-capacity magazine */
 		return sm_give_back(a, c, &off, 1, 1) ? -EINVAL : 0;
-	m->m_entries[m->m_avail++] = off;
+	sm_mag_entries(m)[m->m_avail++] = off;
 	return 0;
 }
 

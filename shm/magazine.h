@@ -23,8 +23,11 @@
 
 static inline size_t sm_mag_bytes(unsigned capacity)
 {
-	return sizeof(struct slab_mag) + (size_t)capacity * sizeof(uint64_t);
+	return sizeof(struct slab_mag) + ((size_t)capacity + 1) * sizeof(uint64_t);
 }
+
+/* The objects of magazine m: entries [0, m_avail), oldest first (a macro: const or not). */
+#define sm_mag_entries(m) ((m)->m_slots + 1)
 
 /* Make m an empty magazine of `capacity` entries bound to cache c. */
 void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned capacity);
@@ -38,6 +41,20 @@ int sm_free_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag 
 		 unsigned node, uint64_t off);
 /* A refused free: count it and return -EINVAL. */
 int sm_free_refused(struct slab_cache_desc *c, struct slab_mag *m, int stat);
+
+/* cache_free_alien: off's slab is on another node than m's thread.  Count it in m; put it
+ * in alien (an alien buffer bound to that node, see sm_alien_init) and send the buffer
+ * home when full; with alien NULL send it home at once.  0. */
+int sm_free_alien(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+		  struct slab_mag *alien, uint64_t off);
+/* Make alien an empty alien buffer of c for node. */
+void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsigned node,
+		   unsigned capacity);
+/* Record the owner thread's node in m (slow paths: the thread may have moved). */
+void sm_mag_set_node(const struct sm_arena *a, struct slab_mag *m, unsigned node);
+
+/* Objects an alien buffer holds before it goes home (SLAB's alien limit is 12). */
+#define SLAB_ALIEN_LIMIT 16u
 
 /* Refill m with up to batchcount objects (cache_alloc_refill).  Returns the number now in
  * m (> 0) or a negative errno as sm_alloc_slow. */
@@ -65,8 +82,8 @@ static inline int sm_mag_pop(struct slab_mag *m, uint64_t *off)
 
 	if (unlikely(!avail))
 		return 0;
-	m->m_avail = --avail;
-	*off = m->m_entries[avail];
+	*off = m->m_slots[avail];
+	m->m_avail = avail - 1;
 	m->m_stat[STAT_ALLOC_FASTPATH]++;
 	return 1;
 }
@@ -76,19 +93,23 @@ enum sm_push {
 	PUSH_FULL,        /* valid, but the magazine is full: take the slow path */
 	PUSH_INVALID,     /* cache_from_obj refused it: count STAT_INVALID_FREE */
 	PUSH_DOUBLE,      /* it is the newest object in the magazine: STAT_DOUBLE_FREE */
+	PUSH_ALIEN,       /* its slab is on another node: the alien path (cache_free_alien) */
 };
 
-/* Push an object already validated by cache_from_obj, unless it is the freshest double
- * free (the newest object in the magazine) or the magazine is full. */
-static inline enum sm_push sm_mag_put(struct slab_mag *m, uint64_t off)
+/* Push an object already validated by cache_from_obj (its slab head is `head`), unless it
+ * is the freshest double free (the newest object in the magazine), belongs to another
+ * node, or the magazine is full. */
+static inline enum sm_push sm_mag_put(struct slab_mag *m, uint64_t off, uint32_t head)
 {
 	uint32_t avail = m->m_avail;
 
-	if (unlikely(avail && m->m_entries[avail - 1] == off))
+	if (unlikely(m->m_slots[avail] == off))
 		return PUSH_DOUBLE;
+	if (unlikely(head - m->m_node_first >= m->m_node_count))
+		return PUSH_ALIEN;
 	if (unlikely(avail >= m->m_limit))
 		return PUSH_FULL;
-	m->m_entries[avail] = off;
+	m->m_slots[avail + 1] = off;
 	m->m_avail = avail + 1;
 	m->m_stat[STAT_FREE_FASTPATH]++;
 	return PUSH_OK;
@@ -102,7 +123,7 @@ static inline enum sm_push sm_mag_push(const struct sm_arena *a, const struct sl
 
 	if (unlikely(sm_obj_lookup(a, c, off, &head, &idx) != OBJ_OK))
 		return PUSH_INVALID;
-	return sm_mag_put(m, off);
+	return sm_mag_put(m, off, head);
 }
 
 /* Engine-level alloc and free over one magazine (tests and slabd use these; libslab
@@ -125,6 +146,8 @@ static inline int sm_free(struct sm_arena *a, struct slab_cache_desc *c, struct 
 		return sm_free_slow(a, c, m, node, off);
 	case PUSH_INVALID:
 		return sm_free_refused(c, m, STAT_INVALID_FREE);
+	case PUSH_ALIEN:
+		return sm_free_alien(a, c, m, NULL, off);
 	default:
 		return sm_free_refused(c, m, STAT_DOUBLE_FREE);
 	}

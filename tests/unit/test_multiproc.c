@@ -114,6 +114,12 @@ static pid_t spawn(void)
 	if (pid < 0)
 		fail_msg("fork: %s", strerror(errno));
 	if (pid == 0) {
+		/* cmocka catches these to fail the test and run the next one: a child must
+		 * die of them instead, or it would go on running the parent's tests. */
+		static const int sigs[] = { SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGSYS, SIGABRT };
+
+		for (unsigned i = 0; i < SM_ARRAY_SIZE(sigs); i++)
+			signal(sigs[i], SIG_DFL);
 		alarm(CHILD_ALARM);
 		return 0;
 	}
@@ -276,7 +282,7 @@ static void hold_mag(void *arg, uint32_t cache_id,
 	if (!h || !h->m || cache_id != h->cache_id)
 		return;
 	for (unsigned i = 0; i < h->m->m_avail; i++)
-		add(ctx, h->m->m_entries[i], "test magazine");
+		add(ctx, sm_mag_entries(h->m)[i], "test magazine");
 }
 
 static void assert_valid(struct sm_arena *a, struct mag_holder *h)
@@ -362,6 +368,8 @@ static struct truth node_truth(struct sm_arena *a, struct slab_cache_desc *c, un
 
 struct kid_result {
 	uint64_t allocs, frees, max_held;
+	int64_t  err;           /* the failing call's return value, or 0 */
+	uint64_t err_step;      /* the step that failed (steps when none did) */
 };
 
 struct held {
@@ -370,18 +378,24 @@ struct held {
 
 /* One hammering child: never returns. */
 static void hammer(struct sm_arena *a, uint32_t id, unsigned who, unsigned long steps,
-		   struct kid_result *res)
+		   int gate, struct kid_result *res)
 {
 	struct slab_cache_desc *c = sm_cache(a, id);
 	struct slab_mag *m = new_mag(c);
 	struct held *h = calloc(HAMMER_HELD, sizeof(*h));
 	uint64_t seed = 0x5eed0000ull + who * 0x1000193ull, seq = 0;
+	unsigned long step;
 	unsigned n = 0;
 	int code = EX_OK, filling = 1;
+	char go;
 
 	if (!m || !h)
 		_exit(EX_NOMEM);
-	for (unsigned long step = 0; step < steps && code == EX_OK; step++) {
+	/* The start gate: all children begin together, so they really contend. */
+	while (read(gate, &go, 1) < 0 && errno == EINTR)
+		;
+	close(gate);
+	for (step = 0; step < steps && code == EX_OK; step++) {
 		uint64_t r = tu_rand(&seed), off;
 		uint32_t head, idx;
 		int alloc;
@@ -393,10 +407,13 @@ static void hammer(struct sm_arena *a, uint32_t id, unsigned who, unsigned long 
 			filling = 0;
 		else if (n == 0)
 			filling = 1;
-		alloc = filling ? (r & 3) != 0 : (r & 3) == 0;
+		alloc = n == 0 || (n < HAMMER_HELD && (filling ? (r & 3) != 0 : (r & 3) == 0));
 
 		if (alloc) {
-			if (sm_alloc(a, c, m, 0, &off)) {
+			int rc = sm_alloc(a, c, m, 0, &off);
+
+			if (rc) {
+				res->err = rc;
 				code = EX_ALLOC;
 				break;
 			}
@@ -428,6 +445,7 @@ static void hammer(struct sm_arena *a, uint32_t id, unsigned who, unsigned long 
 			res->frees++;
 		}
 	}
+	res->err_step = step;
 	/* Check and give back everything, even after a failure, so the parent's report
 	 * is about the first problem only. */
 	while (n) {
@@ -456,6 +474,7 @@ static void test_hammer(void **state)
 	struct kid_result *res, sum = { 0 };
 	struct slab_cache_desc *c;
 	pid_t pids[NR_CHILDREN];
+	int gate[2];
 	unsigned pending = NR_CHILDREN, reaps = 0, released = 0;
 	double t0 = now(), end = t0 + WAIT_SECONDS;
 	uint32_t id;
@@ -472,17 +491,22 @@ static void test_hammer(void **state)
 	res = g_shared;
 	memset(res, 0, g_shared_len);
 
+	assert_int_equal(pipe(gate), 0);
 	for (unsigned i = 0; i < NR_CHILDREN; i++) {
 		pids[i] = spawn();
-		if (pids[i] == 0)
-			hammer(a, id, i + 1, steps, &res[i]);
+		if (pids[i] == 0) {
+			close(gate[1]);
+			hammer(a, id, i + 1, steps, gate[0], &res[i]);
+		}
 	}
+	close(gate[0]);
+	close(gate[1]);         /* open the gate: every child's read returns 0 */
 
 	/* While they run, play the daemon's background reaper: give discarded slabs back
 	 * to the page allocator under the node lock they contend for. */
 	while (pending) {
 		for (unsigned i = 0; i < NR_CHILDREN; i++) {
-			char who[32];
+			char who[128];
 			int st;
 			pid_t r;
 
@@ -496,7 +520,9 @@ static void test_hammer(void **state)
 			forget(pids[i]);
 			pids[i] = 0;
 			pending--;
-			snprintf(who, sizeof(who), "hammering child %u", i + 1);
+			snprintf(who, sizeof(who), "hammering child %u (rc %lld at step %llu, %u "
+				 "pages free)", i + 1, (long long)res[i].err,
+				 (unsigned long long)res[i].err_step, sm_region(a, 0)->nr_free_pages);
 			assert_exit_ok(st, who);
 		}
 		if (now() > end)

@@ -146,7 +146,7 @@ static void mag_holders(void *arg, uint32_t cache_id,
 		    m->m_cache_serial != c->c_serial)
 			continue;
 		for (unsigned k = 0; k < m->m_avail; k++)
-			add(ctx, m->m_entries[k], "test magazine");
+			add(ctx, sm_mag_entries(m)[k], "test magazine");
 	}
 }
 

@@ -1,0 +1,150 @@
+/* harness.h - helpers for the integration tests (tests/integration/test_*.c): a real
+ * slabd on a private socket, raw protocol exchanges, and child processes.
+ *
+ * What it guards: that every integration test talks to a real daemon started from the
+ * build, and that no test ever leaves a slabd (or a helper child) running, however it ends:
+ * a cmocka failure (longjmp), abort(), SIGALRM (the harness watchdog), SIGTERM/SIGINT
+ * (run-tests.sh's timeout, ^C) or a plain exit.  Daemons and children are recorded in a
+ * static table (copies, never pointers into a test's stack); an atexit handler stops what
+ * is left, the signal handlers SIGKILL it, and every daemon and child also has
+ * PR_SET_PDEATHSIG = SIGKILL as the last line of defence (SIGKILL of the test itself).
+ *
+ * E(expr): check a libslab call returning 0 or -errno; on failure print the call, the
+ * library's slab_strerror text, the value and the line, and fail the test.
+ * E_IS(expr, want): the call must return exactly want (e.g. -EBUSY).
+ */
+#ifndef SLABD_TEST_HARNESS_H
+#define SLABD_TEST_HARNESS_H
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "slab.h"
+
+#define E(expr)                                                                        \
+	do {                                                                           \
+		int e_rc_ = (expr);                                                    \
+		if (e_rc_ != 0)                                                        \
+			fail_msg("%s:%d: %s: %s (%d)", __FILE__, __LINE__, #expr,      \
+				 slab_strerror(e_rc_), e_rc_);                         \
+	} while (0)
+
+#define E_IS(expr, want)                                                               \
+	do {                                                                           \
+		int e_rc_ = (expr), e_want_ = (want);                                  \
+		if (e_rc_ != e_want_)                                                  \
+			fail_msg("%s:%d: %s: got %d (%s), want %d (%s)", __FILE__,     \
+				 __LINE__, #expr, e_rc_, slab_strerror(e_rc_), e_want_,  \
+				 slab_strerror(e_want_));                              \
+	} while (0)
+
+/* A pointer-returning call (slab_alloc, slab_kmalloc): NULL fails with errno's text. */
+#define E_PTR(expr)                                                                    \
+	({                                                                             \
+		void *e_p_ = (expr);                                                   \
+		if (!e_p_)                                                             \
+			fail_msg("%s:%d: %s: NULL: %s (errno %d)", __FILE__, __LINE__, \
+				 #expr, slab_strerror(errno), errno);                  \
+		e_p_;                                                                  \
+	})
+
+struct th_daemon {
+	pid_t pid;              /* 0: not running */
+	char  dir[64];          /* mkdtemp'd directory holding the socket and the log */
+	char  socket[108];      /* <dir>/slabd.sock */
+	char  log[128];         /* <dir>/slabd.log (the daemon's stderr) */
+	bool  socket_left;      /* th_stop: the socket file still existed after exit */
+};
+
+/* Start slabd (--socket <dir>/slabd.sock --arena-size 64M --log-level info, then
+ * extra_args, NULL-terminated or NULL, which may override those).  Binary: $SLABD_BIN,
+ * else <dir of this executable>/../bin/slabd.  Returns 0 once the socket accepts, else
+ * prints why (with the log's tail) and returns -1 with nothing left running.  Also arms
+ * the watchdog alarm ($TH_TIMEOUT seconds, default 280) if none is pending. */
+int th_start(struct th_daemon *d, const char *const *extra_args);
+
+/* SIGTERM, up to 5 s, then SIGKILL.  Prints the log's tail if the daemon did not exit 0;
+ * records whether the socket file was left behind; removes the directory ($TH_KEEP set:
+ * keeps it and says where).  Returns the exit status (0 = clean shutdown), 128 + signal
+ * if it was killed by one, or -1 if it was not running. */
+int th_stop(struct th_daemon *d);
+
+/* One request on a fresh connection: send line + "\n", read one reply line (5 s).
+ * Returns the parsed reply (json_decref it) or NULL after printing why. */
+json_t *th_request(struct th_daemon *d, const char *line);
+json_t *th_request_fmt(struct th_daemon *d, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* A persistent connection: th_connect returns a socket fd (or -1); th_conn_request sends
+ * one line (plus "\n") on it and reads one reply line (NULL on EOF, timeout or bad
+ * JSON, printed). */
+int th_connect(struct th_daemon *d);
+json_t *th_conn_request(int fd, const char *line);
+/* Read one more reply line on a persistent connection (pipelined requests). */
+json_t *th_conn_read(int fd);
+
+/* Send len arbitrary bytes on a fresh connection (nothing appended), then read whatever
+ * comes back until EOF or until timeout_ms passes without more bytes.  reply gets at most
+ * cap - 1 bytes, NUL-terminated.  Returns the number of bytes kept, or -1 if connecting
+ * failed; *eof tells whether the daemon closed the connection. */
+ssize_t th_raw(struct th_daemon *d, const void *buf, size_t len, char *reply, size_t cap,
+	       int timeout_ms, bool *eof);
+
+/* cache.stats of one cache: its stats object (json_decref it), or NULL if the daemon
+ * says there is no such cache (or did not answer; printed). */
+json_t *th_cache_stats(struct th_daemon *d, const char *name);
+/* cache.list: the cache's entry (json_decref it) or NULL when it is not listed. */
+json_t *th_cache_listed(struct th_daemon *d, const char *name);
+/* cache.validate of one cache: the number of problems (0 = clean; the report is printed
+ * otherwise), or -1 if the request failed. */
+int th_validate(struct th_daemon *d, const char *name);
+
+/* obj[key] as an integer; fails the test if it is missing or not an integer. */
+long long th_jint(json_t *obj, const char *key);
+/* obj[key] as a string; fails the test if missing. */
+const char *th_jstr(json_t *obj, const char *key);
+/* A reply must be {"ok": true}; fails the test with the reply otherwise. */
+void th_assert_ok(json_t *reply, const char *what);
+/* A reply must be {"ok": false, "error": code}. */
+void th_assert_error(json_t *reply, const char *code, const char *what);
+
+/* Fork + exec this same test binary with args (argv[1..], NULL-terminated).  Every fd the
+ * test made is expected to be O_CLOEXEC; the keep_fds (nkeep of them) are made
+ * inheritable in the child.  The child gets PR_SET_PDEATHSIG = SIGKILL and is recorded,
+ * so the harness kills it if the test dies.  Returns the pid or -1 (printed). */
+pid_t th_spawn_self(const char *const *args, const int *keep_fds, size_t nkeep);
+/* Record a plain fork()ed child so the harness kills it if the test dies. */
+void th_track_child(pid_t pid);
+/* SIGKILL and reap every child this process recorded (not the daemons): for teardowns of
+ * tests that failed half-way. */
+void th_kill_children(void);
+/* Wait for a child (tracked or not) up to timeout_s; on timeout SIGKILL it.  Returns its
+ * exit code, 128 + signal, or -1 on timeout or error (printed). */
+int th_wait_child(pid_t pid, int timeout_s);
+
+/* In a child process: die with SIGKILL when the parent dies; returns 0 or -1. */
+int th_child_init(void);
+
+/* $SLAB_TEST_SCALE divides long loops (valgrind); never below 1. */
+unsigned long th_scaled(unsigned long n);
+
+/* Deterministic xorshift64* generator. */
+static inline uint64_t th_rand(uint64_t *s)
+{
+	uint64_t x = *s;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1DULL;
+}
+
+#endif
