@@ -21,8 +21,6 @@
 #include "sockpath.h"
 #include "validate.h"
 
-void server_watch_pid(struct conn *c);
-
 struct err {
 	int     code;
 	char    msg[256];
@@ -76,6 +74,14 @@ static const char *get_name(json_t *req, struct err *e)
 		return NULL;
 	}
 	return json_string_value(v);
+}
+
+/* "name" present and not null: the command is about one cache, else about all. */
+static int has_name(json_t *req)
+{
+	json_t *v = json_object_get(req, "name");
+
+	return v && !json_is_null(v);
 }
 
 static int find_cache(struct slabd *d, json_t *req, uint32_t *id, struct err *e)
@@ -199,12 +205,17 @@ void commands_drop_refs(struct conn *c)
 
 void commands_reap(struct slabd *d)
 {
+	uint64_t now = slabd_now_ns();
+
 	for (uint32_t id = 0; id < d->arena.hdr->ah_nr_caches; id++) {
 		struct slab_cache_desc *cd = sm_cache(&d->arena, id);
 		unsigned n;
 
 		if (cd->c_state == CACHE_UNUSED)
 			continue;
+		/* A cache that stopped growing starts again from single-slab grants. */
+		if (d->grant_streak[id] && now - d->last_grant_ns[id] > 1000000000ull)
+			d->grant_streak[id] = 0;
 		for (n = 0; n < d->arena.hdr->ah_nr_nodes; n++)
 			if (SM_LOAD(&cd->c_nodes[n].n_discard.l_count))
 				break;
@@ -259,7 +270,7 @@ static json_t *cmd_cache_create(struct conn *c, json_t *req, struct err *e)
 	struct sm_cache_params p = { .node = -1 };
 	uint64_t v[7];
 	json_t *node = json_object_get(req, "node"), *open = json_object_get(req, "open"), *r;
-	bool existed;
+	bool existed, want_open;
 	uint32_t id;
 	int rc;
 
@@ -283,7 +294,9 @@ static json_t *cmd_cache_create(struct conn *c, json_t *req, struct err *e)
 				    d->arena.hdr->ah_nr_nodes - 1);
 		p.node = (int)json_integer_value(node);
 	}
-	if (open && json_is_true(open) && need_client(c, e))
+	want_open = open && (json_is_true(open) ||
+			     (json_is_integer(open) && json_integer_value(open) != 0));
+	if (want_open && need_client(c, e))
 		return NULL;
 	p.size = v[0];
 	p.align = v[1];
@@ -302,7 +315,7 @@ static json_t *cmd_cache_create(struct conn *c, json_t *req, struct err *e)
 	if (rc)
 		return fail(e, EINVAL, "invalid cache geometry or tunables (batchcount <= limit <= %u, shared <= %u)",
 			    SLAB_MAG_MAX, SLAB_SHARED_MAX);
-	if (open && json_is_true(open))
+	if (want_open)
 		ref_get(c, id);
 	if (!existed)
 		slabd_log(d, LOG_INFO, "cache %s created: %u-byte objects, %u per %u-page slab",
@@ -383,7 +396,7 @@ static json_t *cmd_cache_stats(struct conn *c, json_t *req, struct err *e)
 	json_t *list = json_array();
 	uint32_t id;
 
-	if (json_object_get(req, "name")) {
+	if (has_name(req)) {
 		if (find_cache(c->d, req, &id, e)) {
 			json_decref(list);
 			return NULL;
@@ -402,7 +415,7 @@ static json_t *cmd_cache_shrink(struct conn *c, json_t *req, struct err *e)
 	unsigned released = 0;
 	uint32_t id;
 
-	if (json_object_get(req, "name")) {
+	if (has_name(req)) {
 		if (find_cache(c->d, req, &id, e))
 			return NULL;
 		released = sm_cache_shrink(&c->d->arena, id);
@@ -475,7 +488,7 @@ static json_t *cmd_cache_validate(struct conn *c, json_t *req, struct err *e)
 	unsigned bad;
 	uint32_t id;
 
-	if (json_object_get(req, "name")) {
+	if (has_name(req)) {
 		if (find_cache(c->d, req, &id, e)) {
 			json_decref(v.lines);
 			return NULL;
@@ -528,6 +541,8 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	uint32_t cap, *streak;
 	int rc;
 
+	if (!json_is_integer(json_object_get(req, "cache")))
+		return fail(e, EINVAL, "'cache' (the cache id) is required");
 	if (need_client(c, e) || get_uint(req, "cache", d->arena.hdr->ah_nr_caches - 1, &id, e) ||
 	    get_uint(req, "node", d->arena.hdr->ah_nr_nodes - 1, &node, e) ||
 	    get_uint(req, "nr", 64, &nr, e))
@@ -557,8 +572,11 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	if (rc == -EDQUOT)
 		return fail(e, EDQUOT, "cache '%s' reached its quota of %llu objects", cd->c_name,
 			    (unsigned long long)cd->c_max_objects);
-	if (rc < 0)
+	if (rc == -ENOMEM)
 		return fail(e, ENOMEM, "arena exhausted on node %llu", (unsigned long long)node);
+	if (rc < 0)
+		return fail(e, EIO, "cannot grow cache '%s': %s", cd->c_name, strerror(-rc));
+	d->last_grant_ns[id] = slabd_now_ns();
 	return json_pack("{s:i}", "granted", rc);
 }
 
@@ -642,8 +660,18 @@ reply:
 			json_object_update(out, r);
 			json_decref(r);
 		} else {
+			json_t *msg = json_string(e.msg);
+
+			/* "%.64s" or the message buffer may have cut a UTF-8 sequence, and
+			 * jansson refuses invalid UTF-8: keep the message, lose the bytes. */
+			if (!msg) {
+				for (unsigned char *s = (unsigned char *)e.msg; *s; s++)
+					if (*s >= 0x80)
+						*s = '?';
+				msg = json_string(e.msg);
+			}
 			json_object_set_new(out, "error", json_string(slabd_errno_name(e.code)));
-			json_object_set_new(out, "message", json_string(e.msg));
+			json_object_set_new(out, "message", msg);
 			if (e.extra) {
 				json_object_update(out, e.extra);
 				json_decref(e.extra);
@@ -651,15 +679,8 @@ reply:
 		}
 		r = out;
 	}
-	if (fd_reply) {
-		int rc = conn_reply_fd(c, r, c->d->arena.fd);
-		if (rc) {
-			slabd_log(c->d, LOG_WARN, "cannot pass the arena to pid %d: %s", (int)c->pid,
-				  strerror(-rc));
-			return false;
-		}
-		return true;
-	}
+	if (fd_reply)
+		return conn_reply_fd(c, r) == 0;
 	conn_reply(c, r);
 	return true;
 }

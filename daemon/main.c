@@ -256,8 +256,9 @@ int main(int argc, char **argv)
 	if (make_arena(&d))
 		return 1;
 	d.grant_streak = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.grant_streak));
+	d.last_grant_ns = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.last_grant_ns));
 	d.base = event_base_new();
-	if (!d.grant_streak || !d.base) {
+	if (!d.grant_streak || !d.last_grant_ns || !d.base) {
 		slabd_log(&d, LOG_ERR, "out of memory");
 		return 1;
 	}
@@ -287,6 +288,7 @@ int main(int argc, char **argv)
 	event_free(d.sigterm);
 	event_base_free(d.base);
 	free(d.grant_streak);
+	free(d.last_grant_ns);
 	sm_arena_detach(&d.arena);
 	slabd_log(&d, LOG_INFO, "stopped");
 	return 0;

@@ -72,7 +72,8 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	struct stat st;
-	int fd;
+	mode_t old_mask;
+	int fd, rc;
 
 	make_parent_dir(d, d->socket_path);
 	if (lstat(d->socket_path, &st) == 0) {
@@ -95,8 +96,11 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 		return -1;
 	}
 	memcpy(sa.sun_path, d->socket_path, strlen(d->socket_path) + 1);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    chmod(d->socket_path, 0660) < 0 || listen(fd, 128) < 0) {
+	/* Born 0660: no window in which the umask's permissions apply. */
+	old_mask = umask(0117);
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old_mask);
+	if (rc < 0 || chmod(d->socket_path, 0660) < 0 || listen(fd, 128) < 0) {
 		snprintf(err, errlen, "cannot listen on %s: %s", d->socket_path, strerror(errno));
 		close(fd);
 		return -1;
@@ -165,6 +169,7 @@ static void conn_free(struct conn *c)
 		event_free(c->pidfd_ev);
 	if (c->pidfd >= 0)
 		close(c->pidfd);
+	free(c->fd_reply);
 	if (c->bev)
 		bufferevent_free(c->bev);
 	conn_unlink(c);
@@ -183,6 +188,7 @@ void conn_reply(struct conn *c, json_t *reply)
 	if (evbuffer_get_length(out) > SLABD_MAX_OUTPUT) {
 		slabd_log(c->d, LOG_WARN, "pid %d does not read its replies; closing", (int)c->pid);
 		c->closing = true;
+		c->cutoff = true;
 	} else {
 		evbuffer_add(out, s, strlen(s));
 		evbuffer_add(out, "\n", 1);
@@ -190,31 +196,21 @@ void conn_reply(struct conn *c, json_t *reply)
 	free(s);
 }
 
-int conn_reply_fd(struct conn *c, json_t *reply, int fd)
+/* Send c->fd_reply with the arena fd attached.  0, or -errno (the connection is dead). */
+static int send_fd_reply(struct conn *c)
 {
-	char *s = json_dumps(reply, JSON_COMPACT);
 	char cbuf[CMSG_SPACE(sizeof(int))];
-	struct iovec iov[2];
+	struct iovec iov;
 	struct msghdr mh = { 0 };
 	struct cmsghdr *cm;
-	size_t len;
+	size_t len = strlen(c->fd_reply);
 	ssize_t n;
+	int fd = c->d->arena.fd;
 
-	json_decref(reply);
-	if (!s)
-		return -ENOMEM;
-	/* The fd rides on the reply's first byte, so nothing may be queued before it. */
-	if (evbuffer_get_length(bufferevent_get_output(c->bev))) {
-		free(s);
-		return -EAGAIN;
-	}
-	len = strlen(s);
-	iov[0].iov_base = s;
-	iov[0].iov_len = len;
-	iov[1].iov_base = "\n";
-	iov[1].iov_len = 1;
-	mh.msg_iov = iov;
-	mh.msg_iovlen = 2;
+	iov.iov_base = c->fd_reply;
+	iov.iov_len = len;
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
 	memset(cbuf, 0, sizeof(cbuf));
 	mh.msg_control = cbuf;
 	mh.msg_controllen = sizeof(cbuf);
@@ -224,21 +220,46 @@ int conn_reply_fd(struct conn *c, json_t *reply, int fd)
 	cm->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
 	do
-		n = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_NOSIGNAL);
+		n = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 	while (n < 0 && errno == EINTR);
 	if (n < 0) {
 		int e = errno;
-		free(s);
+		free(c->fd_reply);
+		c->fd_reply = NULL;
+		slabd_log(c->d, LOG_WARN, "cannot pass the arena to pid %d: %s", (int)c->pid,
+			  strerror(e));
 		return -e;
 	}
-	/* The socket buffer is empty before hello, so a short write is only the tail. */
-	if ((size_t)n < len + 1) {
-		if ((size_t)n < len)
-			evbuffer_add(bufferevent_get_output(c->bev), s + n, len - (size_t)n);
-		evbuffer_add(bufferevent_get_output(c->bev), "\n", 1);
-	}
-	free(s);
+	/* The fd went with the first byte; whatever did not fit is ordinary output. */
+	if ((size_t)n < len)
+		evbuffer_add(bufferevent_get_output(c->bev), c->fd_reply + n, len - (size_t)n);
+	free(c->fd_reply);
+	c->fd_reply = NULL;
 	return 0;
+}
+
+int conn_reply_fd(struct conn *c, json_t *reply)
+{
+	char *s = json_dumps(reply, JSON_COMPACT);
+	size_t len;
+
+	json_decref(reply);
+	if (!s)
+		return -ENOMEM;
+	len = strlen(s);
+	c->fd_reply = realloc(s, len + 2);
+	if (!c->fd_reply) {
+		free(s);
+		return -ENOMEM;
+	}
+	memcpy(c->fd_reply + len, "\n", 2);
+	/* The fd rides on the reply's first byte, so everything queued before it goes
+	 * first: if output is pending, stop reading and send from on_write. */
+	if (evbuffer_get_length(bufferevent_get_output(c->bev))) {
+		bufferevent_disable(c->bev, EV_READ);
+		return 0;
+	}
+	return send_fd_reply(c);
 }
 
 static void on_read(struct bufferevent *bev, void *arg)
@@ -248,7 +269,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	char *line;
 	size_t len;
 
-	while (!c->closing && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF))) {
+	while (!c->closing && !c->fd_reply && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF))) {
 		bool keep = len <= SLABD_MAX_LINE ? commands_dispatch(c, line, len) : false;
 
 		if (len > SLABD_MAX_LINE) {
@@ -260,26 +281,44 @@ static void on_read(struct bufferevent *bev, void *arg)
 		if (!keep)
 			c->closing = true;
 	}
-	if (!c->closing && evbuffer_get_length(in) > SLABD_MAX_LINE) {
+	if (!c->closing && !c->fd_reply && evbuffer_get_length(in) > SLABD_MAX_LINE) {
 		json_t *r = json_pack("{s:n, s:b, s:s, s:s}", "id", "ok", 0, "error", "EMSGSIZE",
 				      "message", "request line longer than 65536 bytes");
 		slabd_log(c->d, LOG_WARN, "pid %d sent an oversize line; closing", (int)c->pid);
 		conn_reply(c, r);
 		c->closing = true;
 	}
+	if (c->cutoff) {
+		conn_free(c); /* it does not read: what is queued would never leave */
+		return;
+	}
 	if (c->closing) {
 		evbuffer_drain(in, evbuffer_get_length(in));
 		bufferevent_disable(bev, EV_READ);
-		if (!evbuffer_get_length(bufferevent_get_output(bev)))
+		if (!evbuffer_get_length(bufferevent_get_output(bev)) && !c->fd_reply)
 			conn_free(c);
 	}
 }
+
+static int send_fd_reply(struct conn *c);
 
 static void on_write(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	if (c->closing && !evbuffer_get_length(bufferevent_get_output(bev)))
+	if (evbuffer_get_length(bufferevent_get_output(bev)))
+		return;
+	if (c->fd_reply) {
+		/* The replies queued before hello are out: now the fd can ride. */
+		if (send_fd_reply(c)) {
+			conn_free(c);
+			return;
+		}
+		if (!c->closing)
+			bufferevent_enable(bev, EV_READ);
+		return;
+	}
+	if (c->closing)
 		conn_free(c);
 }
 
@@ -287,10 +326,16 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
-	(void)bev;
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		slabd_log(c->d, LOG_DEBUG, "pid %d disconnected", (int)c->pid);
+	if (what & BEV_EVENT_ERROR) {
+		slabd_log(c->d, LOG_DEBUG, "pid %d: connection error", (int)c->pid);
 		conn_free(c);
+	} else if (what & BEV_EVENT_EOF) {
+		/* A half-close (`printf ... | socat`) still wants its replies: free once the
+		 * output has drained (on_write), or now if nothing is queued. */
+		slabd_log(c->d, LOG_DEBUG, "pid %d disconnected", (int)c->pid);
+		c->closing = true;
+		if (!evbuffer_get_length(bufferevent_get_output(bev)) && !c->fd_reply)
+			conn_free(c);
 	}
 }
 

@@ -46,6 +46,8 @@ struct conn {
 	struct event       *pidfd_ev;
 	uint64_t            since_ns;
 	bool                closing;   /* reply flushed, then freed */
+	bool                cutoff;    /* did not read its replies: freed at once */
+	char               *fd_reply;  /* hello reply waiting to carry the arena fd */
 };
 
 struct slabd_options {
@@ -71,6 +73,7 @@ struct slabd {
 	unsigned               nr_conns;
 	uint64_t               started_ns;
 	uint32_t              *grant_streak;  /* per cache id: slabs of the last grant */
+	uint64_t              *last_grant_ns; /* per cache id: when it was granted last */
 };
 
 /* main.c */
@@ -83,8 +86,11 @@ int server_listen(struct slabd *d, char *err, size_t errlen);
 void server_close_all(struct slabd *d);
 /* Queue one reply line on c (the JSON is consumed). */
 void conn_reply(struct conn *c, json_t *reply);
-/* Send reply with the arena fd attached (SCM_RIGHTS); 0 or -errno. */
-int conn_reply_fd(struct conn *c, json_t *reply, int fd);
+/* Send reply with the arena fd attached (SCM_RIGHTS), after whatever is queued; reading
+ * pauses until it is sent.  0 or -errno. */
+int conn_reply_fd(struct conn *c, json_t *reply);
+/* Watch a client's process through a pidfd (its death ends the connection). */
+void server_watch_pid(struct conn *c);
 
 /* commands.c */
 /* Handle one request line; returns false when the connection must be closed. */

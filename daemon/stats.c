@@ -197,8 +197,8 @@ json_t *stats_clients(struct slabd *d)
 				"cached", (json_int_t)ms.avail));
 		}
 		json_array_append_new(list, json_pack(
-			"{s:i, s:i, s:i, s:i, s:I, s:i, s:o}", "slot", (int)c->slot, "pid", (int)c->pid,
-			"uid", (int)c->uid, "gid", (int)c->gid,
+			"{s:i, s:i, s:I, s:I, s:I, s:i, s:o}", "slot", (int)c->slot, "pid", (int)c->pid,
+			"uid", (json_int_t)c->uid, "gid", (json_int_t)c->gid,
 			"since_ns", (json_int_t)cl->cl_since_ns,
 			"area_pages", (int)cl->cl_area_pages, "caches", caches));
 	}

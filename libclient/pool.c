@@ -148,15 +148,20 @@ static json_t *exchange(slab_pool *p, const char *cmd, json_t *fields, int *err,
 	}
 	reply = json_loads(line, 0, NULL);
 	free(line);
-	if (!reply || json_integer_value(json_object_get(reply, "id")) != (json_int_t)id) {
-		json_decref(reply);
+	if (!reply) {
 		*err = -EPROTO;
 		return NULL;
 	}
 	if (!json_is_true(json_object_get(reply, "ok"))) {
+		/* Errors first: a refusal at admission (EACCES) carries id null. */
 		int e = slabd_errno_value(json_string_value(json_object_get(reply, "error")));
 		*err = e ? -e : -EPROTO;
 		json_decref(reply);
+		return NULL;
+	}
+	if (json_integer_value(json_object_get(reply, "id")) != (json_int_t)id) {
+		json_decref(reply);
+		*err = -EPROTO;
 		return NULL;
 	}
 	return reply;

@@ -96,7 +96,7 @@ int sm_mag_refill(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		  unsigned node)
 {
 	unsigned nodes = a->hdr->ah_nr_nodes, home, want;
-	int rc = -ENOMEM;
+	int rc;
 
 	refresh_limits(c, m);
 	want = m->m_batchcount;
@@ -106,7 +106,10 @@ int sm_mag_refill(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		return (int)m->m_avail;
 	home = c->c_node >= 0 ? (unsigned)c->c_node : node < nodes ? node : 0;
 
-	for (int attempt = 0; attempt < 4; attempt++) {
+	/* Other processes may take a granted slab before this one gets to it, so keep
+	 * asking while grants succeed; the grant itself says when memory or the quota
+	 * runs out.  The bound only guards against a livelock. */
+	for (int attempt = 0; attempt < 1000; attempt++) {
 		unsigned got = take(a, c, m, home, want);
 
 		/* Local node dry: other nodes' objects before asking for fresh slabs. */
@@ -123,7 +126,7 @@ int sm_mag_refill(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		if (rc < 0)
 			return rc;
 	}
-	return rc < 0 ? rc : -ENOMEM;
+	return -ENOMEM;
 }
 
 unsigned sm_give_back(struct sm_arena *a, struct slab_cache_desc *c, const uint64_t *objs,

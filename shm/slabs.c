@@ -257,18 +257,22 @@ void sm_do_slab_attach(struct sm_arena *a, struct slab_cache_desc *c, unsigned n
 	SM_ADD(&c->c_stat[STAT_ALLOC_SLAB], 1);
 }
 
+/* Give a slab (off every list) back to the page allocator.  The head turns PG_BLOCK
+ * before any page loses its cache id, so a holder dying half-way leaves a block that
+ * repair (validate.c: "attach was cut short") puts back on the free list; the head's
+ * cache id goes last. */
 static void release_slab(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
 			 uint32_t head)
 {
-	/* Clear the cache id first: from here on cache_from_obj refuses these pages. */
-	for (uint32_t i = 0; i < 1u << c->c_order; i++)
-		a->pages[head + i].pg_cache = 0;
 	a->pages[head].pg_state = PG_BLOCK;
+	for (uint32_t i = (1u << c->c_order) - 1; i > 0; i--)
+		a->pages[head + i].pg_cache = 0;
+	a->pages[head].pg_cache = 0;
 	if (sm_region_lock(a, node) == 0) {
 		sm_do_pages_free(a, node, head);
 		sm_region_unlock(a, node);
+		SM_ADD(&c->c_stat[STAT_FREE_SLAB], 1);
 	}
-	SM_ADD(&c->c_stat[STAT_FREE_SLAB], 1);
 }
 
 unsigned sm_do_discard(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,

@@ -440,7 +440,7 @@ static void test_oversize_line(void **state)
 	finish();
 }
 
-/* Every complete reply line must be a JSON object with ok:false. */
+/* Every complete reply line must be a JSON object with ok:false, an error and a message. */
 static void check_garbage_replies(const char *reply, unsigned round)
 {
 	const char *p = reply, *nl;
@@ -450,7 +450,8 @@ static void check_garbage_replies(const char *reply, unsigned round)
 		json_t *r = json_loadb(p, (size_t)(nl - p), 0, &jerr);
 
 		if (!r || !json_is_false(json_object_get(r, "ok")) ||
-		    !json_is_string(json_object_get(r, "error")))
+		    !json_is_string(json_object_get(r, "error")) ||
+		    !json_is_string(json_object_get(r, "message")))
 			fail_msg("garbage round %u: bad reply line: %.*s", round, (int)(nl - p), p);
 		json_decref(r);
 		p = nl + 1;
@@ -487,7 +488,7 @@ static void test_garbage(void **state)
 		assert_true(got >= 0);
 		if (round & 1) {
 			/* The hello reply comes first. */
-			if (strncmp(reply, "{\"id\":1,\"ok\":true", 18) || !strchr(reply, '\n'))
+			if (strncmp(reply, "{\"id\":1,\"ok\":true,", 18) || !strchr(reply, '\n'))
 				fail_msg("garbage round %u: hello reply: %.200s", round, reply);
 			check_garbage_replies(strchr(reply, '\n') + 1, round);
 		} else {

@@ -1,5 +1,5 @@
 /* test_multiproc.c - guards the engine shared by several processes on one arena (no daemon):
- * shm/magazine.c (refill, flush, drain), shm/slab.c (free_block, list moves, robust node
+ * shm/magazine.c (refill, flush, drain), shm/slabs.c (free_block, list moves, robust node
  * lock), shm/validate.c (sm_node_repair) and shm/buddy.c (robust region lock, repair).
  *
  * What must never regress:
@@ -16,6 +16,7 @@
  *     creator or another process) repairs it, and later processes lock it normally.
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,8 +40,9 @@
 #define MAG_CAP       16u
 #define OBJ_SIZE      64u
 #define HAMMER_HELD   2000u     /* objects a hammering child holds at most */
-#define CHILD_ALARM   300u      /* a child still alive after this dies of SIGALRM */
-#define WAIT_SECONDS  270.0     /* the parent gives up on its children after this */
+#define CHILD_ALARM   180u      /* a child still alive after this dies of SIGALRM */
+#define WAIT_SECONDS  120.0     /* the parent gives up on hammering children after this */
+#define LOCK_SECONDS  30        /* ... and on a child taking a lock after this */
 
 /* Exit codes of the children: one per way to fail, so the parent can say which. */
 enum {
@@ -187,10 +189,19 @@ static void tell_parent(int fd)
 /* The parent side: wait (bounded) for that byte. */
 static void wait_for_child(int fd, pid_t pid)
 {
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	ssize_t n = -1;
 	char b;
-	ssize_t n;
+	int rc;
 
-	while ((n = read(fd, &b, 1)) < 0 && errno == EINTR)
+	while ((rc = poll(&pfd, 1, LOCK_SECONDS * 1000)) < 0 && errno == EINTR)
+		;
+	if (rc == 0) {
+		kill(pid, SIGKILL);
+		reap(pid, 10);
+		fail_msg("child %d did not take the lock within %d s", (int)pid, LOCK_SECONDS);
+	}
+	while (rc > 0 && (n = read(fd, &b, 1)) < 0 && errno == EINTR)
 		;
 	if (n != 1) {
 		int st = reap(pid, 10);
@@ -205,7 +216,7 @@ static void kill_child(pid_t pid)
 	int st;
 
 	assert_int_equal(kill(pid, SIGKILL), 0);
-	st = reap(pid, 30);
+	st = reap(pid, LOCK_SECONDS);
 	assert_true(WIFSIGNALED(st));
 	assert_int_equal(WTERMSIG(st), SIGKILL);
 }
@@ -631,7 +642,7 @@ static void lock_normally(struct sm_arena *a, uint32_t id)
 		sm_region_unlock(a, 0);
 		_exit(EX_OK);
 	}
-	st = reap(pid, 60);
+	st = reap(pid, LOCK_SECONDS);
 	assert_exit_ok(st, "locking child");
 }
 
@@ -824,7 +835,7 @@ static void repair_and_exit(struct sm_arena *a, uint32_t id)
 			_exit(EX_LOCK);
 		_exit(EX_OK);
 	}
-	st = reap(pid, 60);
+	st = reap(pid, LOCK_SECONDS);
 	assert_exit_ok(st, "repairing child");
 }
 
