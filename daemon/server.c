@@ -314,8 +314,13 @@ static void on_write(struct bufferevent *bev, void *arg)
 			conn_free(c);
 			return;
 		}
-		if (!c->closing)
+		if (!c->closing) {
 			bufferevent_enable(bev, EV_READ);
+			/* Lines that came with the hello are already buffered: no new
+			 * bytes will call on_read for them. */
+			if (evbuffer_get_length(bufferevent_get_input(bev)))
+				on_read(bev, c);
+		}
 		return;
 	}
 	if (c->closing)

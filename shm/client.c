@@ -1,6 +1,7 @@
 /* client.c - client slots and areas (see client.h). */
 #include "client.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -115,20 +116,67 @@ struct reclaim_ctx {
 	uint64_t         returned;
 };
 
+static int cmp_off(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
+}
+
+/* Return everything a dead client's magazine (or alien buffer) holds, whatever step it
+ * was in (layout.h SLAB_INTENT_*): entries [0, avail), plus the refill slots of an
+ * interrupted REFILL; cleared entries are skipped, duplicates left by an interrupted
+ * memmove are returned once, and only objects still out of their slabs go back. */
 static void reclaim_mag(void *arg, struct slab_mag *m)
 {
 	struct reclaim_ctx *r = arg;
+	struct sm_arena *a = r->a;
 	struct slab_cache_desc *c;
+	uint64_t ai, tmp[SLAB_MAG_MAX + 1];
+	uint32_t avail, intent, end, n = 0, kept = 0;
 
-	if (m->m_cache >= r->a->hdr->ah_nr_caches)
+	if (m->m_cache >= a->hdr->ah_nr_caches || m->m_capacity > SLAB_MAG_MAX)
 		return;
-	c = sm_cache(r->a, m->m_cache);
+	c = sm_cache(a, m->m_cache);
 	if (c->c_state == CACHE_UNUSED || c->c_serial != m->m_cache_serial)
 		return;
-	if (m->m_avail > m->m_capacity)
-		m->m_avail = m->m_capacity;
-	r->returned += m->m_avail;
-	sm_mag_drain(r->a, c, m, 1);
+	/* A lock the client died holding is repaired by taking it; that also makes this
+	 * magazine agree with the lists (validate.c:repair_xfer). */
+	for (unsigned nd = 0; nd < a->hdr->ah_nr_nodes; nd++)
+		if (sm_node_lock(a, c, nd) == 0)
+			sm_node_unlock(c, nd);
+	ai = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
+	avail = (uint32_t)ai;
+	intent = (uint32_t)(ai >> 32);
+	end = avail;
+	if ((intent & 0xff) == SLAB_INTENT_REFILL)
+		end += intent >> 8;
+	if (end > m->m_capacity)
+		end = m->m_capacity;
+	for (uint32_t i = 0; i < end; i++)
+		if (sm_mag_entries(m)[i])
+			tmp[n++] = sm_mag_entries(m)[i];
+	qsort(tmp, n, sizeof(tmp[0]), cmp_off);
+	for (uint32_t i = 0; i < n; i++) {
+		uint32_t h, ix;
+		unsigned e;
+
+		if (i && tmp[i] == tmp[i - 1])
+			continue;
+		if (sm_obj_lookup(a, c, tmp[i], &h, &ix) != OBJ_OK)
+			continue;
+		e = sm_bufctl_get(c, sm_slab_addr(a, h), ix);
+		if (e == BUFCTL_ACTIVE || e == BUFCTL_CACHED)
+			tmp[kept++] = tmp[i];
+	}
+	r->returned += kept;
+	sm_give_back(a, c, tmp, kept, 1);
+	__atomic_store_n(&m->m_avail_intent, 0, __ATOMIC_RELEASE);
+	for (unsigned s = 0; s < SLAB_STAT_NR; s++) {
+		if (m->m_stat[s])
+			SM_ADD(&c->c_stat[s], m->m_stat[s]);
+		m->m_stat[s] = 0;
+	}
 	m->m_state = MAG_IDLE;
 }
 

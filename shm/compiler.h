@@ -22,4 +22,9 @@
 #define SM_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define SM_ADD(p, v)   __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 
+/* Keep the compiler from moving stores across this point.  Slow-path steps order their
+ * stores so that a process killed between any two of them leaves a state repair and
+ * reclaim understand; x86-64 keeps the hardware order (TSO), this keeps the compiler's. */
+#define SM_BARRIER() __atomic_signal_fence(__ATOMIC_SEQ_CST)
+
 #endif

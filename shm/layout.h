@@ -76,7 +76,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  2u                     /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  3u                     /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -195,7 +195,16 @@ struct slab_cache_node {
 	uint64_t         n_free_limit;   /* keep empty slabs while free_objects <= this */
 	uint32_t         n_shared_avail; /* entries in n_shared[] */
 	uint32_t         n_shared_limit; /* capacity in use (tunable "shared") */
-	uint64_t         n_grant_seq;    /* bumped on each grant; refillers wait on change */
+	uint64_t         n_grant_seq;    /* bumped on each grant */
+	/* The transfer under way while n_lock is held (0: none): which magazine (arena
+	 * offset), which way (SLAB_INTENT_*), which of its entries.  A locker that finds
+	 * the lock EOWNERDEAD uses it to make the magazine agree with the lists
+	 * (validate.c:sm_node_repair). */
+	uint64_t         n_xfer_mag;
+	uint32_t         n_xfer_kind;
+	uint32_t         n_xfer_base;    /* first entry index (0-based) */
+	uint32_t         n_xfer_count;
+	uint32_t         n_pad;
 	uint64_t         n_shared[SLAB_SHARED_MAX]; /* object offsets (SLAB's shared array) */
 };
 
@@ -272,13 +281,29 @@ enum slab_mag_state {
 	MAG_IDLE,              /* owned by the client, no thread (reusable) */
 };
 
+/* A magazine's slow-path step in progress (m_intent), so that slabd can finish or undo
+ * it when the client dies between any two instructions (client.c:sm_client_reclaim):
+ *   REFILL n: slots [avail + 1, avail + n] were zeroed before the step; a non-zero one
+ *             holds an object taken out of the shared tiers for this magazine.
+ *   FLUSH n:  the oldest n entries are going back; each is zeroed (under the node lock)
+ *             as it leaves, so a non-zero entry is still the magazine's. */
+#define SLAB_INTENT_NONE   0u
+#define SLAB_INTENT_REFILL 1u
+#define SLAB_INTENT_FLUSH  2u
+
 /* SLAB's array_cache: one thread's objects of one cache.  Only the owning thread writes it
  * (see the "who writes" rules above).  Invariants: m_avail <= m_limit <= m_capacity;
  * m_slots[0] == 0 (a sentinel: no object has offset 0, so the freshest-double-free check
  * needs no test for an empty magazine); m_slots[1 .. m_avail] are object offsets of cache
  * m_cache, oldest first (I7).  sm_mag_entries(m) is &m_slots[1]. */
 struct slab_mag {
-	uint32_t m_avail;        /* objects held */
+	union {
+		struct {
+			uint32_t m_avail;  /* objects held */
+			uint32_t m_intent; /* slow-path step in progress: SLAB_INTENT_* | n << 8 */
+		};
+		uint64_t m_avail_intent;   /* both in one store: a step ends atomically */
+	};
 	uint32_t m_limit;        /* flush when a free finds avail == limit */
 	uint32_t m_node_first;   /* the owner thread's node region: freeing an object whose */
 	uint32_t m_node_count;   /*   slab lies outside these pages is an alien free */

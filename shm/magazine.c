@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "testpoint.h"
+
 void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned capacity)
 {
 	memset(m, 0, sizeof(*m));
@@ -39,6 +41,127 @@ void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsi
 	alien->m_node = (uint16_t)node;
 }
 
+/* End a slow-path step: the new count and "no step" in one store (layout.h). */
+static void step_done(struct slab_mag *m, uint32_t avail)
+{
+	__atomic_store_n(&m->m_avail_intent, (uint64_t)avail, __ATOMIC_RELEASE);
+}
+
+static void step_begin(struct slab_mag *m, uint32_t kind, uint32_t n)
+{
+	__atomic_store_n(&m->m_intent, kind | n << 8, __ATOMIC_RELEASE);
+}
+
+/* Record, under the node lock, the transfer about to happen (n_xfer_*). */
+static void xfer_begin(struct sm_arena *a, struct slab_cache_node *cn, struct slab_mag *m,
+		       uint32_t kind, uint32_t base, uint32_t count)
+{
+	cn->n_xfer_kind = kind;
+	cn->n_xfer_base = base;
+	cn->n_xfer_count = count;
+	__atomic_store_n(&cn->n_xfer_mag, m ? sm_off(a, m) : 0, __ATOMIC_RELEASE);
+}
+
+static void xfer_end(struct slab_cache_node *cn)
+{
+	__atomic_store_n(&cn->n_xfer_mag, 0, __ATOMIC_RELEASE);
+}
+
+/* Give entries back to their nodes (shared array when use_shared and room, else their
+ * slabs), zeroing each entry of objs under the node lock as it leaves.  When m is the
+ * magazine objs belong to, the transfer is recorded for repair.  Refused objects (not
+ * out-of-slab objects of c) are dropped and counted.  Returns the number refused. */
+static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+			  uint64_t *objs, unsigned n, int use_shared)
+{
+	unsigned nodes = a->hdr->ah_nr_nodes, refused = 0;
+	uint64_t tmp[SLAB_MAG_MAX];
+	uint16_t at[SLAB_MAG_MAX];
+
+	for (unsigned done = 0; done < n;) {
+		unsigned chunk = n - done < SLAB_MAG_MAX ? n - done : SLAB_MAG_MAX;
+		uint64_t *o = objs + done;
+
+		for (unsigned i = 0; i < chunk; i++)
+			if (o[i] >= a->size ||
+			    sm_page_node(a, (uint32_t)(o[i] >> SLAB_PAGE_SHIFT)) == SLAB_NIL) {
+				/* Not in any node: never an object (zero entries included). */
+				if (o[i]) {
+					SM_ADD(&c->c_stat[STAT_INVALID_FREE], 1);
+					refused++;
+				}
+				o[i] = 0;
+			}
+		for (unsigned nd = 0; nd < nodes; nd++) {
+			struct slab_cache_node *cn = &c->c_nodes[nd];
+			unsigned cnt = 0, k = 0;
+
+			for (unsigned i = 0; i < chunk; i++)
+				if (o[i] && (nodes == 1 ||
+					     sm_page_node(a, (uint32_t)(o[i] >> SLAB_PAGE_SHIFT)) == nd)) {
+					at[cnt] = (uint16_t)i;
+					tmp[cnt++] = o[i];
+				}
+			if (!cnt)
+				continue;
+			if (sm_node_lock(a, c, nd)) {
+				refused += cnt;
+				continue;
+			}
+			xfer_begin(a, cn, m, SLAB_INTENT_FLUSH, done, chunk);
+			if (use_shared && cn->n_shared_avail < cn->n_shared_limit) {
+				k = cn->n_shared_limit - cn->n_shared_avail;
+				if (k > cnt)
+					k = cnt;
+				memcpy(&cn->n_shared[cn->n_shared_avail], tmp, k * sizeof(uint64_t));
+				SM_BARRIER(); /* entries before the count that exposes them */
+				cn->n_shared_avail += k;
+			}
+			SM_TEST_POINT("flush.locked");
+			if (k < cnt)
+				refused += sm_do_free_block(a, c, nd, tmp + k, cnt - k);
+			SM_BARRIER();
+			for (unsigned i = 0; i < cnt; i++)
+				o[at[i]] = 0;
+			SM_BARRIER();
+			xfer_end(cn);
+			sm_node_unlock(c, nd);
+		}
+		done += chunk;
+	}
+	return refused;
+}
+
+unsigned sm_give_back(struct sm_arena *a, struct slab_cache_desc *c, const uint64_t *objs,
+		      unsigned n, int use_shared)
+{
+	uint64_t copy[SLAB_MAG_MAX];
+	unsigned refused = 0;
+
+	for (unsigned done = 0; done < n;) {
+		unsigned chunk = n - done < SLAB_MAG_MAX ? n - done : SLAB_MAG_MAX;
+		memcpy(copy, objs + done, chunk * sizeof(uint64_t));
+		refused += give_back(a, c, NULL, copy, chunk, use_shared);
+		done += chunk;
+	}
+	return refused;
+}
+
+/* Give back the oldest n entries of m (a FLUSH step), then close the gap. */
+static void flush_oldest(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+			 unsigned n, int use_shared)
+{
+	uint64_t *e = sm_mag_entries(m);
+	uint32_t avail = m->m_avail;
+
+	step_begin(m, SLAB_INTENT_FLUSH, n);
+	give_back(a, c, m, e, n, use_shared);
+	SM_TEST_POINT("flush.unlocked");
+	memmove(e, e + n, (avail - n) * sizeof(uint64_t));
+	SM_BARRIER();
+	step_done(m, avail - n);
+}
+
 int sm_free_alien(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
 		  struct slab_mag *alien, uint64_t off)
 {
@@ -47,12 +170,11 @@ int sm_free_alien(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		sm_give_back(a, c, &off, 1, 1);
 		return 0;
 	}
-	if (alien->m_avail >= alien->m_limit) {
-		/* Home in one batch: one lock round trip on the object's node. */
-		sm_give_back(a, c, sm_mag_entries(alien), alien->m_avail, 1);
-		alien->m_avail = 0;
-	}
-	sm_mag_entries(alien)[alien->m_avail++] = off;
+	/* Home in one batch: one lock round trip on the object's node. */
+	if (alien->m_avail >= alien->m_limit)
+		flush_oldest(a, c, alien, alien->m_avail, 1);
+	sm_mag_entries(alien)[alien->m_avail] = off;
+	alien->m_avail++;
 	return 0;
 }
 
@@ -69,26 +191,30 @@ static void refresh_limits(const struct slab_cache_desc *c, struct slab_mag *m)
 	m->m_batchcount = batch ? batch : 1;
 }
 
-/* Take up to want objects of node into m: the shared array first (newest entries), then
- * the slabs.  Returns how many. */
+/* Take up to want objects of node into dst (entries of m from index base): the shared
+ * array first (newest entries), then the slabs.  Each object is written to dst before it
+ * leaves its source (see sm_node_repair).  Returns how many. */
 static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
-		     unsigned node, unsigned want)
+		     unsigned node, uint32_t base, unsigned want)
 {
 	struct slab_cache_node *cn = &c->c_nodes[node];
-	uint64_t *dst = &sm_mag_entries(m)[m->m_avail];
+	uint64_t *dst = &sm_mag_entries(m)[base];
 	unsigned got = 0;
 
 	if (sm_node_lock(a, c, node))
 		return 0;
+	xfer_begin(a, cn, m, SLAB_INTENT_REFILL, base, want);
 	if (cn->n_shared_avail) {
 		got = cn->n_shared_avail < want ? cn->n_shared_avail : want;
+		memcpy(dst, &cn->n_shared[cn->n_shared_avail - got], got * sizeof(uint64_t));
+		SM_BARRIER();
+		SM_TEST_POINT("refill.locked");
 		cn->n_shared_avail -= got;
-		memcpy(dst, &cn->n_shared[cn->n_shared_avail], got * sizeof(uint64_t));
 	}
 	if (got < want)
 		got += sm_do_alloc_objs(a, c, node, dst + got, want - got);
+	xfer_end(cn);
 	sm_node_unlock(c, node);
-	m->m_avail += got;
 	return got;
 }
 
@@ -96,91 +222,48 @@ int sm_mag_refill(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		  unsigned node)
 {
 	unsigned nodes = a->hdr->ah_nr_nodes, home, want;
+	uint32_t avail = m->m_avail;
 	int rc;
 
 	refresh_limits(c, m);
 	want = m->m_batchcount;
-	if (m->m_avail + want > m->m_capacity)
-		want = m->m_capacity - m->m_avail;
+	if (avail + want > m->m_capacity)
+		want = m->m_capacity - avail;
 	if (!want)
-		return (int)m->m_avail;
+		return (int)avail;
 	home = c->c_node >= 0 ? (unsigned)c->c_node : node < nodes ? node : 0;
+	/* REFILL step: the slots it may fill start zeroed (layout.h). */
+	memset(&sm_mag_entries(m)[avail], 0, want * sizeof(uint64_t));
+	SM_BARRIER();
+	step_begin(m, SLAB_INTENT_REFILL, want);
 
 	/* Other processes may take a granted slab before this one gets to it, so keep
 	 * asking while grants succeed; the grant itself says when memory or the quota
 	 * runs out.  The bound only guards against a livelock. */
 	for (int attempt = 0; attempt < 1000; attempt++) {
-		unsigned got = take(a, c, m, home, want);
+		unsigned got = take(a, c, m, home, avail, want);
 
 		/* Local node dry: other nodes' objects before asking for fresh slabs. */
 		for (unsigned n = 0; !got && c->c_node < 0 && n < nodes; n++)
 			if (n != home)
-				got = take(a, c, m, n, want);
+				got = take(a, c, m, n, avail, want);
 		if (got) {
+			SM_TEST_POINT("refill.unlocked");
+			SM_BARRIER();
+			step_done(m, avail + got);
 			m->m_stat[STAT_ALLOC_REFILL]++;
-			return (int)m->m_avail;
+			return (int)(avail + got);
 		}
 		if (!a->grow)
-			return -ENOMEM;
+			break;
 		rc = a->grow(a, c->c_id, home, (want + c->c_num - 1) / c->c_num, a->grow_arg);
-		if (rc < 0)
+		if (rc < 0) {
+			step_done(m, avail);
 			return rc;
-	}
-	return -ENOMEM;
-}
-
-unsigned sm_give_back(struct sm_arena *a, struct slab_cache_desc *c, const uint64_t *objs,
-		      unsigned n, int use_shared)
-{
-	unsigned nodes = a->hdr->ah_nr_nodes, refused = 0;
-	uint64_t tmp[SLAB_MAG_MAX];
-
-	for (unsigned done = 0; done < n;) {
-		unsigned chunk = n - done < SLAB_MAG_MAX ? n - done : SLAB_MAG_MAX;
-		const uint64_t *o = objs + done;
-
-		for (unsigned nd = 0; nd < nodes; nd++) {
-			struct slab_cache_node *cn = &c->c_nodes[nd];
-			unsigned cnt = 0, k = 0;
-
-			if (nodes == 1) {
-				memcpy(tmp, o, chunk * sizeof(uint64_t));
-				cnt = chunk;
-			} else {
-				for (unsigned i = 0; i < chunk; i++)
-					if (o[i] < a->size &&
-					    sm_page_node(a, (uint32_t)(o[i] >> SLAB_PAGE_SHIFT)) == nd)
-						tmp[cnt++] = o[i];
-			}
-			if (!cnt)
-				continue;
-			if (sm_node_lock(a, c, nd)) {
-				refused += cnt;
-				continue;
-			}
-			if (use_shared && cn->n_shared_avail < cn->n_shared_limit) {
-				k = cn->n_shared_limit - cn->n_shared_avail;
-				if (k > cnt)
-					k = cnt;
-				memcpy(&cn->n_shared[cn->n_shared_avail], tmp, k * sizeof(uint64_t));
-				cn->n_shared_avail += k;
-			}
-			if (k < cnt)
-				refused += sm_do_free_block(a, c, nd, tmp + k, cnt - k);
-			sm_node_unlock(c, nd);
 		}
-		/* Offsets outside every node (metadata, beyond the arena) were never placed:
-		 * they are not objects; count them as refused too. */
-		if (nodes > 1)
-			for (unsigned i = 0; i < chunk; i++)
-				if (o[i] >= a->size ||
-				    sm_page_node(a, (uint32_t)(o[i] >> SLAB_PAGE_SHIFT)) == SLAB_NIL) {
-					SM_ADD(&c->c_stat[STAT_INVALID_FREE], 1);
-					refused++;
-				}
-		done += chunk;
 	}
-	return refused;
+	step_done(m, avail);
+	return -ENOMEM;
 }
 
 void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
@@ -191,11 +274,7 @@ void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	(void)node;
 	if (!n)
 		return;
-	uint64_t *e = sm_mag_entries(m);
-
-	sm_give_back(a, c, e, n, 1);
-	memmove(e, e + n, (m->m_avail - n) * sizeof(uint64_t));
-	m->m_avail -= n;
+	flush_oldest(a, c, m, n, 1);
 	m->m_stat[STAT_FREE_FLUSH]++;
 }
 
@@ -203,8 +282,7 @@ void sm_mag_drain(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		  int use_shared)
 {
 	if (m->m_avail)
-		sm_give_back(a, c, sm_mag_entries(m), m->m_avail, use_shared);
-	m->m_avail = 0;
+		flush_oldest(a, c, m, m->m_avail, use_shared);
 	for (unsigned s = 0; s < SLAB_STAT_NR; s++) {
 		if (m->m_stat[s])
 			SM_ADD(&c->c_stat[s], m->m_stat[s]);

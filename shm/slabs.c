@@ -120,13 +120,14 @@ static void move_slab(struct sm_arena *a, struct slab_cache_node *n, uint32_t he
 	struct slab_page *pg = &a->pages[head];
 
 	sm_list_del(a->pages, list_of(n, pg->pg_state), head);
-	pg->pg_state = to;
+	SM_STORE(&pg->pg_state, to); /* sm_obj_find reads it without the lock */
 	sm_list_add_tail(a->pages, list_of(n, to), head);
 }
 
-/* slab_get_obj: the object is marked ACTIVE before the free chain moves on, so a death
- * in between leaks the object to the dead holder (found by repair) rather than handing it
- * out twice. */
+/* slab_get_obj.  Order matters to a holder that dies half-way (validate.c:sm_node_repair):
+ * the object is written to its destination first, then marked ACTIVE, then the free chain
+ * moves on.  A death before ACTIVE leaves it free in its slab (repair drops the copy); a
+ * death after leaves it out and held by the destination (slabd's reclaim returns it). */
 static int slab_get_obj(struct sm_arena *a, struct slab_cache_desc *c, uint32_t head,
 			uint64_t *off)
 {
@@ -137,10 +138,13 @@ static int slab_get_obj(struct sm_arena *a, struct slab_cache_desc *c, uint32_t 
 	if (unlikely(idx >= c->c_num))
 		return -EFAULT; /* chain corrupt or empty: validate reports it */
 	next = sm_bufctl_get(c, slab, idx);
+	__atomic_store_n(off, ((uint64_t)head << SLAB_PAGE_SHIFT) + (uint64_t)idx * c->c_size,
+			 __ATOMIC_RELAXED);
+	SM_BARRIER();
 	sm_bufctl_set(c, slab, idx, BUFCTL_ACTIVE);
+	SM_BARRIER();
 	pg->pg_free = (uint16_t)next;
 	pg->pg_inuse++;
-	*off = ((uint64_t)head << SLAB_PAGE_SHIFT) + (uint64_t)idx * c->c_size;
 	return 0;
 }
 

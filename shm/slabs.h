@@ -95,16 +95,19 @@ static inline enum sm_obj_err sm_obj_find(const struct slab_page *pages, uint64_
 {
 	const struct slab_page *pg;
 	uint64_t delta;
-	uint32_t h, i;
+	uint32_t h, i, cid;
 
 	if (unlikely(off >= arena_size))
 		return OBJ_FOREIGN;
 	h = (uint32_t)(off >> SLAB_PAGE_SHIFT);
 	pg = &pages[h];
-	if (unlikely(pg->pg_cache != cid1))
-		return pg->pg_cache ? OBJ_WRONG_CACHE : OBJ_NOT_SLAB;
-	if (pg->pg_state == PG_TAIL)
-		h = pg->pg_next;
+	/* Relaxed loads: other threads move the slab between lists (pg_state) under the
+	 * node lock while we look, and slabd changes pages as it grants and reaps slabs. */
+	cid = SM_LOAD(&pg->pg_cache);
+	if (unlikely(cid != cid1))
+		return cid ? OBJ_WRONG_CACHE : OBJ_NOT_SLAB;
+	if (SM_LOAD(&pg->pg_state) == PG_TAIL)
+		h = SM_LOAD(&pg->pg_next);
 	delta = off - ((uint64_t)h << SLAB_PAGE_SHIFT);
 	i = (uint32_t)((delta * recip) >> 32);
 	if (unlikely((uint64_t)i * size != delta || i >= num))

@@ -7,6 +7,7 @@
 
 #include "list.h"
 #include "lock.h"
+#include "magazine.h"
 
 struct vctx {
 	struct sm_arena         *a;
@@ -302,6 +303,57 @@ static unsigned rebuild_slab(struct sm_arena *a, struct slab_cache_desc *c, uint
 	return inuse;
 }
 
+/* The magazine at arena offset off, or NULL if off cannot be one (it must lie in a
+ * client area block). */
+static struct slab_mag *mag_at(struct sm_arena *a, uint64_t off)
+{
+	uint32_t pg;
+
+	if (off < sizeof(struct slab_area_block) || off + sizeof(struct slab_mag) > a->size ||
+	    off % 8)
+		return NULL;
+	pg = (uint32_t)(off >> SLAB_PAGE_SHIFT);
+	if (a->pages[pg].pg_state == PG_TAIL && a->pages[pg].pg_next < a->hdr->ah_nr_pages)
+		pg = a->pages[pg].pg_next;
+	return a->pages[pg].pg_state == PG_AREA ? (struct slab_mag *)(a->base + off) : NULL;
+}
+
+/* The holder died in the middle of a transfer between a magazine and this node's lists
+ * (n_xfer_*).  Every object of the transfer is now either back on the node (in the
+ * shared array, or free in its slab) or still out; make the magazine say the same: an
+ * entry whose object is back on the node is cleared.  Works for both directions. */
+static void repair_xfer(struct sm_arena *a, struct slab_cache_desc *c, unsigned node)
+{
+	struct slab_cache_node *cn = &c->c_nodes[node];
+	struct slab_mag *m = mag_at(a, cn->n_xfer_mag);
+	uint32_t end;
+
+	if (!m || m->m_capacity > SLAB_MAG_MAX) {
+		cn->n_xfer_mag = 0;
+		return;
+	}
+	end = cn->n_xfer_base + cn->n_xfer_count;
+	if (end > m->m_capacity)
+		end = m->m_capacity;
+	for (uint32_t i = cn->n_xfer_base; i < end; i++) {
+		uint64_t off = sm_mag_entries(m)[i];
+		uint32_t h, ix;
+		unsigned e;
+		int back = 0;
+
+		if (!off || sm_obj_lookup(a, c, off, &h, &ix) != OBJ_OK ||
+		    sm_slab_node(a, h) != node)
+			continue;
+		e = sm_bufctl_get(c, sm_slab_addr(a, h), ix);
+		back = e != BUFCTL_ACTIVE && e != BUFCTL_CACHED;
+		for (unsigned j = 0; j < cn->n_shared_avail && !back; j++)
+			back = cn->n_shared[j] == off;
+		if (back)
+			sm_mag_entries(m)[i] = 0;
+	}
+	cn->n_xfer_mag = 0;
+}
+
 void sm_node_repair(struct sm_arena *a, struct slab_cache_desc *c, unsigned node)
 {
 	struct slab_cache_node *cn = &c->c_nodes[node];
@@ -367,4 +419,5 @@ void sm_node_repair(struct sm_arena *a, struct slab_cache_desc *c, unsigned node
 			cn->n_shared[kept++] = off;
 	}
 	cn->n_shared_avail = kept;
+	repair_xfer(a, c, node);
 }

@@ -152,7 +152,7 @@ int parse_u64(const char *s, bool suffixes, uint64_t *out)
 	if (!s || !*s || *s == '-' || *s == '+' || *s == ' ')
 		return -1;
 	errno = 0;
-	v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, 10);
 	if (errno || end == s)
 		return -1;
 	if (suffixes && *end) {

@@ -73,6 +73,21 @@ static void say(const char *s)
 	}
 }
 
+/* Async-signal-safe: "what: errno N\n" to stderr. */
+static void say_errno(const char *what, int err)
+{
+	char num[16], *p = num + sizeof(num) - 1;
+
+	*p = 0;
+	do
+		*--p = (char)('0' + err % 10);
+	while ((err /= 10) && p > num);
+	say(what);
+	say(": errno ");
+	say(p);
+	say("\n");
+}
+
 unsigned long th_scaled(unsigned long n)
 {
 	const char *s = getenv("SLAB_TEST_SCALE");
@@ -290,7 +305,7 @@ pid_t th_spawn_self(const char *const *args, const int *keep_fds, size_t nkeep)
 	if (pid == 0) {
 		child_prepare(parent, keep_fds, nkeep);
 		execv(exe, (char *const *)argv);
-		say("harness: execv of the test binary failed\n");
+		say_errno("harness: execv of the test binary failed", errno);
 		_exit(127);
 	}
 	if (!rec_add(pid, false)) {
@@ -499,7 +514,7 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 			_exit(127);
 		child_prepare(parent, NULL, 0);
 		execv(bin, (char *const *)argv);
-		say("harness: execv slabd failed\n");
+		say_errno("harness: execv slabd failed", errno);
 		_exit(127);
 	}
 	close(logfd);

@@ -5,6 +5,8 @@
  *     error reply (EBADMSG / EINVAL, id null or echoed) and the same connection keeps
  *     working; blank lines are ignored; pipelined requests are answered in order;
  *   - unknown commands get ENOSYS; commands in the wrong state get EPROTO / EPERM;
+ *     requests pipelined after a client hello (whose reply carries the arena fd) are
+ *     answered too;
  *   - a line longer than 65536 bytes gets EMSGSIZE or a closed connection, while a long
  *     line under the limit is served;
  *   - seeded random binary garbage (NUL bytes included), also after a client hello, only
@@ -176,6 +178,8 @@ static struct th_daemon daemon_;
 static pid_t client_pid;
 static int client_cmd = -1, client_ack = -1;
 
+static int teardown(void **state);
+
 static int wait_ack(char want)
 {
 	struct pollfd pfd = { .fd = client_ack, .events = POLLIN };
@@ -194,8 +198,10 @@ static int setup(void **state)
 	(void)state;
 	if (th_start(&daemon_, NULL))
 		return -1;
-	if (pipe2(cmd, O_CLOEXEC) || pipe2(ack, O_CLOEXEC))
+	if (pipe2(cmd, O_CLOEXEC) || pipe2(ack, O_CLOEXEC)) {
+		teardown(state);
 		return -1;
+	}
 	snprintf(a_cmd, sizeof(a_cmd), "%d", cmd[0]);
 	snprintf(a_ack, sizeof(a_ack), "%d", ack[1]);
 	client_pid = th_spawn_self((const char *const[]){ "--client", daemon_.socket, a_cmd, a_ack,
@@ -208,6 +214,7 @@ static int setup(void **state)
 	if (client_pid <= 0 || wait_ack('R')) {
 		fprintf(stderr, "the libslab client process did not start (exit %d)\n",
 			client_pid > 0 ? th_wait_child(client_pid, 5) : -1);
+		teardown(state); /* cmocka skips the teardown of a failed setup */
 		return -1;
 	}
 	return 0;
@@ -394,6 +401,29 @@ static void test_unknown_and_state(void **state)
 		     json_integer(4));
 	close(fd);
 	check_alive("a client asking for what it does not hold");
+
+	/* Pipelined around a client hello (whose reply carries the arena fd): every line
+	 * is answered, in order, the ones after the hello included. */
+	fd = th_connect(&daemon_);
+	assert_true(fd >= 0);
+	r = conn_req(fd, "{\"id\":1,\"cmd\":\"arena.stats\"}\n"
+		     "{\"id\":2,\"cmd\":\"hello\",\"role\":\"client\"}\n"
+		     "{\"id\":3,\"cmd\":\"cache.list\"}\n{\"id\":4,\"cmd\":\"clients.list\"}");
+	th_assert_ok(r, "pipelined arena.stats");
+	assert_int_equal(th_jint(r, "id"), 1);
+	json_decref(r);
+	for (int id = 2; id <= 4; id++) {
+		r = th_conn_read(fd);
+		if (!r)
+			fail_msg("pipelined request %d after a client hello got no reply", id);
+		th_assert_ok(r, "pipelined request");
+		assert_int_equal(th_jint(r, "id"), id);
+		if (id == 2)
+			assert_string_equal(th_jstr(r, "role"), "client");
+		json_decref(r);
+	}
+	close(fd);
+	check_alive("requests pipelined around a client hello");
 	finish();
 }
 
