@@ -387,7 +387,7 @@ static json_t *cmd_cache_list(struct conn *c, json_t *req, struct err *e)
 	(void)e;
 	for (uint32_t id = 0; id < c->d->arena.hdr->ah_nr_caches; id++)
 		if (sm_cache(&c->d->arena, id)->c_state != CACHE_UNUSED)
-			json_array_append_new(list, stats_cache_info(c->d, id));
+			json_array_append_new(list, stats_cache_summary(c->d, id));
 	return json_pack("{s:o}", "caches", list);
 }
 

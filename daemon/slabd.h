@@ -103,6 +103,7 @@ void commands_reap(struct slabd *d);
 /* stats.c */
 json_t *stats_cache_info(struct slabd *d, uint32_t id);
 json_t *stats_cache(struct slabd *d, uint32_t id);
+json_t *stats_cache_summary(struct slabd *d, uint32_t id);
 json_t *stats_arena(struct slabd *d);
 json_t *stats_clients(struct slabd *d);
 

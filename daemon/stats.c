@@ -5,7 +5,9 @@
  * read them with relaxed loads, so reading stats never slows the fast path.  The sums are
  * exact when the pool is quiet.
  */
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "buddy.h"
@@ -79,6 +81,23 @@ static void sum_mags(struct slabd *d, uint32_t id, int slot, struct mag_sum *s)
 			sm_client_for_each_mag(&d->arena, i, sum_mag, s);
 }
 
+json_t *stats_cache_summary(struct slabd *d, uint32_t id)
+{
+	struct sm_cache_counts cnt;
+	struct mag_sum ms;
+	json_t *r = stats_cache_info(d, id);
+	uint64_t cached;
+
+	sm_cache_counts(&d->arena, id, &cnt);
+	sum_mags(d, id, -1, &ms);
+	cached = cnt.shared_avail + ms.avail;
+	json_object_update_new(r, json_pack("{s:I, s:I, s:I, s:I}",
+		"active_objs", (json_int_t)cnt.active_objs, "num_objs", (json_int_t)cnt.num_objs,
+		"in_use", (json_int_t)(cnt.active_objs >= cached ? cnt.active_objs - cached : 0),
+		"cached", (json_int_t)cached));
+	return r;
+}
+
 json_t *stats_cache(struct slabd *d, uint32_t id)
 {
 	struct slab_cache_desc *c = sm_cache(&d->arena, id);
@@ -102,8 +121,13 @@ json_t *stats_cache(struct slabd *d, uint32_t id)
 			(json_int_t)nc->free_objects, "shared_avail", (int)nc->shared_avail,
 			"free_limit", (json_int_t)c->c_nodes[n].n_free_limit));
 	}
+	uint64_t free_objs = 0;
+
+	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++)
+		free_objs += cnt.node[n].free_objects;
 	json_object_update_new(r, json_pack(
-		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o}",
+		"now_ns", (json_int_t)slabd_now_ns(), "free_objs", (json_int_t)free_objs,
 		"active_objs", (json_int_t)cnt.active_objs, "num_objs", (json_int_t)cnt.num_objs,
 		"active_slabs", (json_int_t)cnt.active_slabs, "num_slabs", (json_int_t)cnt.num_slabs,
 		"in_use", (json_int_t)(cnt.active_objs >= cached ? cnt.active_objs - cached : 0),
@@ -112,6 +136,24 @@ json_t *stats_cache(struct slabd *d, uint32_t id)
 		"memory_bytes", (json_int_t)(cnt.num_slabs * slab_bytes),
 		"counters", counters, "nodes", nodes));
 	return r;
+}
+
+/* Bytes of node n's region the OS really holds (mincore over this mapping: shared
+ * memfd pages count as resident once any process has touched them). */
+static uint64_t node_resident(struct slabd *d, unsigned n)
+{
+	struct slab_node_region *r = sm_region(&d->arena, n);
+	size_t pages = r->nr_nr_pages, count = 0;
+	unsigned char *vec = malloc(pages);
+
+	if (!vec)
+		return 0;
+	if (mincore(d->arena.base + ((uint64_t)r->nr_first_page << SLAB_PAGE_SHIFT),
+		    pages << SLAB_PAGE_SHIFT, vec) == 0)
+		for (size_t i = 0; i < pages; i++)
+			count += vec[i] & 1;
+	free(vec);
+	return (uint64_t)count << SLAB_PAGE_SHIFT;
 }
 
 /* Bytes the OS really holds for the arena (tmpfs pages of the memfd). */
@@ -156,8 +198,9 @@ json_t *stats_arena(struct slabd *d)
 			free_pages = 0;
 		}
 		json_array_append_new(nodes, json_pack(
-			"{s:i, s:i, s:I, s:I, s:I, s:i, s:I, s:{s:i, s:i, s:i, s:i}}",
+			"{s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:I, s:{s:i, s:i, s:i, s:i}}",
 			"node", (int)n, "os_node", (int)r->nr_os_node,
+			"resident_bytes", (json_int_t)node_resident(d, n),
 			"total_bytes", (json_int_t)((uint64_t)r->nr_nr_pages << SLAB_PAGE_SHIFT),
 			"free_bytes", (json_int_t)((uint64_t)free_pages << SLAB_PAGE_SHIFT),
 			"used_bytes", (json_int_t)((uint64_t)(r->nr_nr_pages - free_pages) << SLAB_PAGE_SHIFT),
@@ -166,7 +209,9 @@ json_t *stats_arena(struct slabd *d)
 			"slabs", "partial", (int)slabs[0], "full", (int)slabs[1], "free", (int)slabs[2],
 			"discard", (int)slabs[3]));
 	}
-	return json_pack("{s:I, s:I, s:I, s:i, s:i, s:I, s:i, s:i, s:i, s:i, s:o}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:I, s:i, s:i, s:i, s:i, s:o}",
+			 "now_ns", (json_int_t)slabd_now_ns(),
+			 "started_ns", (json_int_t)d->started_ns,
 			 "size", (json_int_t)a->size, "resident_bytes", (json_int_t)resident_bytes(d),
 			 "meta_bytes", (json_int_t)((uint64_t)a->hdr->ah_meta_pages << SLAB_PAGE_SHIFT),
 			 "page_size", SLAB_PAGE_SIZE, "layout_version", (int)a->hdr->ah_version,

@@ -11,8 +11,13 @@
  * been handed an object someone else holds.  200,000 objects (divided by
  * $SLAB_TEST_SCALE).
  *
+ * Run twice: on one node, and on a slabd with two virtual nodes (--nodes 2) where the
+ * producers alternate between the nodes (SLAB_NODE) and the consumer sits on node 1, so
+ * half the frees are alien frees (cache_free_alien) going back to the other node.
+ *
  * Must hold afterwards: every child exited 0; cache.stats says in_use 0 and the folded
- * counters account for exactly that many allocations and frees and no wrong frees;
+ * counters account for exactly that many allocations and frees and no wrong frees (and,
+ * on two nodes, alien frees happened);
  * cache.validate is clean; slab_cache_destroy succeeds and the cache is gone; the daemon
  * shuts down cleanly (exit 0, socket removed).
  */
@@ -108,9 +113,15 @@ static int write_all(int fd, const void *buf, size_t len)
 
 /* ---- the role processes ------------------------------------------------------------- */
 
-static int connect_open(const char *sock, const char *who, slab_pool **pool, slab_cache **c)
+static int connect_open(const char *sock, const char *node, const char *who, slab_pool **pool,
+			slab_cache **c)
 {
-	int rc = slab_pool_connect(sock, pool);
+	int rc;
+
+	/* "-": the thread's own node; else pin this process to that (virtual) node. */
+	if (strcmp(node, "-") && setenv("SLAB_NODE", node, 1))
+		return EX_USAGE;
+	rc = slab_pool_connect(sock, pool);
 
 	if (rc) {
 		fprintf(stderr, "%s: slab_pool_connect(%s): %s\n", who, sock, slab_strerror(rc));
@@ -136,13 +147,13 @@ static int close_all(const char *who, slab_pool *pool, slab_cache *c)
 	return EX_OK;
 }
 
-/* --producer SOCKET ID COUNT WRITEFD */
+/* --producer SOCKET NODE ID COUNT WRITEFD */
 static int producer_main(char **argv)
 {
-	const char *sock = argv[2];
-	unsigned id = (unsigned)strtoul(argv[3], NULL, 10);
-	unsigned long count = strtoul(argv[4], NULL, 10);
-	int wfd = atoi(argv[5]), rc;
+	const char *sock = argv[2], *node = argv[3];
+	unsigned id = (unsigned)strtoul(argv[4], NULL, 10);
+	unsigned long count = strtoul(argv[5], NULL, 10);
+	int wfd = atoi(argv[6]), rc;
 	uint64_t batch[BATCH];
 	unsigned nb = 0;
 	slab_pool *pool;
@@ -153,7 +164,7 @@ static int producer_main(char **argv)
 	alarm(CHILD_ALARM);
 	if (id >= NR_PRODUCERS)
 		return EX_USAGE;
-	rc = connect_open(sock, who, &pool, &c);
+	rc = connect_open(sock, node, who, &pool, &c);
 	if (rc)
 		return rc;
 	for (unsigned long seq = 0; seq < count; seq++) {
@@ -189,12 +200,12 @@ static int producer_main(char **argv)
 	return close_all(who, pool, c);
 }
 
-/* --consumer SOCKET TOTAL READFD */
+/* --consumer SOCKET NODE TOTAL READFD */
 static int consumer_main(char **argv)
 {
-	const char *sock = argv[2];
-	unsigned long total = strtoul(argv[3], NULL, 10), got = 0;
-	int rfd = atoi(argv[4]), rc;
+	const char *sock = argv[2], *node = argv[3];
+	unsigned long total = strtoul(argv[4], NULL, 10), got = 0;
+	int rfd = atoi(argv[5]), rc;
 	uint64_t next[NR_PRODUCERS] = { 0 };
 	unsigned char buf[BATCH * 8 * 4];
 	size_t have = 0;
@@ -202,7 +213,7 @@ static int consumer_main(char **argv)
 	slab_cache *c;
 
 	alarm(CHILD_ALARM);
-	rc = connect_open(sock, "consumer", &pool, &c);
+	rc = connect_open(sock, node, "consumer", &pool, &c);
 	if (rc)
 		return rc;
 	for (;;) {
@@ -284,10 +295,16 @@ static int consumer_main(char **argv)
 
 static struct th_daemon daemon_;
 
-static int setup(void **state)
+static int setup_one(void **state)
 {
 	(void)state;
 	return th_start(&daemon_, NULL);
+}
+
+static int setup_two(void **state)
+{
+	(void)state;
+	return th_start(&daemon_, (const char *const[]){ "--nodes", "2", NULL });
 }
 
 static int teardown(void **state)
@@ -304,7 +321,7 @@ static long long counter(json_t *stats, const char *name)
 	return th_jint(json_object_get(stats, "counters"), name);
 }
 
-static void test_pipeline(void **state)
+static void run_pipeline(bool two_nodes)
 {
 	struct slab_cache_config cfg = { .size = OBJ_SIZE, .node = SLAB_NODE_LOCAL };
 	unsigned long total = th_scaled(NR_OBJECTS);
@@ -315,23 +332,23 @@ static void test_pipeline(void **state)
 	json_t *st;
 	int pfd[2];
 
-	(void)state;
 	E(slab_pool_connect(daemon_.socket, &pool));
 	E(slab_cache_create(pool, CACHE_NAME, &cfg, &c));
 	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
 
 	snprintf(a_total, sizeof(a_total), "%lu", total);
 	snprintf(a_fd, sizeof(a_fd), "%d", pfd[0]);
-	cons = th_spawn_self((const char *const[]){ "--consumer", daemon_.socket, a_total, a_fd,
-						    NULL },
+	cons = th_spawn_self((const char *const[]){ "--consumer", daemon_.socket,
+						    two_nodes ? "1" : "-", a_total, a_fd, NULL },
 			     &pfd[0], 1);
 	assert_true(cons > 0);
 	snprintf(a_fd, sizeof(a_fd), "%d", pfd[1]);
 	for (unsigned id = 0; id < NR_PRODUCERS; id++) {
 		snprintf(a_id, sizeof(a_id), "%u", id);
 		snprintf(a_n, sizeof(a_n), "%lu", share(total, id));
-		prod[id] = th_spawn_self((const char *const[]){ "--producer", daemon_.socket, a_id,
-								a_n, a_fd, NULL },
+		prod[id] = th_spawn_self((const char *const[]){ "--producer", daemon_.socket,
+								!two_nodes ? "-" : id & 1 ? "1" : "0",
+								a_id, a_n, a_fd, NULL },
 					 &pfd[1], 1);
 		assert_true(prod[id] > 0);
 	}
@@ -350,19 +367,25 @@ static void test_pipeline(void **state)
 			fail_msg("consumer (pid %d) exited with %d", (int)cons, rc);
 	}
 
-	/* Every child closed its handle before exiting: its magazines are drained and its
-	 * counters folded into the cache's. */
+	/* Every child closed its handle before exiting: its magazines (and alien buffers)
+	 * are drained and its counters folded into the cache's. */
 	st = th_cache_stats(&daemon_, CACHE_NAME);
 	assert_non_null(st);
 	assert_int_equal(th_jint(st, "in_use"), 0);
 	assert_int_equal(th_jint(st, "object_size"), OBJ_SIZE);
+	assert_int_equal(json_array_size(json_object_get(st, "nodes")), two_nodes ? 2 : 1);
 	assert_int_equal(counter(st, "alloc_fastpath") + counter(st, "alloc_slowpath"),
 			 (long long)total);
-	assert_int_equal(counter(st, "free_fastpath") + counter(st, "free_slowpath"),
-			 (long long)total);
+	assert_int_equal(counter(st, "free_fastpath") + counter(st, "free_slowpath") +
+			 counter(st, "alien_free"), (long long)total);
 	assert_int_equal(counter(st, "invalid_free"), 0);
 	assert_int_equal(counter(st, "double_free"), 0);
 	assert_true(counter(st, "alloc_slab") > 0);
+	if (getenv("PIPE_DEBUG")) { char *x = json_dumps(st, JSON_COMPACT); fprintf(stderr, "STATS %s\n", x); free(x); }
+	if (two_nodes)
+		assert_true(counter(st, "alien_free") > 0);
+	else
+		assert_int_equal(counter(st, "alien_free"), 0);
 	json_decref(st);
 	assert_int_equal(th_validate(&daemon_, CACHE_NAME), 0);
 
@@ -378,19 +401,32 @@ static void test_pipeline(void **state)
 	assert_false(daemon_.socket_left);
 }
 
+static void test_pipeline(void **state)
+{
+	(void)state;
+	run_pipeline(false);
+}
+
+static void test_pipeline_two_nodes(void **state)
+{
+	(void)state;
+	run_pipeline(true);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_pipeline, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pipeline, setup_one, teardown),
+		cmocka_unit_test_setup_teardown(test_pipeline_two_nodes, setup_two, teardown),
 	};
 
-	if (argc == 6 && !strcmp(argv[1], "--producer"))
+	if (argc == 7 && !strcmp(argv[1], "--producer"))
 		return producer_main(argv);
-	if (argc == 5 && !strcmp(argv[1], "--consumer"))
+	if (argc == 6 && !strcmp(argv[1], "--consumer"))
 		return consumer_main(argv);
 	if (argc > 1) {
-		fprintf(stderr, "usage: %s [--producer SOCKET ID COUNT FD | --consumer SOCKET "
-			"TOTAL FD]\n", argv[0]);
+		fprintf(stderr, "usage: %s [--producer SOCKET NODE ID COUNT FD | --consumer "
+			"SOCKET NODE TOTAL FD]\n", argv[0]);
 		return EX_USAGE;
 	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
