@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -54,7 +55,9 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: slabd [--socket PATH] [--arena-size SIZE] [--nodes N] [--allow-uid U]...\n"
-		"             [--allow-gid G]... [--arena-file PATH] [--log-level L]\n"
+		"             [--allow-gid G]... [--config FILE] [--max-connections N]\n"
+		"             [--max-connections-per-uid N] [--max-pending N] [--max-line BYTES]\n"
+		"             [--arena-file PATH] [--log-level L]\n"
 		"\n"
 		"slabd owns a shared-memory arena of slabs and serves libslab clients and slabctl\n"
 		"over a Unix socket (newline-delimited JSON, see daemon/PROTOCOL.md).  It runs in\n"
@@ -62,45 +65,44 @@ static void usage(FILE *f)
 		"socket accepts connections.\n"
 		"\n"
 		"  -s, --socket PATH      socket path (default: $SLABD_SOCKET, else\n"
-		"                         $XDG_RUNTIME_DIR/slabd.sock, else /tmp/slabd-<uid>.sock)\n"
+		"                         $XDG_RUNTIME_DIR/slabd.sock, else /tmp/slabd-<uid>.sock).\n"
+		"                         The socket is made mode 0660.  Directories of the path\n"
+		"                         that do not exist are created mode 0750 (owner and group\n"
+		"                         only); an existing directory is left as it is.\n"
 		"  -a, --arena-size SIZE  arena bytes, with K, M or G suffix (default 256M)\n"
 		"  -n, --nodes N          NUMA nodes to spread the arena over; more than the host\n"
 		"                         has makes virtual nodes over the real ones (default: the\n"
 		"                         host's node count)\n"
-		"  -u, --allow-uid U      also admit peers with this uid (repeatable); the\n"
-		"                         daemon's own uid and root are always admitted\n"
-		"  -g, --allow-gid G      also admit peers with this primary gid (repeatable)\n"
+		"  -u, --allow-uid U      also admit peers with this uid or user name (repeatable);\n"
+		"                         the daemon's own uid and root are always admitted\n"
+		"  -g, --allow-gid G      also admit peers with this gid or group name\n"
+		"                         (repeatable).  The gid is the peer's primary (effective)\n"
+		"                         gid from SO_PEERCRED: supplementary groups are not seen.\n"
+		"                         A peer also needs write permission on the socket file\n"
+		"                         and search permission on its directories.\n"
+		"  -c, --config FILE      read admission and limits from FILE, one 'KEY VALUE' a\n"
+		"                         line, '#' comments: allow-uid U, allow-gid G (both add to\n"
+		"                         the lists above), max-connections N,\n"
+		"                         max-connections-per-uid N, max-pending N, max-line BYTES.\n"
+		"                         Limits given on the command line override the file's.\n"
+		"      --max-connections N\n"
+		"                         connections at once, all peers together (default %u);\n"
+		"                         beyond it a new peer gets EAGAIN and is closed\n"
+		"      --max-connections-per-uid N\n"
+		"                         connections at once of one uid (default %u); beyond it\n"
+		"                         a new peer gets EUSERS and is closed\n"
+		"      --max-pending N    replies a peer may leave unread (default %u): further\n"
+		"                         requests get EAGAIN without being run; at twice that\n"
+		"                         the peer is cut off\n"
+		"      --max-line BYTES   longest request line (default 64K, %u to %u): a longer\n"
+		"                         line gets EMSGSIZE and the connection is closed\n"
 		"  -f, --arena-file PATH  put the arena in this file (tmpfs or hugetlbfs) instead of\n"
 		"                         an anonymous sealed memfd\n"
 		"  -l, --log-level L      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n"
-		"  -V, --version          print the version\n");
-}
-
-/* "256M" -> bytes.  0 on success. */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || end == s)
-		return -1;
-	switch (*end) {
-	case 'k': case 'K': v <<= 10; end++; break;
-	case 'm': case 'M': v <<= 20; end++; break;
-	case 'g': case 'G': v <<= 30; end++; break;
-	default: break;
-	}
-	if (*end == 'i' || *end == 'B')
-		end++;
-	if (*end == 'B')
-		end++;
-	if (*end)
-		return -1;
-	*out = v;
-	return 0;
+		"  -V, --version          print the version\n",
+		SLABD_DEF_MAX_CONNECTIONS, SLABD_DEF_MAX_CONN_PER_UID, SLABD_DEF_MAX_PENDING,
+		SLABD_MIN_LINE, SLABD_MAX_MAX_LINE);
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -121,23 +123,34 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 		{ "allow-uid", required_argument, NULL, 'u' },
 		{ "allow-gid", required_argument, NULL, 'g' },
 		{ "arena-file", required_argument, NULL, 'f' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "max-connections", required_argument, NULL, 'C' },
+		{ "max-connections-per-uid", required_argument, NULL, 'U' },
+		{ "max-pending", required_argument, NULL, 'P' },
+		{ "max-line", required_argument, NULL, 'L' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	unsigned long v;
+	uint64_t big;
+	char err[512];
 	int ch;
 
 	o->arena_size = 256u << 20;
 	o->log_level = LOG_INFO;
-	while ((ch = getopt_long(argc, argv, "s:a:n:u:g:f:l:hV", longs, NULL)) != -1) {
+	o->max_connections = SLABD_DEF_MAX_CONNECTIONS;
+	o->max_conn_per_uid = SLABD_DEF_MAX_CONN_PER_UID;
+	o->max_pending = SLABD_DEF_MAX_PENDING;
+	o->max_line = SLABD_MAX_LINE;
+	while ((ch = getopt_long(argc, argv, "s:a:n:u:g:f:l:c:hV", longs, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			o->socket = optarg;
 			break;
 		case 'a':
-			if (parse_size(optarg, &o->arena_size)) {
+			if (config_parse_size(optarg, &o->arena_size)) {
 				fprintf(stderr, "slabd: bad --arena-size '%s' (e.g. 256M)\n", optarg);
 				return 2;
 			}
@@ -151,7 +164,7 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 			break;
 		case 'u':
 		case 'g':
-			if (parse_uint(optarg, 0xfffffffeul, &v) ||
+			if (config_parse_id(optarg, ch == 'g', &v) ||
 			    (ch == 'u' ? o->nr_allow_uid : o->nr_allow_gid) >= SLABD_MAX_ALLOW) {
 				fprintf(stderr, "slabd: bad or too many --allow-%s '%s'\n",
 					ch == 'u' ? "uid" : "gid", optarg);
@@ -165,6 +178,45 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 		case 'f':
 			o->arena_file = optarg;
 			break;
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'C':
+		case 'U':
+		case 'P':
+		case 'L': {
+			static const struct {
+				int ch;
+				const char *name;
+				unsigned bit;
+				uint64_t lo, hi;
+			} lim[] = {
+				{ 'C', "max-connections", SLABD_SET_MAX_CONNECTIONS, 1, 1u << 20 },
+				{ 'U', "max-connections-per-uid", SLABD_SET_MAX_CONN_PER_UID, 1, 1u << 20 },
+				{ 'P', "max-pending", SLABD_SET_MAX_PENDING, 1, 1u << 20 },
+				{ 'L', "max-line", SLABD_SET_MAX_LINE, SLABD_MIN_LINE, SLABD_MAX_MAX_LINE },
+			};
+			unsigned k = 0;
+
+			while (lim[k].ch != ch)
+				k++;
+			if (config_parse_size(optarg, &big) || big < lim[k].lo || big > lim[k].hi) {
+				fprintf(stderr, "slabd: --%s takes %llu to %llu, not '%s'\n",
+					lim[k].name, (unsigned long long)lim[k].lo,
+					(unsigned long long)lim[k].hi, optarg);
+				return 2;
+			}
+			o->cli_set |= lim[k].bit;
+			if (ch == 'C')
+				o->max_connections = (unsigned)big;
+			else if (ch == 'U')
+				o->max_conn_per_uid = (unsigned)big;
+			else if (ch == 'P')
+				o->max_pending = (unsigned)big;
+			else
+				o->max_line = (uint32_t)big;
+			break;
+		}
 		case 'l':
 			for (v = 0; v < 4 && strcasecmp(optarg, level_names[v]); v++)
 				;
@@ -190,7 +242,37 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 		fprintf(stderr, "slabd: unexpected argument '%s'\n", argv[optind]);
 		return 2;
 	}
+	if (o->config && config_load(o->config, o, err, sizeof(err))) {
+		fprintf(stderr, "slabd: config: %s\n", err);
+		return 2;
+	}
 	return 0;
+}
+
+/* Every connection costs up to two fds (the socket and a client's pidfd): raise the soft
+ * RLIMIT_NOFILE to what max-connections needs (up to the hard limit), or lower
+ * max-connections to what the limit allows, so slabd refuses with a clear EAGAIN instead
+ * of failing accept(2) with EMFILE. */
+static void fit_fd_limit(struct slabd *d)
+{
+	rlim_t need = (rlim_t)d->opt.max_connections * 2 + 64;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > need ? need : rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+		getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+		unsigned fit = rl.rlim_cur > 96 ? (unsigned)((rl.rlim_cur - 64) / 2) : 16;
+
+		slabd_log(d, LOG_WARN, "RLIMIT_NOFILE %llu is too low for %u connections: "
+			  "max-connections lowered to %u", (unsigned long long)rl.rlim_cur,
+			  d->opt.max_connections, fit);
+		d->opt.max_connections = fit;
+	}
 }
 
 static int make_arena(struct slabd *d)
@@ -249,6 +331,7 @@ int main(int argc, char **argv)
 		return rc == 1 ? 0 : 2;
 	signal(SIGPIPE, SIG_IGN);
 	d.started_ns = slabd_now_ns();
+	fit_fd_limit(&d);
 	if (slabd_socket_path(d.opt.socket, d.socket_path, sizeof(d.socket_path))) {
 		slabd_log(&d, LOG_ERR, "socket path too long");
 		return 1;
@@ -279,10 +362,18 @@ int main(int argc, char **argv)
 	slabd_log(&d, LOG_INFO, "ready: socket %s, arena %llu MiB over %u node(s), %u cache slots",
 		  d.socket_path, (unsigned long long)(d.arena.size >> 20),
 		  d.arena.hdr->ah_nr_nodes, d.arena.hdr->ah_nr_caches);
+	slabd_log(&d, LOG_INFO, "admitting uid 0, uid %u, %u more uid(s), %u gid(s); limits: "
+		  "%u connections, %u per uid, %u pending replies, %u-byte lines%s%s",
+		  (unsigned)getuid(), d.opt.nr_allow_uid, d.opt.nr_allow_gid,
+		  d.opt.max_connections, d.opt.max_conn_per_uid, d.opt.max_pending,
+		  d.opt.max_line, d.opt.config ? "; config " : "",
+		  d.opt.config ? d.opt.config : "");
 
 	event_base_dispatch(d.base);
 
 	server_close_all(&d);
+	if (d.accept_retry)
+		event_free(d.accept_retry);
 	event_free(d.reap_timer);
 	event_free(d.sigint);
 	event_free(d.sigterm);

@@ -1,6 +1,7 @@
 /* slabd.h - the daemon's state, in one struct, and its modules.
  *
  *   main.c      options, start-up, signal events, shutdown (libevent sample shape)
+ *   config.c    the --config file (admission and limits)
  *   server.c    the Unix socket: listener, admission, framing, fd passing, client death
  *   commands.c  the JSON commands (daemon/PROTOCOL.md), one handler each
  *   stats.c     stats and listings as JSON
@@ -26,7 +27,15 @@
 
 #define SLABD_VERSION "0.1.0"
 #define SLABD_MAX_ALLOW 32
-#define SLABD_MAX_OUTPUT (4u << 20)   /* a peer that does not read its replies is cut off */
+/* Reply bytes queued for a peer beyond which it counts as not reading (server.c). */
+#define SLABD_MAX_OUTPUT (4u << 20)
+
+/* Defaults of the limits (slabd --help, README, PROTOCOL.md section 2). */
+#define SLABD_DEF_MAX_CONNECTIONS 1024u
+#define SLABD_DEF_MAX_CONN_PER_UID 256u
+#define SLABD_DEF_MAX_PENDING     256u
+#define SLABD_MIN_LINE            256u        /* --max-line range */
+#define SLABD_MAX_MAX_LINE        (64u << 20)
 
 enum log_level { LOG_ERR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
@@ -48,6 +57,12 @@ struct conn {
 	bool                closing;   /* reply flushed, then freed */
 	bool                cutoff;    /* did not read its replies: freed at once */
 	char               *fd_reply;  /* hello reply waiting to carry the arena fd */
+	/* Replies queued in the output buffer and not yet taken by the kernel (the peer does
+	 * not read): a ring of each reply's end, in bytes added since the connection began. */
+	uint64_t            out_added;
+	uint64_t           *out_ends;
+	unsigned            out_cap, out_head, out_count;
+	bool                refusing;  /* answering EAGAIN: too many pending requests */
 };
 
 struct slabd_options {
@@ -60,7 +75,19 @@ struct slabd_options {
 	unsigned    nr_allow_gid;
 	const char *arena_file;
 	int         log_level;
+	const char *config;            /* --config FILE, or NULL */
+	unsigned    max_connections;   /* in total */
+	unsigned    max_conn_per_uid;  /* per peer uid */
+	unsigned    max_pending;       /* replies a peer may leave unread */
+	uint32_t    max_line;          /* request line bytes, without the '\n' */
+	unsigned    cli_set;           /* SLABD_SET_* given on the command line */
 };
+
+/* Limits given on the command line (a config file does not override them). */
+#define SLABD_SET_MAX_CONNECTIONS  0x1u
+#define SLABD_SET_MAX_CONN_PER_UID 0x2u
+#define SLABD_SET_MAX_PENDING      0x4u
+#define SLABD_SET_MAX_LINE         0x8u
 
 struct slabd {
 	struct slabd_options   opt;
@@ -68,6 +95,7 @@ struct slabd {
 	struct event_base     *base;
 	struct evconnlistener *listener;
 	struct event          *sigterm, *sigint, *reap_timer;
+	struct event          *accept_retry;  /* re-enables the listener after EMFILE */
 	struct sm_arena        arena;
 	struct conn           *conns;
 	unsigned               nr_conns;
@@ -81,9 +109,23 @@ void slabd_log(struct slabd *d, int level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 uint64_t slabd_now_ns(void);
 
+/* config.c */
+/* Read the --config file into o: allow-uid/allow-gid add to the allow lists; a limit set
+ * on the command line (o->cli_set) is kept.  0, or -1 with err "FILE:LINE: why". */
+int config_load(const char *path, struct slabd_options *o, char *err, size_t errlen);
+/* A uid or gid: a number, or a user/group name.  0 or -1. */
+int config_parse_id(const char *s, int is_gid, unsigned long *out);
+/* "64K", "1M", "256" -> bytes.  0 or -1. */
+int config_parse_size(const char *s, uint64_t *out);
+
 /* server.c */
 int server_listen(struct slabd *d, char *err, size_t errlen);
 void server_close_all(struct slabd *d);
+/* A connection over fd (owned from now on) for a peer with these credentials, linked into
+ * d->conns and reading.  NULL when out of memory (fd closed). */
+struct conn *server_conn_new(struct slabd *d, int fd, pid_t pid, uid_t uid, gid_t gid);
+/* End a connection: reclaim a client's magazines, drop its references, free it. */
+void server_conn_free(struct conn *c);
 /* Queue one reply line on c (the JSON is consumed). */
 void conn_reply(struct conn *c, json_t *reply);
 /* Send reply with the arena fd attached (SCM_RIGHTS), after whatever is queued; reading

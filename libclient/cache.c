@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "debug.h"
 #include "internal.h"
 
 /* The magazine every unbound TLS entry points at: avail 0 and limit 0 send both fast
@@ -250,7 +251,7 @@ int slab_cache_attach(slab_pool *p, json_t *info, slab_cache **out)
 	h->size = h->desc->c_size;
 	h->recip = h->desc->c_reciprocal;
 	h->num = h->desc->c_num;
-	h->zero = h->desc->c_flags & SM_ZERO ? h->desc->c_object_size : 0;
+	h->debug = h->desc->c_flags & (SM_FLAGS_DEBUG | SM_ZERO);
 	h->pool = p;
 	h->id = (uint32_t)id;
 	h->serial = h->desc->c_serial;
@@ -346,7 +347,19 @@ int slab_cache_destroy(slab_cache *h)
 
 /* ---- alloc / free ----------------------------------------------------------------------- */
 
-static sm_noinline sm_cold void *alloc_slow(slab_cache *h)
+/* Debug caches and SLAB_ZERO: checks, stamps and clearing on the way out (debug.h). */
+static sm_noinline void *alloc_debug(slab_cache *h, uint64_t off, void *caller)
+{
+	void *obj = h->base + off;
+
+	if (h->debug & SM_FLAGS_DEBUG)
+		sm_debug_alloc(h->arena, h->desc, off, h->arena->pid, (uint64_t)(uintptr_t)caller);
+	if (h->debug & SM_ZERO)
+		memset(obj, 0, h->desc->c_object_size);
+	return obj;
+}
+
+static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 {
 	slab_pool *p = h->pool;
 	struct slab_mag *m;
@@ -365,8 +378,8 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h)
 		errno = -err;
 		return NULL;
 	}
-	if (h->zero)
-		memset(h->base + off, 0, h->zero);
+	if (h->debug)
+		return alloc_debug(h, off, caller);
 	return h->base + off;
 }
 
@@ -375,12 +388,11 @@ void *slab_alloc(slab_cache *h)
 	uint64_t off;
 
 	if (likely(sm_mag_pop(slab_tls_mags[h->slot], &off))) {
-		void *obj = h->base + off;
-		if (unlikely(h->zero))
-			memset(obj, 0, h->zero);
-		return obj;
+		if (unlikely(h->debug))
+			return alloc_debug(h, off, __builtin_return_address(0));
+		return h->base + off;
 	}
-	return alloc_slow(h);
+	return alloc_slow(h, __builtin_return_address(0));
 }
 
 static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off, enum sm_push why)
@@ -425,6 +437,19 @@ static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off, enum sm_pu
 	}
 }
 
+/* Debug caches: check and poison before the object goes anywhere; a double free caught
+ * by SLAB_DEBUG is refused with nothing changed. */
+static sm_noinline int free_debug(slab_cache *h, uint64_t off, uint32_t head, uint32_t idx)
+{
+	enum sm_push why;
+
+	if (h->debug & SM_FLAGS_DEBUG &&
+	    sm_debug_free(h->arena, h->desc, off, head, idx, h->arena->pid))
+		return free_slow(h, off, PUSH_DOUBLE);
+	why = sm_mag_put(slab_tls_mags[h->slot], off, head);
+	return why == PUSH_OK ? 0 : free_slow(h, off, why);
+}
+
 int slab_free(slab_cache *h, void *obj)
 {
 	uint64_t off = (uint64_t)((uint8_t *)obj - h->base);
@@ -434,6 +459,8 @@ int slab_free(slab_cache *h, void *obj)
 	if (unlikely(sm_obj_find(h->pages, h->arena_size, h->cid1, h->size, h->recip, h->num,
 				 off, &head, &idx) != OBJ_OK))
 		return free_slow(h, off, PUSH_INVALID);
+	if (unlikely(h->debug))
+		return free_debug(h, off, head, idx);
 	why = sm_mag_put(slab_tls_mags[h->slot], off, head);
 	if (likely(why == PUSH_OK))
 		return 0;

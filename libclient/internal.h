@@ -44,7 +44,7 @@ struct slab_cache {
 	uint32_t                size;      /* slot size */
 	uint32_t                recip;     /* ceil(2^32 / size) */
 	uint32_t                num;       /* objects per slab */
-	uint32_t                zero;      /* SLAB_ZERO: bytes to clear on alloc, else 0 */
+	uint32_t                debug;     /* debug flags and SLAB_ZERO: the out-of-line paths */
 	struct sm_arena        *arena;
 	struct slab_cache_desc *desc;
 	/* slow path */

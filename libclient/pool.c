@@ -245,6 +245,7 @@ static int register_client(slab_pool *p)
 	}
 	close(arena_fd);
 	p->pid = getpid();
+	p->arena.pid = p->pid;
 	p->fork_gen = slab_fork_gen;
 	return 0;
 fail:

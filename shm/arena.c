@@ -132,6 +132,7 @@ static int map_and_format(int fd, const struct slab_arena_hdr *plan, struct sm_a
 	out->size = plan->ah_size;
 	out->hdr = base;
 	out->fd = fd;
+	out->pid = getpid();
 	rc = format(out, plan);
 	if (rc) {
 		munmap(base, plan->ah_size);
@@ -265,6 +266,7 @@ int sm_arena_attach(int fd, struct sm_arena *out, char *err, size_t errlen)
 	out->hdr = base;
 	out->pages = (struct slab_page *)(out->base + out->hdr->ah_pages_off);
 	out->fd = dfd;
+	out->pid = getpid();
 	return 0;
 }
 

@@ -31,6 +31,7 @@ struct sm_arena {
 	struct slab_arena_hdr *hdr;
 	struct slab_page      *pages;
 	int                    fd;        /* the arena's fd, owned by the view; -1: none */
+	int32_t                pid;       /* this process, as debug caches record it */
 	sm_grow_fn             grow;      /* NULL: refill fails with -ENOMEM when dry */
 	void                  *grow_arg;
 };

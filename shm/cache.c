@@ -131,6 +131,10 @@ int sm_cache_create(struct sm_arena *a, const struct sm_cache_params *p, uint32_
 	c->c_reciprocal = g.reciprocal;
 	c->c_bufctl_off = g.bufctl_off;
 	c->c_bufctl_width = g.bufctl_width;
+	c->c_rz_off = g.rz_off;
+	c->c_track_off = g.track_off;
+	c->c_corruptions = 0;
+	memset(c->c_corrupt, 0, sizeof(c->c_corrupt));
 	c->c_limit = limit;
 	c->c_batchcount = batch;
 	c->c_shared = shared;

@@ -20,15 +20,6 @@
 #include "arena.h"
 #include "slabs.h"
 
-/* Flags of struct slab_cache_config (slab.h of the public API uses the same values). */
-#define SM_HWCACHE_ALIGN 0x01u
-#define SM_POISON        0x02u
-#define SM_RED_ZONE      0x04u
-#define SM_STORE_USER    0x08u
-#define SM_DEBUG         0x10u
-#define SM_ZERO          0x20u
-#define SM_FLAGS_ALL     0x3fu
-
 struct sm_cache_params {
 	const char *name;
 	size_t      size;

@@ -76,7 +76,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  3u                     /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  4u                     /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -161,6 +161,16 @@ struct slab_node_region {
 
 /* ---- caches ---------------------------------------------------------------------- */
 
+/* c_flags: the same values as the SLAB_* flags of the public slab.h. */
+#define SM_HWCACHE_ALIGN 0x01u
+#define SM_POISON        0x02u
+#define SM_RED_ZONE      0x04u
+#define SM_STORE_USER    0x08u
+#define SM_DEBUG         0x10u
+#define SM_ZERO          0x20u
+#define SM_FLAGS_ALL     0x3fu
+#define SM_FLAGS_DEBUG   (SM_POISON | SM_RED_ZONE | SM_STORE_USER | SM_DEBUG)
+
 enum slab_cache_state {
 	CACHE_UNUSED = 0,  /* slot free; name empty */
 	CACHE_LIVE,        /* open-able */
@@ -208,6 +218,32 @@ struct slab_cache_node {
 	uint64_t         n_shared[SLAB_SHARED_MAX]; /* object offsets (SLAB's shared array) */
 };
 
+/* A corruption found by a debug cache (SLAB_POISON, SLAB_RED_ZONE, SLAB_DEBUG), written by
+ * whichever process found it into its cache's ring of the last SLAB_CORRUPT_LOG. */
+enum slab_corrupt_kind {
+	CORRUPT_POISON = 1,   /* alloc: a free object was written to (use after free) */
+	CORRUPT_REDZONE,      /* free: the red zone after the object was overwritten */
+	CORRUPT_NOT_CACHED,   /* alloc (SLAB_DEBUG): a cached object's bufctl was not CACHED */
+	CORRUPT_DOUBLE_FREE,  /* free (SLAB_DEBUG): the object was not allocated */
+};
+struct slab_corruption {
+	uint64_t sc_offset;   /* object offset */
+	uint64_t sc_found;    /* the first 8 bytes found where the pattern should be */
+	uint64_t sc_time_ns;  /* CLOCK_REALTIME */
+	int32_t  sc_pid;      /* process that found it */
+	uint32_t sc_kind;     /* enum slab_corrupt_kind */
+};
+#define SLAB_CORRUPT_LOG 8u
+
+/* SLAB_STORE_USER: who holds an object out of its slab, kept after the object (and its
+ * red zone).  Stamped by the process that allocates it, frees it, or refills it into a
+ * magazine, so an object out of its slab always names its holder's pid. */
+struct slab_track {
+	int32_t  t_pid;
+	uint32_t t_pad;
+	uint64_t t_caller;    /* return address in the allocating process (for humans) */
+};
+
 /* kmem_cache.  Geometry and tunables are written by slabd only, before the cache turns
  * CACHE_LIVE or under its single-threaded control; clients read them.
  * Invariants: c_size >= c_object_size, c_size % c_align == 0;
@@ -237,6 +273,10 @@ struct slab_cache_desc {
 	uint32_t c_pad;
 	uint64_t c_max_objects;    /* quota on slab objects (num_objs), 0: none */
 	uint64_t c_stat[SLAB_STAT_NR]; /* slow-path counts and folded magazine counts (atomic) */
+	uint32_t c_rz_off;         /* debug caches: red zone offset in the slot */
+	uint32_t c_track_off;      /* debug caches: struct slab_track offset in the slot */
+	uint64_t c_corruptions;    /* corruptions found (atomic); the last ones in the ring */
+	struct slab_corruption c_corrupt[SLAB_CORRUPT_LOG];
 	struct slab_cache_node c_nodes[]; /* ah_nr_nodes entries */
 };
 

@@ -5,6 +5,7 @@
 
 #include <string.h>
 
+#include "debug.h"
 #include "testpoint.h"
 
 void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned capacity)
@@ -213,6 +214,9 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 	}
 	if (got < want)
 		got += sm_do_alloc_objs(a, c, node, dst + got, want - got);
+	/* SLAB_STORE_USER: objects in a magazine name the magazine's process. */
+	for (unsigned i = 0; (c->c_flags & SM_STORE_USER) && i < got; i++)
+		sm_track(a, c, dst[i])->t_pid = a->pid;
 	xfer_end(cn);
 	sm_node_unlock(c, node);
 	return got;

@@ -3,6 +3,7 @@
 #include "slabs.h"
 
 #include "buddy.h"
+#include "debug.h"
 #include "list.h"
 #include "lock.h"
 #include "validate.h"
@@ -50,7 +51,6 @@ static int acceptable(const struct sm_geometry *g, unsigned min_objects)
 int sm_calculate_geometry(size_t object_size, size_t align, unsigned flags,
 			  struct sm_geometry *g)
 {
-	(void)flags;
 	if (!align)
 		align = SLAB_MIN_ALIGN;
 	if (!object_size || object_size > SLAB_MAX_OBJECT_SIZE || (align & (align - 1)) ||
@@ -60,6 +60,19 @@ int sm_calculate_geometry(size_t object_size, size_t align, unsigned flags,
 		align = SLAB_MIN_ALIGN;
 
 	g->align = (uint32_t)align;
+	g->rz_off = g->track_off = 0;
+	if (flags & (SM_RED_ZONE | SM_STORE_USER)) {
+		size_t raw = SM_ALIGN_UP(object_size, (size_t)8);
+		if (flags & SM_RED_ZONE) {
+			g->rz_off = (uint32_t)raw;
+			raw += 8;
+		}
+		if (flags & SM_STORE_USER) {
+			g->track_off = (uint32_t)raw;
+			raw += sizeof(struct slab_track);
+		}
+		object_size = raw;
+	}
 	g->size = (uint32_t)SM_ALIGN_UP(object_size, align);
 	/* ceil(2^32 / size): exact for every multiple of size below 2^32 / size * size,
 	 * i.e. every object start in a slab (slabs are < 2^32 bytes). */
@@ -141,7 +154,8 @@ static int slab_get_obj(struct sm_arena *a, struct slab_cache_desc *c, uint32_t 
 	__atomic_store_n(off, ((uint64_t)head << SLAB_PAGE_SHIFT) + (uint64_t)idx * c->c_size,
 			 __ATOMIC_RELAXED);
 	SM_BARRIER();
-	sm_bufctl_set(c, slab, idx, BUFCTL_ACTIVE);
+	/* SLAB_DEBUG tells cached from allocated objects (debug.h). */
+	sm_bufctl_set(c, slab, idx, c->c_flags & SM_DEBUG ? BUFCTL_CACHED : BUFCTL_ACTIVE);
 	SM_BARRIER();
 	pg->pg_free = (uint16_t)next;
 	pg->pg_inuse++;
@@ -249,8 +263,12 @@ void sm_do_slab_attach(struct sm_arena *a, struct slab_cache_desc *c, unsigned n
 	uint8_t *slab = sm_slab_addr(a, head);
 	struct slab_page *pg = &a->pages[head];
 
-	for (unsigned i = 0; i < c->c_num; i++)
+	for (unsigned i = 0; i < c->c_num; i++) {
 		sm_bufctl_set(c, slab, i, i + 1 < c->c_num ? i + 1 : BUFCTL16_END);
+		if (c->c_flags & (SM_POISON | SM_RED_ZONE | SM_STORE_USER))
+			sm_debug_init_free(a, c, ((uint64_t)head << SLAB_PAGE_SHIFT) +
+						 (uint64_t)i * c->c_size);
+	}
 	pg->pg_inuse = 0;
 	pg->pg_free = 0;
 	for (uint32_t i = 0; i < 1u << c->c_order; i++)

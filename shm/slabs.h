@@ -32,9 +32,12 @@ struct sm_geometry {
 	uint32_t bufctl_width;
 	uint32_t reciprocal;    /* ceil(2^32 / size) */
 	uint32_t waste;         /* unused bytes per slab */
+	uint32_t rz_off;        /* SLAB_RED_ZONE: red zone offset in the slot (else 0) */
+	uint32_t track_off;     /* SLAB_STORE_USER: struct slab_track offset (else 0) */
 };
 
 /* Compute the slab geometry for objects of object_size bytes aligned to align (0: 8).
+ * Debug flags grow the slot: [object, 8-aligned][red zone: 8][struct slab_track: 16].
  * Errors: -EINVAL (size 0 or > SLAB_MAX_OBJECT_SIZE, align not a power of two or
  * > SLAB_MAX_ALIGN). */
 int sm_calculate_geometry(size_t object_size, size_t align, unsigned flags,
