@@ -162,3 +162,121 @@ clean:
 	rm -rf build
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
+
+# ==== benchmarks (tests/bench/; see tests/bench/README.md) ==============================
+#   make bench        install missing peers, build, start a slabd, run every workload
+#   make bench-instr  callgrind instructions per alloc+free pair, slabd and each peer
+# One program per workload (build/bench/<w>: the driver, with slabd and glibc malloc in
+# it) plus one binary per peer allocator (build/bench/peers/<w>.<peer>), linked so that
+# peer's malloc/free interposes; the driver runs them all, interleaved.  Kept out of
+# build/tests/ on purpose: tests/run-tests.sh runs everything there.
+BENCH_DIR       := $(BUILD)/bench
+BENCH_OBJ       := $(OBJ)/tests/bench
+BENCH_WORKLOADS := hot batch prodcons scale cold sizes remote memory instr
+BENCH_DRIVERS   := $(BENCH_WORKLOADS:%=$(BENCH_DIR)/%)
+BENCH_MALLOC_W  := hot batch prodcons scale cold sizes memory instr
+BENCH_DPDK_W    := hot batch prodcons scale cold instr
+BENCH_MALLOCS   := jemalloc tcmalloc mimalloc
+BENCH_PEER_BINS := $(foreach w,$(BENCH_MALLOC_W),$(foreach p,$(BENCH_MALLOCS),$(BENCH_DIR)/peers/$(w).$(p))) \
+		   $(foreach w,$(BENCH_DPDK_W),$(BENCH_DIR)/peers/$(w).dpdk) \
+		   $(BENCH_DIR)/peers/hot.slabd-so $(BENCH_DIR)/peers/instr.slabd-so \
+		   $(BENCH_DIR)/peers/prodcons.boost $(BENCH_DIR)/peers/prodcons.iceoryx
+BENCH_CFLAGS    = $(CPPFLAGS) -Itests/bench -Ilibclient/include $(ALL_CFLAGS)
+BENCH_LIBS      := -ldl -lm -pthread
+BENCH_DPDK_CFLAGS = $(patsubst -I%,-isystem %,$(shell pkg-config --cflags libdpdk 2>/dev/null))
+BENCH_ICEORYX_INC := $(firstword $(wildcard /usr/include/iceoryx/v*))
+lib_jemalloc := -ljemalloc
+lib_tcmalloc := -ltcmalloc_minimal
+lib_mimalloc := -lmimalloc
+
+.PHONY: bench bench-instr bench-build bench-peers bench-deps
+bench-deps:
+	@tests/bench/deps.sh
+
+bench-build: $(BENCH_DRIVERS) $(SLABD) $(SLABCTL)
+
+# Peers that cannot be built (a package failed to install) are skipped by the drivers,
+# which say so; hence -k and no failure here.
+bench-peers:
+	@$(MAKE) --no-print-directory -k $(BENCH_PEER_BINS) || \
+		echo "bench: some peer binaries did not build; their rows will say SKIPPED"
+
+bench: deps bench-deps
+	@$(MAKE) --no-print-directory bench-build
+	@$(MAKE) --no-print-directory bench-peers
+	@tests/bench/run.sh $(BUILD)
+
+bench-instr: deps bench-deps
+	@$(MAKE) --no-print-directory bench-build
+	@$(MAKE) --no-print-directory bench-peers
+	@$(BENCH_DIR)/instr $(BENCH_INSTR_ARGS)
+
+$(BENCH_OBJ)/bench.o: tests/bench/bench.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BENCH_OBJ)/bench_daemon.o: tests/bench/bench_daemon.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $(shell pkg-config --cflags jansson) -MMD -MP -c $< -o $@
+
+# Drivers: slabd (libslab.a) + glibc malloc.
+$(BENCH_OBJ)/%.drv.o: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -DBA_HAVE_SLABD -DBA_HAVE_MALLOC -MMD -MP -c $< -o $@
+
+$(BENCH_DRIVERS): $(BENCH_DIR)/%: $(BENCH_OBJ)/%.drv.o $(BENCH_OBJ)/bench.o $(BENCH_OBJ)/bench_daemon.o $(LIBSLAB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs jansson) -lnuma $(BENCH_LIBS)
+
+# malloc peers: one object, linked three ways (-l<peer> comes before libc).
+$(BENCH_OBJ)/%.malloc.o: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -DBA_HAVE_MALLOC -MMD -MP -c $< -o $@
+
+define bench_malloc_peer
+$(BENCH_DIR)/peers/%.$(1): $(BENCH_OBJ)/%.malloc.o $(BENCH_OBJ)/bench.o
+	@mkdir -p $$(dir $$@)
+	$(CC) $(ALL_CFLAGS) -o $$@ $$^ $(lib_$(1)) $(BENCH_LIBS)
+endef
+$(foreach p,$(BENCH_MALLOCS),$(eval $(call bench_malloc_peer,$(p))))
+
+$(BENCH_OBJ)/%.dpdk.o: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) $(BENCH_DPDK_CFLAGS) -DBA_HAVE_DPDK -MMD -MP -c $< -o $@
+
+$(BENCH_DIR)/peers/%.dpdk: $(BENCH_OBJ)/%.dpdk.o $(BENCH_OBJ)/bench.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs libdpdk) $(BENCH_LIBS)
+
+# slabd through libslab.so (PLT calls), as an application built with pkg-config has it.
+$(BENCH_OBJ)/%.so.o: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -DBA_HAVE_SLABD -MMD -MP -c $< -o $@
+
+$(BENCH_DIR)/peers/%.slabd-so: $(BENCH_OBJ)/%.so.o $(BENCH_OBJ)/bench.o $(BENCH_OBJ)/bench_daemon.o $(LIBSLAB_SO)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $(filter %.o,$^) -L$(BUILD)/lib -Wl,-rpath,$(abspath $(BUILD))/lib \
+		-lslab $(shell pkg-config --libs jansson) $(BENCH_LIBS)
+
+# Boost.Interprocess (C++, its own translation unit) and iceoryx (C binding): prodcons.
+$(BENCH_OBJ)/bip.o: tests/bench/bip.cc
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 $(CFLAGS) -Wall -Wextra -Werror -fPIC -pthread -MMD -MP -c $< -o $@
+
+$(BENCH_OBJ)/prodcons.boost.o: tests/bench/prodcons.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -DBA_HAVE_BOOST -MMD -MP -c $< -o $@
+
+$(BENCH_DIR)/peers/prodcons.boost: $(BENCH_OBJ)/prodcons.boost.o $(BENCH_OBJ)/bip.o $(BENCH_OBJ)/bench.o
+	@mkdir -p $(dir $@)
+	$(CXX) -pthread -o $@ $^ -lrt $(BENCH_LIBS)
+
+$(BENCH_OBJ)/prodcons.iceoryx.o: tests/bench/prodcons.c
+	@mkdir -p $(dir $@)
+	@test -n "$(BENCH_ICEORYX_INC)" || { echo "bench: iceoryx headers not installed"; exit 1; }
+	$(CC) $(BENCH_CFLAGS) -isystem $(BENCH_ICEORYX_INC) -DBA_HAVE_ICEORYX -MMD -MP -c $< -o $@
+
+$(BENCH_DIR)/peers/prodcons.iceoryx: $(BENCH_OBJ)/prodcons.iceoryx.o $(BENCH_OBJ)/bench.o
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ -liceoryx_binding_c $(BENCH_LIBS)
+# ==== end of benchmarks ================================================================

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "debug.h"
 #include "slabd.h"
 #include "sockpath.h"
 #include "validate.h"
@@ -166,6 +167,7 @@ static int try_shutdown(struct slabd *d, uint32_t id, uint64_t *live)
 	rc = sm_cache_shutdown(&d->arena, id, live);
 	if (rc == 0) {
 		d->grant_streak[id] = 0;
+		d->corrupt_seen[id] = 0;
 		slabd_log(d, LOG_INFO, "cache %s destroyed", name);
 	} else {
 		__atomic_store_n(&cd->c_state, CACHE_LIVE, __ATOMIC_RELEASE);
@@ -203,6 +205,26 @@ void commands_drop_refs(struct conn *c)
 			ref_put(c, id, &live);
 }
 
+/* Log what the debug checks of cache id found since the last look (debug.h). */
+static void log_corruptions(struct slabd *d, uint32_t id)
+{
+	struct slab_cache_desc *cd = sm_cache(&d->arena, id);
+	uint64_t total = SM_LOAD(&cd->c_corruptions), i = d->corrupt_seen[id];
+
+	if (total < i)
+		i = 0; /* the cache was created anew */
+	if (total - i > SLAB_CORRUPT_LOG)
+		i = total - SLAB_CORRUPT_LOG;
+	for (; i < total; i++) {
+		const struct slab_corruption *r = &cd->c_corrupt[i % SLAB_CORRUPT_LOG];
+		slabd_log(d, LOG_ERR, "cache %s: object %#llx: %s (found %#018llx), seen by pid %d",
+			  cd->c_name, (unsigned long long)r->sc_offset,
+			  sm_corruption_name(r->sc_kind), (unsigned long long)r->sc_found,
+			  (int)r->sc_pid);
+	}
+	d->corrupt_seen[id] = total;
+}
+
 void commands_reap(struct slabd *d)
 {
 	uint64_t now = slabd_now_ns();
@@ -221,7 +243,26 @@ void commands_reap(struct slabd *d)
 				break;
 		if (n < d->arena.hdr->ah_nr_nodes)
 			sm_cache_reap(&d->arena, id);
+		log_corruptions(d, id);
 	}
+}
+
+void commands_client_gone(struct conn *c, uint64_t returned)
+{
+	struct slabd *d = c->d;
+	struct dead_client *dc = &d->dead[d->nr_dead++ % SLABD_DEAD_KEPT];
+
+	memset(dc, 0, sizeof(*dc));
+	dc->pid = c->pid;
+	dc->uid = c->uid;
+	dc->since_ns = c->since_ns;
+	dc->died_ns = slabd_now_ns();
+	dc->returned = returned;
+	for (uint32_t id = 0; id < d->arena.hdr->ah_nr_caches && dc->nr_caches < 8; id++)
+		if (c->refs[id]) {
+			dc->serials[dc->nr_caches] = sm_cache(&d->arena, id)->c_serial;
+			dc->caches[dc->nr_caches++] = id;
+		}
 }
 
 /* ---- handlers ------------------------------------------------------------------------ */
@@ -446,42 +487,6 @@ static void vreport_line(void *arg, const char *fmt, ...)
 		json_array_append_new(v->lines, json_string(line));
 }
 
-struct holder_walk {
-	struct sm_arena *a;
-	uint32_t         id;
-	void (*add)(void *ctx, uint64_t off, const char *where);
-	void            *ctx;
-	char             where[64];
-};
-
-static void holder_mag(void *arg, struct slab_mag *m)
-{
-	struct holder_walk *h = arg;
-	struct slab_cache_desc *cd = sm_cache(h->a, h->id);
-	uint32_t avail = SM_LOAD(&m->m_avail);
-
-	if (m->m_cache != h->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity)
-		return;
-	for (uint32_t i = 0; i < avail; i++)
-		h->add(h->ctx, sm_mag_entries(m)[i], h->where);
-}
-
-/* Magazines of every live client hold cached objects too. */
-static void holders(void *arg, uint32_t id,
-		    void (*add)(void *ctx, uint64_t off, const char *where), void *ctx)
-{
-	struct slabd *d = arg;
-	struct holder_walk h = { .a = &d->arena, .id = id, .add = add, .ctx = ctx };
-
-	for (uint32_t s = 0; s < d->arena.hdr->ah_nr_clients; s++) {
-		if (sm_client(&d->arena, s)->cl_state != CLIENT_LIVE)
-			continue;
-		snprintf(h.where, sizeof(h.where), "a magazine of client pid %d",
-			 (int)sm_client(&d->arena, s)->cl_pid);
-		sm_client_for_each_mag(&d->arena, s, holder_mag, &h);
-	}
-}
-
 static json_t *cmd_cache_validate(struct conn *c, json_t *req, struct err *e)
 {
 	struct vreport v = { .lines = json_array() };
@@ -493,9 +498,9 @@ static json_t *cmd_cache_validate(struct conn *c, json_t *req, struct err *e)
 			json_decref(v.lines);
 			return NULL;
 		}
-		bad = sm_validate_cache(&c->d->arena, id, holders, c->d, vreport_line, &v);
+		bad = sm_validate_cache(&c->d->arena, id, stats_holders, c->d, vreport_line, &v);
 	} else {
-		bad = sm_validate(&c->d->arena, holders, c->d, vreport_line, &v);
+		bad = sm_validate(&c->d->arena, stats_holders, c->d, vreport_line, &v);
 	}
 	return json_pack("{s:b, s:i, s:o}", "clean", bad == 0, "problems", (int)bad, "report",
 			 v.lines);
@@ -516,6 +521,60 @@ static json_t *cmd_cache_tune(struct conn *c, json_t *req, struct err *e)
 		return fail(e, EINVAL, "need 1 <= batchcount <= limit <= %u, shared <= %u",
 			    SLAB_MAG_MAX, SLAB_SHARED_MAX);
 	return json_pack("{s:o}", "cache", stats_cache_info(c->d, id));
+}
+
+/* A dead client's allocations in SLAB_STORE_USER caches (slabctl reclaim PID). */
+static json_t *cmd_cache_reclaim(struct conn *c, json_t *req, struct err *e)
+{
+	struct slabd *d = c->d;
+	json_t *list = json_array();
+	uint64_t pid, dry = json_is_true(json_object_get(req, "dry_run"));
+	int64_t total = 0;
+	uint32_t id;
+
+	if (get_uint(req, "pid", 0x7fffffff, &pid, e) || !pid) {
+		json_decref(list);
+		return e->code ? NULL : fail(e, EINVAL, "'pid' (a dead client's pid) is required");
+	}
+	for (struct conn *o = d->conns; o; o = o->next)
+		if (o->role == CONN_CLIENT && o->pid == (pid_t)pid) {
+			json_decref(list);
+			return fail(e, EBUSY, "pid %llu is a live client: its objects are its own",
+				    (unsigned long long)pid);
+		}
+	if (has_name(req)) {
+		if (find_cache(d, req, &id, e)) {
+			json_decref(list);
+			return NULL;
+		}
+		if (!(sm_cache(&d->arena, id)->c_flags & SM_STORE_USER)) {
+			json_decref(list);
+			return fail(e, EINVAL, "cache '%s' has no owner tracking (create it with SLAB_STORE_USER)",
+				    sm_cache(&d->arena, id)->c_name);
+		}
+	}
+	for (uint32_t i = 0; i < d->arena.hdr->ah_nr_caches; i++) {
+		struct slab_cache_desc *cd = sm_cache(&d->arena, i);
+		int64_t n;
+
+		if (cd->c_state == CACHE_UNUSED || !(cd->c_flags & SM_STORE_USER) ||
+		    (has_name(req) && i != id))
+			continue;
+		n = sm_cache_reclaim_pid(&d->arena, i, (int32_t)pid, stats_holders, d, (int)dry);
+		if (n < 0) {
+			json_decref(list);
+			return fail(e, -n == ENOMEM ? ENOMEM : EIO, "reclaim in cache '%s' failed: %s",
+				    cd->c_name, strerror((int)-n));
+		}
+		total += n;
+		json_array_append_new(list, json_pack("{s:s, s:I}", "name", cd->c_name,
+						       "objects", (json_int_t)n));
+		if (n && !dry)
+			slabd_log(d, LOG_INFO, "cache %s: %lld objects of dead pid %llu reclaimed",
+				  cd->c_name, (long long)n, (unsigned long long)pid);
+	}
+	return json_pack("{s:I, s:b, s:o}", "reclaimed", (json_int_t)total, "dry_run", (int)dry,
+			 "caches", list);
 }
 
 static json_t *cmd_arena_stats(struct conn *c, json_t *req, struct err *e)
@@ -609,6 +668,7 @@ static const struct command {
 	{ "cache.shrink", cmd_cache_shrink },
 	{ "cache.validate", cmd_cache_validate },
 	{ "cache.tune", cmd_cache_tune },
+	{ "cache.reclaim", cmd_cache_reclaim },
 	{ "arena.stats", cmd_arena_stats },
 	{ "clients.list", cmd_clients_list },
 	{ "slab.grant", cmd_slab_grant },

@@ -1,15 +1,29 @@
 /* server.c - slabd's Unix socket: listener, admission, framing, fd passing, client death.
  *
- * Framing: one JSON object per line, both ways.  A request line longer than
- * SLABD_MAX_LINE gets an EMSGSIZE reply and the connection is closed (the rest of the
- * stream cannot be re-synchronised).  A peer that stops reading its replies is cut off
- * once SLABD_MAX_OUTPUT bytes are queued for it.
+ * Admission (on_accept): the peer's SO_PEERCRED uid/gid against the allow lists (EACCES),
+ * then the connection limits: max-connections in total (EAGAIN) and
+ * max-connections-per-uid (EUSERS).  A refused peer gets one error line and is closed.
+ *
+ * Framing: one JSON object per line, both ways.  A request line longer than max-line
+ * gets an EMSGSIZE reply and the connection is closed (the rest of the stream cannot be
+ * re-synchronised).
+ *
+ * Pending requests (on_read, pending_check): requests are answered at once, so what piles
+ * up for a peer that does not read is its replies.  slabd counts the replies still in its
+ * output buffer (the kernel's socket buffer already full).  Once a peer has max-pending of
+ * them (or SLABD_MAX_OUTPUT bytes), each further request is not run and gets a short
+ * EAGAIN "too many pending requests" instead; when it has 2 x max-pending unread (it
+ * ignores the EAGAINs too), it is cut off: closed at once, its queued output dropped.
+ * A peer that reads its replies as it goes never sees either; one that pipelines more
+ * than the kernel buffer plus max-pending replies without reading gets EAGAINs for the
+ * excess, which it can send again.
  *
  * A client's death is seen twice, whichever comes first: EOF on its socket, and its
  * pidfd becoming readable (which also covers a forked child keeping the socket open).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +39,6 @@
 #include "slabd.h"
 #include "sockpath.h"
 
-static void conn_free(struct conn *c);
 
 /* ---- listener ------------------------------------------------------------------ */
 
@@ -43,29 +56,70 @@ static int socket_is_live(const char *path)
 	return live;
 }
 
-static void make_parent_dir(struct slabd *d, const char *path)
+/* mkdir -p of the socket's directory: every missing directory is created 0750 (owner and
+ * group: the socket's audience), whatever the umask; existing ones are left alone. */
+static int make_parent_dir(struct slabd *d, const char *path, char *err, size_t errlen)
 {
 	char dir[sizeof(d->socket_path)];
-	char *slash;
+	char *slash, *p;
 
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
 	if (!slash || slash == dir)
-		return;
+		return 0;
 	*slash = 0;
-	if (mkdir(dir, 0750) == 0)
-		slabd_log(d, LOG_INFO, "created %s (0750)", dir);
+	for (p = dir + 1;; p++) {
+		bool last = !*p;
+
+		if (*p != '/' && !last)
+			continue;
+		*p = 0;
+		if (mkdir(dir, 0750) == 0) {
+			if (chmod(dir, 0750) < 0) {
+				snprintf(err, errlen, "chmod %s: %s", dir, strerror(errno));
+				return -1;
+			}
+			slabd_log(d, LOG_INFO, "created %s (0750)", dir);
+		} else if (errno != EEXIST) {
+			snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+			return -1;
+		}
+		if (last)
+			return 0;
+		*p = '/';
+		while (p[1] == '/')
+			p++;
+	}
 }
 
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg);
 
-static void on_accept_error(struct evconnlistener *l, void *arg)
+static void on_accept_retry(evutil_socket_t fd, short what, void *arg)
 {
 	struct slabd *d = arg;
 
-	(void)l;
-	slabd_log(d, LOG_WARN, "accept: %s", strerror(EVUTIL_SOCKET_ERROR()));
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(d->listener);
+}
+
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+	struct slabd *d = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+
+	slabd_log(d, LOG_WARN, "accept: %s", strerror(e));
+	if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+		/* The pending connection stays pending: without a pause the listener would
+		 * spin on it.  Try again in 100 ms. */
+		struct timeval later = { 0, 100 * 1000 };
+
+		if (!d->accept_retry)
+			d->accept_retry = evtimer_new(d->base, on_accept_retry, d);
+		if (d->accept_retry && evconnlistener_disable(l) == 0)
+			evtimer_add(d->accept_retry, &later);
+	}
 }
 
 int server_listen(struct slabd *d, char *err, size_t errlen)
@@ -75,7 +129,8 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 	mode_t old_mask;
 	int fd, rc;
 
-	make_parent_dir(d, d->socket_path);
+	if (make_parent_dir(d, d->socket_path, err, errlen))
+		return -1;
 	if (lstat(d->socket_path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
 			snprintf(err, errlen, "%s exists and is not a socket; not touching it",
@@ -120,7 +175,7 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 void server_close_all(struct slabd *d)
 {
 	while (d->conns)
-		conn_free(d->conns);
+		server_conn_free(d->conns);
 	if (d->listener) {
 		evconnlistener_free(d->listener);
 		d->listener = NULL;
@@ -154,7 +209,7 @@ static void conn_unlink(struct conn *c)
 	c->d->nr_conns--;
 }
 
-static void conn_free(struct conn *c)
+void server_conn_free(struct conn *c)
 {
 	struct slabd *d = c->d;
 
@@ -163,6 +218,7 @@ static void conn_free(struct conn *c)
 		uint64_t back = sm_client_reclaim(&d->arena, c->slot);
 		slabd_log(d, LOG_INFO, "client pid %d (slot %u) gone: %llu cached objects returned",
 			  (int)c->pid, c->slot, (unsigned long long)back);
+		commands_client_gone(c, back);
 	}
 	commands_drop_refs(c);
 	if (c->pidfd_ev)
@@ -173,27 +229,119 @@ static void conn_free(struct conn *c)
 	if (c->bev)
 		bufferevent_free(c->bev);
 	conn_unlink(c);
+	free(c->out_ends);
 	free(c->refs);
 	free(c);
+}
+
+/* ---- output and pending replies ------------------------------------------------------- */
+
+/* Replies still in the output buffer: the ones whose last byte has not left yet. */
+static unsigned conn_unread(struct conn *c)
+{
+	uint64_t left = c->out_added - evbuffer_get_length(bufferevent_get_output(c->bev));
+
+	while (c->out_count && c->out_ends[c->out_head] <= left) {
+		c->out_head = (c->out_head + 1) % c->out_cap;
+		c->out_count--;
+	}
+	return c->out_count;
+}
+
+/* Queue len bytes ending a reply. */
+static void out_add(struct conn *c, const char *s, size_t len, bool ends_reply)
+{
+	if (evbuffer_add(bufferevent_get_output(c->bev), s, len))
+		return;
+	c->out_added += len;
+	if (!ends_reply)
+		return;
+	conn_unread(c);
+	if (c->out_count == c->out_cap) {
+		unsigned cap = c->out_cap ? c->out_cap * 2 : 16;
+		uint64_t *ends = malloc(cap * sizeof(*ends));
+
+		if (!ends)
+			return; /* not counted: only the EAGAIN decision is less exact */
+		for (unsigned i = 0; i < c->out_count; i++)
+			ends[i] = c->out_ends[(c->out_head + i) % c->out_cap];
+		free(c->out_ends);
+		c->out_ends = ends;
+		c->out_cap = cap;
+		c->out_head = 0;
+	}
+	c->out_ends[(c->out_head + c->out_count) % c->out_cap] = c->out_added;
+	c->out_count++;
 }
 
 void conn_reply(struct conn *c, json_t *reply)
 {
 	char *s = json_dumps(reply, JSON_COMPACT);
-	struct evbuffer *out = bufferevent_get_output(c->bev);
 
 	json_decref(reply);
 	if (!s)
 		return;
-	if (evbuffer_get_length(out) > SLABD_MAX_OUTPUT) {
-		slabd_log(c->d, LOG_WARN, "pid %d does not read its replies; closing", (int)c->pid);
-		c->closing = true;
-		c->cutoff = true;
-	} else {
-		evbuffer_add(out, s, strlen(s));
-		evbuffer_add(out, "\n", 1);
-	}
+	out_add(c, s, strlen(s), false);
+	out_add(c, "\n", 1, true);
 	free(s);
+}
+
+/* An error reply to a request line that is not run: its "id" if it has one. */
+static void reply_refused(struct conn *c, const char *line, size_t len, const char *code,
+			  const char *msg)
+{
+	json_t *req = len ? json_loadb(line, len, 0, NULL) : NULL;
+	json_t *id = json_is_object(req) ? json_object_get(req, "id") : NULL;
+
+	conn_reply(c, json_pack("{s:O?, s:b, s:s, s:s}", "id", id, "ok", 0, "error", code,
+				"message", msg));
+	json_decref(req);
+}
+
+/* Write queued output to the socket now, as the bufferevent would from the loop (it keeps
+ * the buffer's start frozen between its own writes).  Bytes written, or <= 0. */
+static int flush_output(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	int n;
+
+	evbuffer_unfreeze(out, 1);
+	n = evbuffer_write(out, bufferevent_getfd(c->bev));
+	evbuffer_freeze(out, 1);
+	return n;
+}
+
+/* Before running a request: 0 run it, 1 answer EAGAIN, -1 cut the peer off. */
+static int pending_check(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	unsigned max = c->d->opt.max_pending, unread = conn_unread(c);
+
+	if (unread < max && evbuffer_get_length(out) < SLABD_MAX_OUTPUT) {
+		c->refusing = false;
+		return 0;
+	}
+	/* Replies pile up within one read of many requests before the loop writes any:
+	 * hand them to the kernel now, so only a peer that really does not read counts. */
+	if (flush_output(c) > 0) {
+		unread = conn_unread(c);
+		if (unread < max && evbuffer_get_length(out) < SLABD_MAX_OUTPUT) {
+			c->refusing = false;
+			return 0;
+		}
+	}
+	if (unread >= 2 * max) {
+		slabd_log(c->d, LOG_WARN, "pid %d uid %u does not read its replies (%u unread, "
+			  "%zu bytes): cut off", (int)c->pid, (unsigned)c->uid, unread,
+			  evbuffer_get_length(out));
+		return -1;
+	}
+	if (!c->refusing)
+		slabd_log(c->d, LOG_WARN, "pid %d uid %u has %u unread replies (%zu bytes, "
+			  "max-pending %u): answering EAGAIN until it reads", (int)c->pid,
+			  (unsigned)c->uid, unread, evbuffer_get_length(out), max);
+	c->refusing = true;
+	return 1;
 }
 
 /* Send c->fd_reply with the arena fd attached.  0, or -errno (the connection is dead). */
@@ -232,7 +380,7 @@ static int send_fd_reply(struct conn *c)
 	}
 	/* The fd went with the first byte; whatever did not fit is ordinary output. */
 	if ((size_t)n < len)
-		evbuffer_add(bufferevent_get_output(c->bev), c->fd_reply + n, len - (size_t)n);
+		out_add(c, c->fd_reply + n, len - (size_t)n, true);
 	free(c->fd_reply);
 	c->fd_reply = NULL;
 	return 0;
@@ -266,37 +414,58 @@ static void on_read(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t max_line = c->d->opt.max_line;
 	char *line;
 	size_t len;
 
 	while (!c->closing && !c->fd_reply && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF))) {
-		bool keep = len <= SLABD_MAX_LINE ? commands_dispatch(c, line, len) : false;
+		bool keep = true;
+		int pending;
 
-		if (len > SLABD_MAX_LINE) {
-			json_t *r = json_pack("{s:n, s:b, s:s, s:s}", "id", "ok", 0, "error",
-					      "EMSGSIZE", "message", "request line too long");
-			conn_reply(c, r);
+		if (len > max_line) {
+			char msg[96];
+
+			snprintf(msg, sizeof(msg), "request line too long (%zu bytes, max-line %zu)",
+				 len, max_line);
+			slabd_log(c->d, LOG_WARN, "pid %d uid %u sent a %zu-byte line (max-line "
+				  "%zu); closing", (int)c->pid, (unsigned)c->uid, len, max_line);
+			reply_refused(c, NULL, 0, "EMSGSIZE", msg);
+			keep = false;
+		} else if ((pending = pending_check(c)) < 0) {
+			c->cutoff = true;
+			keep = false;
+		} else if (pending) {
+			char msg[128];
+
+			snprintf(msg, sizeof(msg), "too many pending requests: %u replies not read "
+				 "yet (max-pending %u); read them and send again", c->out_count,
+				 c->d->opt.max_pending);
+			reply_refused(c, line, len, "EAGAIN", msg);
+		} else {
+			keep = commands_dispatch(c, line, len);
 		}
 		free(line);
 		if (!keep)
 			c->closing = true;
 	}
-	if (!c->closing && !c->fd_reply && evbuffer_get_length(in) > SLABD_MAX_LINE) {
-		json_t *r = json_pack("{s:n, s:b, s:s, s:s}", "id", "ok", 0, "error", "EMSGSIZE",
-				      "message", "request line longer than 65536 bytes");
-		slabd_log(c->d, LOG_WARN, "pid %d sent an oversize line; closing", (int)c->pid);
-		conn_reply(c, r);
+	if (!c->closing && !c->fd_reply && evbuffer_get_length(in) > max_line) {
+		char msg[96];
+
+		snprintf(msg, sizeof(msg), "request line longer than %zu bytes (max-line)", max_line);
+		slabd_log(c->d, LOG_WARN, "pid %d uid %u sent more than %zu bytes without a "
+			  "newline (max-line); closing", (int)c->pid, (unsigned)c->uid, max_line);
+		reply_refused(c, NULL, 0, "EMSGSIZE", msg);
 		c->closing = true;
 	}
 	if (c->cutoff) {
-		conn_free(c); /* it does not read: what is queued would never leave */
+		server_conn_free(c); /* it does not read: what is queued would never leave */
 		return;
 	}
 	if (c->closing) {
 		evbuffer_drain(in, evbuffer_get_length(in));
 		bufferevent_disable(bev, EV_READ);
 		if (!evbuffer_get_length(bufferevent_get_output(bev)) && !c->fd_reply)
-			conn_free(c);
+			server_conn_free(c);
 	}
 }
 
@@ -311,7 +480,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 	if (c->fd_reply) {
 		/* The replies queued before hello are out: now the fd can ride. */
 		if (send_fd_reply(c)) {
-			conn_free(c);
+			server_conn_free(c);
 			return;
 		}
 		if (!c->closing) {
@@ -324,7 +493,7 @@ static void on_write(struct bufferevent *bev, void *arg)
 		return;
 	}
 	if (c->closing)
-		conn_free(c);
+		server_conn_free(c);
 }
 
 static void on_event(struct bufferevent *bev, short what, void *arg)
@@ -333,14 +502,14 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_ERROR) {
 		slabd_log(c->d, LOG_DEBUG, "pid %d: connection error", (int)c->pid);
-		conn_free(c);
+		server_conn_free(c);
 	} else if (what & BEV_EVENT_EOF) {
 		/* A half-close (`printf ... | socat`) still wants its replies: free once the
 		 * output has drained (on_write), or now if nothing is queued. */
 		slabd_log(c->d, LOG_DEBUG, "pid %d disconnected", (int)c->pid);
 		c->closing = true;
 		if (!evbuffer_get_length(bufferevent_get_output(bev)) && !c->fd_reply)
-			conn_free(c);
+			server_conn_free(c);
 	}
 }
 
@@ -351,7 +520,7 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	slabd_log(c->d, LOG_INFO, "pid %d exited", (int)c->pid);
-	conn_free(c);
+	server_conn_free(c);
 }
 
 /* Watch the peer's process: its death ends the connection even if a child holds the
@@ -373,6 +542,53 @@ void server_watch_pid(struct conn *c)
 	}
 }
 
+struct conn *server_conn_new(struct slabd *d, int fd, pid_t pid, uid_t uid, gid_t gid)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (c)
+		c->refs = calloc(d->arena.hdr->ah_nr_caches, sizeof(*c->refs));
+	if (c && c->refs)
+		c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c || !c->refs || !c->bev) {
+		slabd_log(d, LOG_ERR, "out of memory accepting pid %d", (int)pid);
+		if (c)
+			free(c->refs);
+		free(c);
+		close(fd);
+		return NULL;
+	}
+	c->d = d;
+	c->pid = pid;
+	c->uid = uid;
+	c->gid = gid;
+	c->pidfd = -1;
+	c->since_ns = slabd_now_ns();
+	c->next = d->conns;
+	d->conns = c;
+	d->nr_conns++;
+	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	return c;
+}
+
+/* Tell a peer why it is not served, log it with its pid and uid, close it. */
+static void refuse(struct slabd *d, int fd, const struct ucred *cred, const char *code,
+		   const char *msg)
+{
+	char line[256];
+	int n;
+
+	slabd_log(d, LOG_WARN, "refused pid %d uid %u gid %u: %s", (int)cred->pid,
+		  (unsigned)cred->uid, (unsigned)cred->gid, msg);
+	n = snprintf(line, sizeof(line), "{\"id\":null,\"ok\":false,\"error\":\"%s\","
+		     "\"message\":\"%s\"}\n", code, msg);
+	if (n > 0 && (size_t)n < sizeof(line) && send(fd, line, (size_t)n, MSG_NOSIGNAL) < 0) {
+		/* nothing more to tell a peer that cannot be written to */
+	}
+	close(fd);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		      int salen, void *arg)
 {
@@ -380,6 +596,8 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	struct ucred cred;
 	socklen_t clen = sizeof(cred);
 	struct conn *c;
+	unsigned same_uid = 0;
+	char msg[128];
 
 	(void)l;
 	(void)sa;
@@ -389,39 +607,24 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 		return;
 	}
 	if (!admitted(d, cred.uid, cred.gid)) {
-		static const char msg[] = "{\"id\":null,\"ok\":false,\"error\":\"EACCES\","
-					  "\"message\":\"uid not allowed by slabd\"}\n";
-		slabd_log(d, LOG_WARN, "refused pid %d uid %u gid %u: not in the allow list",
-			  (int)cred.pid, (unsigned)cred.uid, (unsigned)cred.gid);
-		if (write(fd, msg, sizeof(msg) - 1) < 0) {
-			/* nothing more to tell a peer that cannot be written to */
-		}
-		close(fd);
+		refuse(d, fd, &cred, "EACCES", "uid not allowed by slabd");
 		return;
 	}
-	c = calloc(1, sizeof(*c));
+	if (d->nr_conns >= d->opt.max_connections) {
+		snprintf(msg, sizeof(msg), "too many connections (%u, max-connections)",
+			 d->nr_conns);
+		refuse(d, fd, &cred, "EAGAIN", msg);
+		return;
+	}
+	for (c = d->conns; c; c = c->next)
+		same_uid += c->uid == cred.uid;
+	if (same_uid >= d->opt.max_conn_per_uid) {
+		snprintf(msg, sizeof(msg), "too many connections of uid %u (%u, "
+			 "max-connections-per-uid)", (unsigned)cred.uid, same_uid);
+		refuse(d, fd, &cred, "EUSERS", msg);
+		return;
+	}
+	c = server_conn_new(d, fd, cred.pid, cred.uid, cred.gid);
 	if (c)
-		c->refs = calloc(d->arena.hdr->ah_nr_caches, sizeof(*c->refs));
-	if (c && c->refs)
-		c->bev = bufferevent_socket_new(d->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (!c || !c->refs || !c->bev) {
-		slabd_log(d, LOG_ERR, "out of memory accepting pid %d", (int)cred.pid);
-		if (c)
-			free(c->refs);
-		free(c);
-		close(fd);
-		return;
-	}
-	c->d = d;
-	c->pid = cred.pid;
-	c->uid = cred.uid;
-	c->gid = cred.gid;
-	c->pidfd = -1;
-	c->since_ns = slabd_now_ns();
-	c->next = d->conns;
-	d->conns = c;
-	d->nr_conns++;
-	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-	slabd_log(d, LOG_DEBUG, "accepted pid %d uid %u", (int)c->pid, (unsigned)c->uid);
+		slabd_log(d, LOG_DEBUG, "accepted pid %d uid %u", (int)c->pid, (unsigned)c->uid);
 }

@@ -65,6 +65,19 @@ struct conn {
 	bool                refusing;  /* answering EAGAIN: too many pending requests */
 };
 
+/* A client that died, kept for clients.list ("what a dead client left behind"). */
+#define SLABD_DEAD_KEPT 32
+struct dead_client {
+	pid_t    pid;
+	uid_t    uid;
+	uint64_t since_ns;
+	uint64_t died_ns;
+	uint64_t returned;       /* cached objects slabd returned from its magazines */
+	uint32_t caches[8];      /* ids of caches it had open (first 8) */
+	uint64_t serials[8];     /* their c_serial, so a recreated id is not confused */
+	unsigned nr_caches;
+};
+
 struct slabd_options {
 	const char *socket;
 	uint64_t    arena_size;
@@ -102,6 +115,9 @@ struct slabd {
 	uint64_t               started_ns;
 	uint32_t              *grant_streak;  /* per cache id: slabs of the last grant */
 	uint64_t              *last_grant_ns; /* per cache id: when it was granted last */
+	uint64_t              *corrupt_seen;  /* per cache id: corruptions already logged */
+	struct dead_client     dead[SLABD_DEAD_KEPT]; /* ring of the last dead clients */
+	unsigned               nr_dead;       /* total ever; dead[nr_dead % KEPT] is next */
 };
 
 /* main.c */
@@ -139,8 +155,10 @@ void server_watch_pid(struct conn *c);
 bool commands_dispatch(struct conn *c, const char *line, size_t len);
 /* Drop every reference c holds (a closing or dead client). */
 void commands_drop_refs(struct conn *c);
-/* Periodic work: drain discard queues. */
+/* Periodic work: drain discard queues, log corruptions found by debug caches. */
 void commands_reap(struct slabd *d);
+/* A client connection is gone: remember it for clients.list. */
+void commands_client_gone(struct conn *c, uint64_t returned);
 
 /* stats.c */
 json_t *stats_cache_info(struct slabd *d, uint32_t id);
@@ -148,5 +166,8 @@ json_t *stats_cache(struct slabd *d, uint32_t id);
 json_t *stats_cache_summary(struct slabd *d, uint32_t id);
 json_t *stats_arena(struct slabd *d);
 json_t *stats_clients(struct slabd *d);
+/* Magazines of every live client, as engine holders (validate, reclaim). */
+void stats_holders(void *arg, uint32_t id,
+		   void (*add)(void *ctx, uint64_t off, const char *where), void *ctx);
 
 #endif

@@ -5,6 +5,7 @@
  * read them with relaxed loads, so reading stats never slows the fast path.  The sums are
  * exact when the pool is quiet.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -12,6 +13,7 @@
 
 #include "buddy.h"
 #include "client.h"
+#include "debug.h"
 #include "slabd.h"
 
 static const char *stat_names[SLAB_STAT_NR] = {
@@ -135,6 +137,20 @@ json_t *stats_cache(struct slabd *d, uint32_t id)
 		"magazine_avail", (json_int_t)ms.avail,
 		"memory_bytes", (json_int_t)(cnt.num_slabs * slab_bytes),
 		"counters", counters, "nodes", nodes));
+	json_object_set_new(r, "corruptions", json_integer((json_int_t)SM_LOAD(&c->c_corruptions)));
+	{
+		json_t *log = json_array();
+		uint64_t total = SM_LOAD(&c->c_corruptions);
+
+		for (uint64_t i = total > SLAB_CORRUPT_LOG ? total - SLAB_CORRUPT_LOG : 0; i < total; i++) {
+			const struct slab_corruption *cr = &c->c_corrupt[i % SLAB_CORRUPT_LOG];
+			json_array_append_new(log, json_pack("{s:I, s:s, s:I, s:i, s:I}",
+				"offset", (json_int_t)cr->sc_offset, "kind", sm_corruption_name(cr->sc_kind),
+				"found", (json_int_t)cr->sc_found, "pid", (int)cr->sc_pid,
+				"time_ns", (json_int_t)cr->sc_time_ns));
+		}
+		json_object_set_new(r, "corruption_log", log);
+	}
 	return r;
 }
 
@@ -247,5 +263,70 @@ json_t *stats_clients(struct slabd *d)
 			"since_ns", (json_int_t)cl->cl_since_ns,
 			"area_pages", (int)cl->cl_area_pages, "caches", caches));
 	}
-	return json_pack("{s:o}", "clients", list);
+	{
+		json_t *dead = json_array();
+		unsigned first = d->nr_dead > SLABD_DEAD_KEPT ? d->nr_dead - SLABD_DEAD_KEPT : 0;
+
+		for (unsigned i = first; i < d->nr_dead; i++) {
+			struct dead_client *dc = &d->dead[i % SLABD_DEAD_KEPT];
+			json_t *caches = json_array();
+
+			for (unsigned k = 0; k < dc->nr_caches; k++) {
+				struct slab_cache_desc *cd = sm_cache(&d->arena, dc->caches[k]);
+				json_t *ce;
+
+				if (cd->c_state == CACHE_UNUSED || cd->c_serial != dc->serials[k])
+					continue;
+				ce = json_pack("{s:s}", "name", cd->c_name);
+				/* Owner tracking tells what it left allocated; else nobody can. */
+				if (cd->c_flags & SM_STORE_USER)
+					json_object_set_new(ce, "objects_left", json_integer((json_int_t)
+						sm_cache_reclaim_pid(&d->arena, dc->caches[k], dc->pid,
+								     stats_holders, d, 1)));
+				json_array_append_new(caches, ce);
+			}
+			json_array_append_new(dead, json_pack("{s:i, s:I, s:I, s:I, s:I, s:o}",
+				"pid", (int)dc->pid, "uid", (json_int_t)dc->uid,
+				"since_ns", (json_int_t)dc->since_ns, "died_ns", (json_int_t)dc->died_ns,
+				"cached_returned", (json_int_t)dc->returned, "caches", caches));
+		}
+		return json_pack("{s:o, s:o}", "clients", list, "dead", dead);
+	}
+}
+
+/* ---- holders -------------------------------------------------------------------------- */
+
+struct holder_walk {
+	struct sm_arena *a;
+	uint32_t         id;
+	void (*add)(void *ctx, uint64_t off, const char *where);
+	void            *ctx;
+	char             where[64];
+};
+
+static void holder_mag(void *arg, struct slab_mag *m)
+{
+	struct holder_walk *h = arg;
+	struct slab_cache_desc *cd = sm_cache(h->a, h->id);
+	uint32_t avail = SM_LOAD(&m->m_avail);
+
+	if (m->m_cache != h->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity)
+		return;
+	for (uint32_t i = 0; i < avail; i++)
+		h->add(h->ctx, sm_mag_entries(m)[i], h->where);
+}
+
+void stats_holders(void *arg, uint32_t id,
+		   void (*add)(void *ctx, uint64_t off, const char *where), void *ctx)
+{
+	struct slabd *d = arg;
+	struct holder_walk h = { .a = &d->arena, .id = id, .add = add, .ctx = ctx };
+
+	for (uint32_t s = 0; s < d->arena.hdr->ah_nr_clients; s++) {
+		if (SM_LOAD(&sm_client(&d->arena, s)->cl_state) != CLIENT_LIVE)
+			continue;
+		snprintf(h.where, sizeof(h.where), "a magazine of client pid %d",
+			 (int)sm_client(&d->arena, s)->cl_pid);
+		sm_client_for_each_mag(&d->arena, s, holder_mag, &h);
+	}
 }

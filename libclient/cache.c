@@ -496,7 +496,7 @@ int slab_free_bulk(slab_cache *h, size_t n, void **objs)
 {
 	uint64_t *offs;
 	size_t i;
-	int bad = 0;
+	int bad = 0, err = 0;
 
 	if (!h || (n && !objs))
 		return -EINVAL;
@@ -516,7 +516,9 @@ int slab_free_bulk(slab_cache *h, size_t n, void **objs)
 			break;
 		}
 		e = sm_bufctl_get(h->desc, sm_slab_addr(h->arena, head), idx);
-		bad = e != BUFCTL_ACTIVE && e != BUFCTL_CACHED;
+		/* CACHED (SLAB_DEBUG): already freed, sitting in a magazine or shared
+		 * array.  Without SLAB_DEBUG cached objects read ACTIVE (caught later). */
+		bad = e != BUFCTL_ACTIVE;
 	}
 	if (!bad) {
 		qsort(offs, n, sizeof(*offs), cmp_u64);
@@ -528,9 +530,14 @@ int slab_free_bulk(slab_cache *h, size_t n, void **objs)
 		int err = free_slow(h, UINT64_MAX, PUSH_INVALID);
 		return err ? err : -EINVAL;
 	}
-	for (i = 0; i < n; i++)
-		slab_free(h, objs[i]);
-	return 0;
+	/* Checked above: only a debug check racing another process's free of the same
+	 * object can refuse one now; report it. */
+	for (i = 0; i < n; i++) {
+		int rc = slab_free(h, objs[i]);
+		if (rc && !err)
+			err = rc;
+	}
+	return err;
 }
 
 /* ---- offsets ---------------------------------------------------------------------------- */

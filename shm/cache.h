@@ -20,6 +20,12 @@
 #include "arena.h"
 #include "slabs.h"
 
+/* Holders of cached objects the engine cannot see by itself (magazines and alien buffers
+ * of live clients): called once per cache, it calls add(ctx, off, where) for every
+ * object offset a holder has.  Used by validate and by reclaim. */
+typedef void (*sm_holder_fn)(void *arg, uint32_t cache_id,
+			     void (*add)(void *ctx, uint64_t off, const char *where), void *ctx);
+
 struct sm_cache_params {
 	const char *name;
 	size_t      size;

@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "buddy.h"
+#include "debug.h"
 
 int sm_client_attach(struct sm_arena *a, int32_t pid, uint32_t uid, uint32_t gid,
 		     uint32_t *slot)
@@ -200,4 +201,84 @@ uint64_t sm_client_reclaim(struct sm_arena *a, uint32_t slot)
 	cl->cl_pid = 0;
 	__atomic_store_n(&cl->cl_state, CLIENT_UNUSED, __ATOMIC_RELEASE);
 	return r.returned;
+}
+
+/* ---- reclaim of a dead process's allocations (SLAB_STORE_USER) ----------------------- */
+
+struct held {
+	const struct sm_arena *a;
+	uint64_t              *bits;   /* one bit per 8 bytes of arena */
+};
+
+static void held_add(void *ctx, uint64_t off, const char *where)
+{
+	struct held *h = ctx;
+
+	(void)where;
+	if (off < h->a->size)
+		h->bits[(off >> 3) / 64] |= 1ull << ((off >> 3) % 64);
+}
+
+static int held_has(const struct held *h, uint64_t off)
+{
+	return (h->bits[(off >> 3) / 64] >> ((off >> 3) % 64)) & 1;
+}
+
+int64_t sm_cache_reclaim_pid(struct sm_arena *a, uint32_t id, int32_t pid,
+			     sm_holder_fn holders, void *harg, int dry_run)
+{
+	struct slab_cache_desc *c;
+	struct held h = { .a = a };
+	uint64_t batch[SLAB_MAG_MAX];
+	unsigned nb = 0;
+	int64_t found = 0;
+
+	if (id >= a->hdr->ah_nr_caches)
+		return -EINVAL;
+	c = sm_cache(a, id);
+	if (c->c_state == CACHE_UNUSED || !(c->c_flags & SM_STORE_USER) || pid <= 0)
+		return -EINVAL;
+	h.bits = calloc((a->size >> 3) / 64 + 1, sizeof(uint64_t));
+	if (!h.bits)
+		return -ENOMEM;
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		if (sm_node_lock(a, c, n))
+			continue;
+		for (unsigned i = 0; i < c->c_nodes[n].n_shared_avail; i++)
+			held_add(&h, c->c_nodes[n].n_shared[i], NULL);
+		sm_node_unlock(c, n);
+	}
+	if (holders)
+		holders(harg, id, held_add, &h);
+	for (uint32_t p = a->hdr->ah_meta_pages; p < a->hdr->ah_nr_pages; p++) {
+		struct slab_page *pg = &a->pages[p];
+
+		if (pg->pg_cache != id + 1 ||
+		    (pg->pg_state != PG_SLAB_PARTIAL && pg->pg_state != PG_SLAB_FULL))
+			continue;
+		for (uint32_t i = 0; i < c->c_num; i++) {
+			uint64_t off = ((uint64_t)p << SLAB_PAGE_SHIFT) + (uint64_t)i * c->c_size;
+			unsigned e = sm_bufctl_get(c, sm_slab_addr(a, p), i);
+
+			if ((e != BUFCTL_ACTIVE && e != BUFCTL_CACHED) ||
+			    SM_LOAD(&sm_track(a, c, off)->t_pid) != pid || held_has(&h, off))
+				continue;
+			found++;
+			if (dry_run)
+				continue;
+			sm_debug_init_free(a, c, off);
+			if (c->c_flags & SM_DEBUG)
+				sm_bufctl_set(c, sm_slab_addr(a, p), i, BUFCTL_CACHED);
+			batch[nb++] = off;
+			if (nb == SLAB_MAG_MAX) {
+				sm_give_back(a, c, batch, nb, 1);
+				nb = 0;
+			}
+		}
+		p += (1u << c->c_order) - 1;
+	}
+	if (nb)
+		sm_give_back(a, c, batch, nb, 1);
+	free(h.bits);
+	return found;
 }

@@ -42,4 +42,15 @@ struct slab_mag *sm_area_carve(struct sm_arena *a, uint32_t block, unsigned capa
 typedef void (*sm_mag_fn)(void *arg, struct slab_mag *m);
 void sm_client_for_each_mag(struct sm_arena *a, uint32_t slot, sm_mag_fn fn, void *arg);
 
+/* slabd, on request (`slabctl reclaim PID`): free what a dead process left allocated in a
+ * SLAB_STORE_USER cache: every object out of its slab whose struct slab_track names pid
+ * and that no holder has (shared arrays; the magazines `holders` reports).  The objects
+ * are made to look free (debug.h) and go back to the shared tiers.  With dry_run, only
+ * count them.  Returns the number of objects, or -EINVAL (not a SLAB_STORE_USER cache),
+ * -ENOMEM.  Owner tracking names the process that allocated, freed or cached an object
+ * last: an object the dead process handed to another one that still uses it must not
+ * be reclaimed (that is the operator's call, as the kernel's would be). */
+int64_t sm_cache_reclaim_pid(struct sm_arena *a, uint32_t id, int32_t pid,
+			     sm_holder_fn holders, void *harg, int dry_run);
+
 #endif

@@ -4,6 +4,17 @@
 #include <string.h>
 #include <time.h>
 
+const char *sm_corruption_name(unsigned kind)
+{
+	switch (kind) {
+	case CORRUPT_POISON:      return "poison overwritten (written after free)";
+	case CORRUPT_REDZONE:     return "red zone overwritten (written past the object)";
+	case CORRUPT_NOT_CACHED:  return "cached object not marked cached";
+	case CORRUPT_DOUBLE_FREE: return "double free refused";
+	default:                  return "unknown corruption";
+	}
+}
+
 void sm_debug_report(struct slab_cache_desc *c, uint64_t off, unsigned kind, uint64_t found,
 		     int32_t pid)
 {

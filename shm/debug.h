@@ -31,6 +31,9 @@ static inline struct slab_track *sm_track(const struct sm_arena *a,
 	return (struct slab_track *)(a->base + off + c->c_track_off);
 }
 
+/* "red zone overwritten" etc. for enum slab_corrupt_kind. */
+const char *sm_corruption_name(unsigned kind);
+
 /* Record a corruption in c's ring. */
 void sm_debug_report(struct slab_cache_desc *c, uint64_t off, unsigned kind, uint64_t found,
 		     int32_t pid);

@@ -7,6 +7,7 @@
 
 #include "list.h"
 #include "lock.h"
+#include "debug.h"
 #include "magazine.h"
 
 struct vctx {
@@ -234,6 +235,22 @@ unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders
 	}
 	if (holders)
 		holders(harg, id, add_cached, &v);
+	/* Corruptions the debug checks found (debug.h), the last ones with details. */
+	{
+		uint64_t total = SM_LOAD(&v.c->c_corruptions);
+		uint64_t first = total > SLAB_CORRUPT_LOG ? total - SLAB_CORRUPT_LOG : 0;
+
+		for (uint64_t i = first; i < total; i++) {
+			const struct slab_corruption *r = &v.c->c_corrupt[i % SLAB_CORRUPT_LOG];
+			REPORT(&v, "cache %s: object %#llx: %s (found %#018llx), seen by pid %d",
+			       v.c->c_name, (unsigned long long)r->sc_offset,
+			       sm_corruption_name(r->sc_kind), (unsigned long long)r->sc_found,
+			       (int)r->sc_pid);
+		}
+		if (first)
+			REPORT(&v, "cache %s: %llu earlier corruptions not shown", v.c->c_name,
+			       (unsigned long long)first);
+	}
 	/* Every slab of the cache must be on a list. */
 	for (uint32_t p = a->hdr->ah_meta_pages; p < a->hdr->ah_nr_pages; p++) {
 		struct slab_page *pg = &a->pages[p];

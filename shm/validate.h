@@ -17,11 +17,6 @@
 #include "buddy.h"
 #include "cache.h"
 
-/* Extra holders of cached objects (magazines, alien buffers) that validation must count:
- * called once per cache; it calls add(ctx, off) for every offset a holder has. */
-typedef void (*sm_holder_fn)(void *arg, uint32_t cache_id,
-			     void (*add)(void *ctx, uint64_t off, const char *where), void *ctx);
-
 /* Check the whole arena.  Returns the number of problems found (0: clean). */
 unsigned sm_validate(struct sm_arena *a, sm_holder_fn holders, void *harg,
 		     sm_report_fn report, void *rarg);

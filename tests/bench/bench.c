@@ -325,8 +325,8 @@ static struct row *find_row(const char *workload, const char *label, int var)
 	if (nrows == MAX_ROWS)
 		return NULL;
 	memset(&rows[nrows], 0, sizeof(rows[nrows]));
-	snprintf(rows[nrows].workload, sizeof(rows[nrows].workload), "%s", workload);
-	snprintf(rows[nrows].label, sizeof(rows[nrows].label), "%s", label);
+	snprintf(rows[nrows].workload, sizeof(rows[nrows].workload), "%.39s", workload);
+	snprintf(rows[nrows].label, sizeof(rows[nrows].label), "%.47s", label);
 	rows[nrows].var = var;
 	return &rows[nrows++];
 }
@@ -391,8 +391,8 @@ static int run_child(int var, int run, int argc, char **argv)
 		snprintf(path, sizeof(path), "/proc/self/exe");
 	if (access(path, X_OK)) {
 		snprintf(skipped[var], sizeof(skipped[var]),
-			 "%s not built (its Debian package is missing or failed to install; "
-			 "`make bench` installs it)", path);
+			 "%.160s not built (its Debian package is missing or failed to "
+			 "install; `make bench` installs it)", path);
 		return -1;
 	}
 	args[n++] = path;
@@ -469,7 +469,7 @@ static int run_child(int var, int run, int argc, char **argv)
 			struct row *r = find_row(f[1], f[2], var);
 			if (!r || r->n >= BENCH_MAX_RUNS)
 				continue;
-			snprintf(r->unit, sizeof(r->unit), "%s", f[3]);
+			snprintf(r->unit, sizeof(r->unit), "%.23s", f[3]);
 			r->lower_better = atoi(f[4]);
 			r->is_ref = atoi(f[5]);
 			r->v[r->n] = strtod(f[6], NULL);
@@ -478,10 +478,10 @@ static int run_child(int var, int run, int argc, char **argv)
 			got_rows++;
 		} else if (!strcmp(f[0], "NOTE") && nf >= 2) {
 			char t[1200];
-			snprintf(t, sizeof(t), "%s: %s", v->name, f[1]);
+			snprintf(t, sizeof(t), "%.60s: %.1000s", v->name, f[1]);
 			add_note(t);
 		} else if (!strcmp(f[0], "SKIP") && nf >= 2) {
-			snprintf(skipped[var], sizeof(skipped[var]), "%s", f[1]);
+			snprintf(skipped[var], sizeof(skipped[var]), "%.290s", f[1]);
 		} else if (!strcmp(f[0], "RSS") && nf >= 2) {
 			rss = atol(f[1]);
 		}
@@ -499,7 +499,7 @@ static int run_child(int var, int run, int argc, char **argv)
 		for (char *p = tail; *p; p++)
 			if (*p == '\n' || *p == '\t')
 				*p = ' ';
-		snprintf(skipped[var], sizeof(skipped[var]), "failed in run %d (%s %d): %s", run + 1,
+		snprintf(skipped[var], sizeof(skipped[var]), "failed in run %d (%s %d): %.199s", run + 1,
 			 WIFEXITED(status) ? "exit" : "signal",
 			 WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), tail);
 	}

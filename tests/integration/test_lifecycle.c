@@ -11,7 +11,8 @@
  *     align 3, ...), from the library and from the daemon itself; nothing is created;
  *   - every wrong free of DESIGN.md returns -EINVAL, changes nothing, and is counted
  *     (invalid_free / double_free, exactly); validate stays clean;
- *   - slab_alloc_bulk gets all n; slab_free_bulk is all or nothing;
+ *   - slab_alloc_bulk gets all n; slab_free_bulk is all or nothing (with SLAB_DEBUG also
+ *     against an already freed object);
  *   - slab_kmalloc / slab_kfree / slab_ksize over sizes 1..8192 and their error cases;
  *   - fork(): the child re-registers (a new client pid in clients.list), allocates and frees
  *     through the inherited handle without touching the parent's magazines.
@@ -578,6 +579,30 @@ static void test_bulk(void **state)
 	assert_int_equal(counter_of("bulk", "invalid_free") + counter_of("bulk", "double_free"),
 			 refused);
 	assert_int_equal(th_validate(&daemon_, "bulk"), 0);
+
+	/* SLAB_DEBUG knows a cached (already freed) object: a bulk free naming one is
+	 * refused whole, even when it is not the freshest free. */
+	{
+		struct slab_cache_config dcfg = cfg64;
+		slab_cache *dc;
+		void *a, *b, *x;
+
+		dcfg.flags = SLAB_DEBUG;
+		E(slab_cache_create(pool, "bulk-debug", &dcfg, &dc));
+		a = E_PTR(slab_alloc(dc));
+		b = E_PTR(slab_alloc(dc));
+		x = E_PTR(slab_alloc(dc));
+		E(slab_free(dc, a));
+		E(slab_free(dc, x));
+		bad[0] = b;
+		bad[1] = a;
+		E_IS(slab_free_bulk(dc, 2, bad), -EINVAL);
+		assert_int_equal(stat_of("bulk-debug", "in_use"), 1); /* b is still ours */
+		bad[0] = b;
+		E(slab_free_bulk(dc, 1, bad));
+		assert_int_equal(stat_of("bulk-debug", "in_use"), 0);
+		E(slab_cache_destroy(dc));
+	}
 	slab_pool_disconnect(pool);
 	stop_clean();
 }
