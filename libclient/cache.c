@@ -527,7 +527,7 @@ int slab_free_bulk(slab_cache *h, size_t n, void **objs)
 	}
 	free(offs);
 	if (bad) {
-		int err = free_slow(h, UINT64_MAX, PUSH_INVALID);
+		err = free_slow(h, UINT64_MAX, PUSH_INVALID);
 		return err ? err : -EINVAL;
 	}
 	/* Checked above: only a debug check racing another process's free of the same
