@@ -51,7 +51,7 @@ INT_BIN  := $(INT_SRC:tests/integration/%.c=$(BUILD)/tests/%)
 INT_HELPERS := $(filter-out $(INT_SRC),$(wildcard tests/integration/*.c))
 INT_HELPER_OBJ := $(INT_HELPERS:%.c=$(OBJ)/%.o)
 
-.PHONY: all test run check-asan check-valgrind check-tsan clean deps install
+.PHONY: all test run check-asan check-valgrind check-tsan clean deps install soak
 all: $(SHM_LIB) $(SLABD) $(SLABCTL) $(LIBSLAB_SO) $(LIBSLAB_A) $(BUILD)/lib/pkgconfig/slab.pc $(UNIT_BIN) $(INT_BIN)
 
 deps:
@@ -157,6 +157,37 @@ install: all
 		> $(DESTDIR)$(PREFIX)/lib/pkgconfig/slab.pc
 	if [ -f tools/slabctl.1 ]; then install -d $(DESTDIR)$(PREFIX)/share/man/man1 && \
 		install -m 644 tools/slabctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/; fi
+
+# ---- crash tests: libslab with test points (shm/testpoint.h), only for tests/crash ------
+# SM_TEST_POINT("name") stops the process (SIGSTOP) where $SLAB_TEST_STOP names it, so a
+# test can SIGKILL it inside a slow-path step.  Never part of the installed library.
+HOOKS_OBJ  := $(BUILD)/obj-hooks
+HOOKS_LIB  := $(BUILD)/lib/libslab-hooks.a
+HOOKS_SRCS := $(SHM_SRC) $(CLIENT_SRC) libclient/sockpath.c
+CRASH_SRC  := $(wildcard tests/crash/test_*.c)
+CRASH_BIN  := $(CRASH_SRC:tests/crash/%.c=$(BUILD)/tests/%)
+
+$(HOOKS_OBJ)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -DSLAB_TEST_HOOKS -Ilibclient -Ilibclient/include \
+		$(shell pkg-config --cflags jansson) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(HOOKS_LIB): $(HOOKS_SRCS:%.c=$(HOOKS_OBJ)/%.o)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(OBJ)/tests/crash/%.o: CPPFLAGS += -Ilibclient -Ilibclient/include -Itests/integration $(shell pkg-config --cflags jansson)
+
+$(CRASH_BIN): $(BUILD)/tests/%: $(OBJ)/tests/crash/%.o $(INT_HELPER_OBJ) $(HOOKS_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(shell pkg-config --libs jansson cmocka) $(LDLIBS_BASE)
+
+all: $(CRASH_BIN)
+
+# The long crash storm: 5,000 kills (make test runs 200).
+soak: deps
+	@$(MAKE) --no-print-directory all
+	SLAB_STORM_KILLS=5000 TH_TIMEOUT=3600 $(BUILD)/tests/test_storm
 
 clean:
 	rm -rf build

@@ -270,7 +270,7 @@ void commands_client_gone(struct conn *c, uint64_t returned)
 static json_t *cmd_hello(struct conn *c, json_t *req, struct err *e)
 {
 	struct slabd *d = c->d;
-	json_t *role = json_object_get(req, "role"), *r;
+	json_t *role = json_object_get(req, "role"), *r, *resume;
 	const char *rs = role ? json_string_value(role) : "monitor";
 	uint64_t ver;
 
@@ -283,25 +283,70 @@ static json_t *cmd_hello(struct conn *c, json_t *req, struct err *e)
 			    (unsigned long long)ver, SLABD_PROTOCOL_VERSION);
 	if (!rs || (strcmp(rs, "client") && strcmp(rs, "monitor")))
 		return fail(e, EINVAL, "'role' is \"client\" or \"monitor\"");
+	resume = json_object_get(req, "resume");
+	if (!strcmp(rs, "client") && resume) {
+		/* A client coming back: same arena, or a pristine slabd that takes it over. */
+		uint64_t slot, arena_id;
+		json_t *id = json_object_get(req, "id");
+
+		if (get_uint(resume, "slot", d->arena.hdr->ah_nr_clients - 1, &slot, e) ||
+		    get_uint(resume, "arena_id", UINT64_MAX >> 1, &arena_id, e))
+			return NULL;
+		c->resume_slot = (uint32_t)slot;
+		if (arena_id == (d->arena.hdr->ah_created_ns & (UINT64_MAX >> 1)))
+			return commands_resume_reply(c);
+		if (!d->pristine)
+			return fail(e, EPROTO, "this slabd serves another arena (it was restarted and "
+				    "clients registered before this one came back)");
+		c->resume_id = id ? json_incref(id) : json_null();
+		adopt_wait_arena(c);
+		return json_pack("{s:b}", "adopt", 1);
+	}
 	if (!strcmp(rs, "client")) {
 		int rc = sm_client_attach(&d->arena, c->pid, c->uid, c->gid, &c->slot);
 		if (rc)
 			return fail(e, EUSERS, "client table full (%u clients)",
 				    d->arena.hdr->ah_nr_clients);
 		c->role = CONN_CLIENT;
+		d->pristine = false;
 		server_watch_pid(c);
 		slabd_log(d, LOG_INFO, "client pid %d uid %u admitted (slot %u)", (int)c->pid,
 			  (unsigned)c->uid, c->slot);
 	} else {
 		c->role = CONN_MONITOR;
 	}
-	r = json_pack("{s:i, s:s, s:i, s:s, s:I, s:i, s:i, s:I}", "version",
+	r = json_pack("{s:i, s:s, s:i, s:s, s:I, s:i, s:i, s:I, s:I}", "version",
 		      SLABD_PROTOCOL_VERSION, "server", "slabd " SLABD_VERSION, "pid",
 		      (int)getpid(), "role", rs, "arena_size", (json_int_t)d->arena.size, "nodes",
 		      (int)d->arena.hdr->ah_nr_nodes, "page_size", SLAB_PAGE_SIZE, "generation",
-		      (json_int_t)d->arena.hdr->ah_generation);
+		      (json_int_t)d->arena.hdr->ah_generation, "arena_id",
+		      (json_int_t)(d->arena.hdr->ah_created_ns & (UINT64_MAX >> 1)));
 	if (c->role == CONN_CLIENT)
 		json_object_set_new(r, "client", json_integer(c->slot));
+	return r;
+}
+
+json_t *commands_resume_reply(struct conn *c)
+{
+	struct slabd *d = c->d;
+	struct conn *g = adopt_find_ghost(d, c->resume_slot, c->pid);
+	json_t *r;
+
+	if (!g) {
+		r = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "ENOENT", "message",
+			      "no client slot of this process to resume: register anew");
+	} else {
+		adopt_resume(c, g);
+		slabd_log(d, LOG_INFO, "client pid %d resumed slot %u", (int)c->pid, c->slot);
+		r = json_pack("{s:b, s:i, s:b, s:I, s:I}", "ok", 1, "client", (int)c->slot, "resumed", 1,
+			      "generation", (json_int_t)d->arena.hdr->ah_generation, "arena_id",
+			      (json_int_t)(d->arena.hdr->ah_created_ns & (UINT64_MAX >> 1)));
+	}
+	if (c->resume_id) {
+		json_object_set(r, "id", c->resume_id);
+		json_decref(c->resume_id);
+		c->resume_id = NULL;
+	}
 	return r;
 }
 
@@ -347,6 +392,8 @@ static json_t *cmd_cache_create(struct conn *c, json_t *req, struct err *e)
 	p.min_partial = (unsigned)v[5];
 	p.max_objects = v[6];
 	rc = sm_cache_create(&d->arena, &p, &id, &existed);
+	if (rc == 0)
+		d->pristine = false;
 	if (rc == -EEXIST)
 		return fail(e, EEXIST, "cache '%s' exists with another geometry", p.name);
 	if (rc == -EBUSY)
@@ -654,6 +701,17 @@ static json_t *cmd_area_grow(struct conn *c, json_t *req, struct err *e)
 	return json_pack("{s:i}", "block", (int)block);
 }
 
+/* Internal (libslab, slab_pool_disconnect): the client flushed and is leaving on purpose;
+ * when its socket closes its slot is freed even though its process lives on. */
+static json_t *cmd_client_bye(struct conn *c, json_t *req, struct err *e)
+{
+	(void)req;
+	if (need_client(c, e))
+		return NULL;
+	c->bye = true;
+	return json_object();
+}
+
 static const struct command {
 	const char *name;
 	json_t *(*fn)(struct conn *c, json_t *req, struct err *e);
@@ -673,6 +731,7 @@ static const struct command {
 	{ "clients.list", cmd_clients_list },
 	{ "slab.grant", cmd_slab_grant },
 	{ "area.grow", cmd_area_grow },
+	{ "client.bye", cmd_client_bye },
 };
 
 bool commands_dispatch(struct conn *c, const char *line, size_t len)
@@ -708,7 +767,8 @@ bool commands_dispatch(struct conn *c, const char *line, size_t len)
 		goto reply;
 	}
 	r = found->fn(c, req, &e);
-	fd_reply = r && found->fn == cmd_hello && c->role == CONN_CLIENT;
+	fd_reply = r && found->fn == cmd_hello && c->role == CONN_CLIENT &&
+		   !json_object_get(r, "resumed"); /* a resuming client has the arena */
 reply:
 	json_decref(req);
 	{

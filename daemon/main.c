@@ -286,9 +286,29 @@ static int make_arena(struct slabd *d)
 
 	if (d->opt.arena_file) {
 		int fd = open(d->opt.arena_file, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+		struct stat st;
+
 		if (fd < 0) {
 			slabd_log(d, LOG_ERR, "open %s: %s", d->opt.arena_file, strerror(errno));
 			return -1;
+		}
+		/* An arena left by an earlier slabd is adopted, never formatted over. */
+		if (fstat(fd, &st) == 0 && st.st_size >= (off_t)sizeof(struct slab_arena_hdr)) {
+			rc = sm_arena_attach(fd, &d->arena, err, sizeof(err));
+			if (rc == 0) {
+				close(fd);
+				slabd_log(d, LOG_INFO, "adopting the arena in %s", d->opt.arena_file);
+				d->adopt_at_start = true;
+				return 0;
+			}
+			uint64_t magic = 0;
+			if (pread(fd, &magic, sizeof(magic), 0) == (ssize_t)sizeof(magic) &&
+			    magic == SLAB_ARENA_MAGIC) {
+				slabd_log(d, LOG_ERR, "%s holds an arena slabd cannot adopt (%s); "
+					  "move it away to start afresh", d->opt.arena_file, err);
+				close(fd);
+				return -1;
+			}
 		}
 		rc = sm_arena_create_file(fd, &p, &d->arena, err, sizeof(err));
 		close(fd);
@@ -336,6 +356,7 @@ int main(int argc, char **argv)
 		slabd_log(&d, LOG_ERR, "socket path too long");
 		return 1;
 	}
+	d.pristine = true;
 	if (make_arena(&d))
 		return 1;
 	d.grant_streak = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.grant_streak));
@@ -346,6 +367,8 @@ int main(int argc, char **argv)
 		slabd_log(&d, LOG_ERR, "out of memory");
 		return 1;
 	}
+	if (d.adopt_at_start)
+		adopt_after(&d);
 	if (server_listen(&d, err, sizeof(err))) {
 		slabd_log(&d, LOG_ERR, "%s", err);
 		sm_arena_detach(&d.arena);

@@ -213,14 +213,24 @@ void server_conn_free(struct conn *c)
 {
 	struct slabd *d = c->d;
 
-	if (c->role == CONN_CLIENT) {
+	/* Output accounting ends here (before a ghost copies the connection). */
+	free(c->out_ends);
+	c->out_ends = NULL;
+	c->out_cap = c->out_count = c->out_head = 0;
+	if (c->role == CONN_CLIENT && adopt_keep_ghost(c)) {
+		/* Alive without its socket: its slot waits for it (adopt.c). */
+	} else if (c->role == CONN_CLIENT) {
 		/* Objects first (their caches may be dying), then references. */
 		uint64_t back = sm_client_reclaim(&d->arena, c->slot);
 		slabd_log(d, LOG_INFO, "client pid %d (slot %u) gone: %llu cached objects returned",
 			  (int)c->pid, c->slot, (unsigned long long)back);
 		commands_client_gone(c, back);
 	}
-	commands_drop_refs(c);
+	if (c->refs)
+		commands_drop_refs(c);
+	if (c->adopt_ev)
+		event_free(c->adopt_ev);
+	json_decref(c->resume_id);
 	if (c->pidfd_ev)
 		event_free(c->pidfd_ev);
 	if (c->pidfd >= 0)
@@ -229,7 +239,6 @@ void server_conn_free(struct conn *c)
 	if (c->bev)
 		bufferevent_free(c->bev);
 	conn_unlink(c);
-	free(c->out_ends);
 	free(c->refs);
 	free(c);
 }

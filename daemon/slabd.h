@@ -56,7 +56,11 @@ struct conn {
 	uint64_t            since_ns;
 	bool                closing;   /* reply flushed, then freed */
 	bool                cutoff;    /* did not read its replies: freed at once */
+	bool                bye;       /* client.bye: disconnecting on purpose */
 	char               *fd_reply;  /* hello reply waiting to carry the arena fd */
+	struct event       *adopt_ev;  /* waiting for the arena fd a client hands back */
+	uint32_t            resume_slot; /* hello "resume": the slot it had */
+	json_t             *resume_id; /* the request id of that hello */
 	/* Replies queued in the output buffer and not yet taken by the kernel (the peer does
 	 * not read): a ring of each reply's end, in bytes added since the connection began. */
 	uint64_t            out_added;
@@ -113,6 +117,8 @@ struct slabd {
 	struct conn           *conns;
 	unsigned               nr_conns;
 	uint64_t               started_ns;
+	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
+	bool                   adopt_at_start; /* --arena-file held an arena */
 	uint32_t              *grant_streak;  /* per cache id: slabs of the last grant */
 	uint64_t              *last_grant_ns; /* per cache id: when it was granted last */
 	uint64_t              *corrupt_seen;  /* per cache id: corruptions already logged */
@@ -159,6 +165,16 @@ void commands_drop_refs(struct conn *c);
 void commands_reap(struct slabd *d);
 /* A client connection is gone: remember it for clients.list. */
 void commands_client_gone(struct conn *c, uint64_t returned);
+
+/* adopt.c */
+void adopt_after(struct slabd *d);
+int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen);
+bool adopt_keep_ghost(struct conn *c);
+struct conn *adopt_find_ghost(struct slabd *d, uint32_t slot, pid_t pid);
+void adopt_resume(struct conn *c, struct conn *g);
+void adopt_wait_arena(struct conn *c);
+/* commands.c: the reply to a resuming hello once the arena is the client's. */
+json_t *commands_resume_reply(struct conn *c);
 
 /* stats.c */
 json_t *stats_cache_info(struct slabd *d, uint32_t id);

@@ -83,6 +83,21 @@ static void sum_mags(struct slabd *d, uint32_t id, int slot, struct mag_sum *s)
 			sm_client_for_each_mag(&d->arena, i, sum_mag, s);
 }
 
+/* Objects in magazines as this snapshot may count them.  The snapshot of a busy pool is
+ * not atomic: the lists are read under the node locks, the magazines afterwards with
+ * relaxed loads, so an object moving between a magazine and its node (a flush or refill
+ * step in progress) can be seen in both places or in neither.  Clamp the magazines' count
+ * so the published identities hold in every reply, busy or quiet:
+ * cached = shared_avail + magazine_avail <= active_objs and active_objs = in_use + cached.
+ * (Exact when the pool is quiet: then nothing is in flight and no clamp applies.) */
+static uint64_t snapshot_mags(const struct sm_cache_counts *cnt, const struct mag_sum *ms)
+{
+	uint64_t room = cnt->active_objs >= cnt->shared_avail ?
+				cnt->active_objs - cnt->shared_avail : 0;
+
+	return ms->avail < room ? ms->avail : room;
+}
+
 json_t *stats_cache_summary(struct slabd *d, uint32_t id)
 {
 	struct sm_cache_counts cnt;
@@ -92,6 +107,7 @@ json_t *stats_cache_summary(struct slabd *d, uint32_t id)
 
 	sm_cache_counts(&d->arena, id, &cnt);
 	sum_mags(d, id, -1, &ms);
+	ms.avail = snapshot_mags(&cnt, &ms);
 	cached = cnt.shared_avail + ms.avail;
 	json_object_update_new(r, json_pack("{s:I, s:I, s:I, s:I}",
 		"active_objs", (json_int_t)cnt.active_objs, "num_objs", (json_int_t)cnt.num_objs,
@@ -110,6 +126,7 @@ json_t *stats_cache(struct slabd *d, uint32_t id)
 
 	sm_cache_counts(&d->arena, id, &cnt);
 	sum_mags(d, id, -1, &ms);
+	ms.avail = snapshot_mags(&cnt, &ms);
 	cached = cnt.shared_avail + ms.avail;
 	for (unsigned i = 0; i < SLAB_STAT_NR; i++)
 		json_object_set_new(counters, stat_names[i],

@@ -282,6 +282,8 @@ static int open_common(slab_pool *p, const char *cmd, json_t *req, slab_cache **
 	if (!r)
 		return err;
 	err = slab_cache_attach(p, json_object_get(r, "cache"), out);
+	if (!err)
+		slab_pool_note_open(p, (*out)->name, 1);
 	if (err) {
 		/* Keep the daemon's reference count right: give the reference back. */
 		json_t *c = slab_rpc(p, "cache.close",
@@ -329,6 +331,7 @@ static int close_common(slab_cache *h, const char *cmd)
 	pthread_mutex_lock(&slab_lib_lock);
 	slab_cache_flush_all(h);
 	r = slab_rpc(p, cmd, json_pack("{s:s}", "name", h->name), &err);
+	slab_pool_note_open(p, h->name, 0);
 	slab_cache_release(h);
 	pthread_mutex_unlock(&slab_lib_lock);
 	json_decref(r);

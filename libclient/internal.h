@@ -74,6 +74,9 @@ struct slab_pool {
 	int                forced_node;    /* $SLAB_NODE, or -1 */
 	slab_cache        *kmalloc[SLAB_KMALLOC_NR];
 	struct slab_pool  *next_pool;      /* all pools, for fork handling */
+	uint64_t           arena_id;       /* slabd's id of the arena (resume after restart) */
+	char             (*names)[SLAB_NAME_MAX]; /* open handles' caches (rpc_lock) */
+	size_t             nr_names, names_cap;
 };
 
 extern pthread_mutex_t slab_lib_lock;
@@ -87,6 +90,8 @@ extern __thread struct slab_mag *slab_tls_mags[SLAB_TLS_SLOTS]
  * decrefs) with ok true, or NULL and a negative errno in *err (the daemon's error, or
  * -ECONNRESET when the connection broke).  fields is consumed. */
 json_t *slab_rpc(slab_pool *pool, const char *cmd, json_t *fields, int *err);
+/* Track open handles by cache name (reopened after a reconnect). */
+void slab_pool_note_open(slab_pool *pool, const char *name, int open);
 /* Re-register after fork() if needed; 0 or -errno.  lib_lock must NOT be held. */
 int slab_pool_check_fork(slab_pool *pool);
 /* The calling thread's NUMA node (refreshed on each call: slow paths only). */

@@ -140,14 +140,32 @@ static json_t *exchange(slab_pool *p, const char *cmd, json_t *fields, int *err,
 	if (!rc)
 		rc = write_all(p->fd, "\n", 1);
 	free(s);
-	if (!rc)
-		rc = read_line(p, &line, fdp);
 	if (rc) {
-		*err = rc;
-		return NULL;
+		/* A peer refused at admission (EACCES, or a connection limit) gets one error
+		 * line and is closed, possibly before it could send: the send fails then, but
+		 * that line is still there to read, and says why. */
+		int sent_rc = rc;
+
+		if (read_line(p, &line, NULL)) {
+			*err = sent_rc;
+			return NULL;
+		}
+		reply = json_loads(line, 0, NULL);
+		free(line);
+		if (!reply || json_is_true(json_object_get(reply, "ok"))) {
+			json_decref(reply);
+			*err = sent_rc;
+			return NULL;
+		}
+	} else {
+		rc = read_line(p, &line, fdp);
+		if (rc) {
+			*err = rc;
+			return NULL;
+		}
+		reply = json_loads(line, 0, NULL);
+		free(line);
 	}
-	reply = json_loads(line, 0, NULL);
-	free(line);
 	if (!reply) {
 		*err = -EPROTO;
 		return NULL;
@@ -167,20 +185,140 @@ static json_t *exchange(slab_pool *p, const char *cmd, json_t *fields, int *err,
 	return reply;
 }
 
+/* Back to slabd after the connection broke (slabd restarted, or the socket was lost):
+ * say hello with the slot and arena this process has; a restarted slabd that has no
+ * arena of its own yet asks for ours ("adopt") and takes it over.  Then reopen every
+ * cache handle (references are counted anew).  rpc_lock held.  0, -ECONNREFUSED (not
+ * back yet), -ENOENT (our slot is gone: this pool cannot go on), -EPROTO. */
+static int resume_client(slab_pool *p)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	json_t *r;
+	int fd, err = 0;
+
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	memcpy(sa.sun_path, p->socket_path, strlen(p->socket_path) + 1);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -ECONNREFUSED;
+	}
+	p->fd = fd;
+	p->rlen = 0;
+	r = exchange(p, "hello",
+		     json_pack("{s:i, s:s, s:i, s:{s:i, s:I}}", "version", SLABD_PROTOCOL_VERSION,
+			       "role", "client", "pid", (int)getpid(), "resume", "slot",
+			       (int)p->client_slot, "arena_id", (json_int_t)p->arena_id),
+		     &err, NULL);
+	if (r && json_is_true(json_object_get(r, "adopt"))) {
+		/* Hand the arena over: one byte carrying our memfd. */
+		char cbuf[CMSG_SPACE(sizeof(int))], byte = 'A', *line = NULL;
+		struct iovec iov = { &byte, 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+				     .msg_controllen = sizeof(cbuf) };
+		struct cmsghdr *cm;
+
+		json_decref(r);
+		r = NULL;
+		memset(cbuf, 0, sizeof(cbuf));
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &p->arena.fd, sizeof(int));
+		if (sendmsg(fd, &mh, MSG_NOSIGNAL) != 1 || read_line(p, &line, NULL)) {
+			err = -ECONNRESET;
+		} else {
+			r = json_loads(line, 0, NULL);
+			if (!r || !json_is_true(json_object_get(r, "ok"))) {
+				int e = r ? slabd_errno_value(json_string_value(json_object_get(r, "error"))) : 0;
+				err = e ? -e : -EPROTO;
+				json_decref(r);
+				r = NULL;
+			}
+		}
+		free(line);
+	}
+	if (!r) {
+		close(fd);
+		p->fd = -1;
+		return err ? err : -EPROTO;
+	}
+	json_decref(r);
+	for (size_t i = 0; i < p->nr_names; i++) {
+		r = exchange(p, "cache.open", json_pack("{s:s}", "name", p->names[i]), &err, NULL);
+		json_decref(r);
+	}
+	return 0;
+}
+
+/* Keep trying to get back to slabd until $SLAB_RECONNECT_MS (default 10000) has passed,
+ * with backoff from 5 ms to 200 ms.  rpc_lock held. */
+static int reconnect(slab_pool *p)
+{
+	const char *env = getenv("SLAB_RECONNECT_MS");
+	long budget = env ? strtol(env, NULL, 10) : 10000, waited = 0, step = 5;
+	int rc;
+
+	if (p->fd >= 0) {
+		close(p->fd);
+		p->fd = -1;
+	}
+	for (;;) {
+		rc = resume_client(p);
+		if (rc == 0 || rc == -ENOENT || rc == -EPROTO || waited >= budget)
+			return rc == -ECONNREFUSED ? -ECONNRESET : rc;
+		usleep((useconds_t)step * 1000);
+		waited += step;
+		step = step * 2 > 200 ? 200 : step * 2;
+	}
+}
+
 json_t *slab_rpc(slab_pool *p, const char *cmd, json_t *fields, int *err)
 {
-	json_t *r;
+	json_t *r = NULL, *again;
 
 	pthread_mutex_lock(&p->rpc_lock);
-	if (p->fd < 0) {
-		json_decref(fields);
-		*err = -ECONNRESET;
-		r = NULL;
-	} else {
+	again = json_deep_copy(fields ? fields : json_object());
+	if (p->fd >= 0)
 		r = exchange(p, cmd, fields, err, NULL);
+	else
+		json_decref(fields);
+	if (!r && (p->fd < 0 || *err == -ECONNRESET) && p->arena.base) {
+		/* slabd went away: the slow path waits for it, then goes on. */
+		*err = reconnect(p);
+		if (*err == 0)
+			r = exchange(p, cmd, json_incref(again), err, NULL);
 	}
+	json_decref(again);
 	pthread_mutex_unlock(&p->rpc_lock);
 	return r;
+}
+
+/* Remember (or forget) an open handle's cache name, for reopening after a reconnect. */
+void slab_pool_note_open(slab_pool *p, const char *name, int open)
+{
+	pthread_mutex_lock(&p->rpc_lock);
+	if (open) {
+		if (p->nr_names == p->names_cap) {
+			size_t cap = p->names_cap ? p->names_cap * 2 : 8;
+			char (*n)[SLAB_NAME_MAX] = realloc(p->names, cap * sizeof(*n));
+			if (n) {
+				p->names = n;
+				p->names_cap = cap;
+			}
+		}
+		if (p->nr_names < p->names_cap)
+			snprintf(p->names[p->nr_names++], SLAB_NAME_MAX, "%s", name);
+	} else {
+		for (size_t i = 0; i < p->nr_names; i++)
+			if (!strcmp(p->names[i], name)) {
+				memcpy(p->names[i], p->names[--p->nr_names], SLAB_NAME_MAX);
+				break;
+			}
+	}
+	pthread_mutex_unlock(&p->rpc_lock);
 }
 
 /* ---- connect ----------------------------------------------------------------------------- */
@@ -231,6 +369,7 @@ static int register_client(slab_pool *p)
 	if (!r)
 		goto fail;
 	p->client_slot = (uint32_t)json_integer_value(json_object_get(r, "client"));
+	p->arena_id = (uint64_t)json_integer_value(json_object_get(r, "arena_id"));
 	json_decref(r);
 	if (arena_fd < 0) {
 		err = -EPROTO;
@@ -341,6 +480,15 @@ void slab_pool_disconnect(slab_pool *p)
 		json_decref(r);
 		slab_cache_release(h);
 	}
+	if (p->fd >= 0) {
+		json_t *r;
+		int err;
+
+		pthread_mutex_lock(&p->rpc_lock);
+		r = exchange(p, "client.bye", NULL, &err, NULL);
+		pthread_mutex_unlock(&p->rpc_lock);
+		json_decref(r);
+	}
 	for (pp = &all_pools; *pp && *pp != p; pp = &(*pp)->next_pool)
 		;
 	if (*pp)
@@ -351,6 +499,7 @@ void slab_pool_disconnect(slab_pool *p)
 	sm_arena_detach(&p->arena);
 	pthread_mutex_destroy(&p->rpc_lock);
 	free(p->idle);
+	free(p->names);
 	free(p->rbuf);
 	free(p);
 }

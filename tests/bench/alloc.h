@@ -190,6 +190,8 @@ BA_AI void *ba_alloc(struct ba *b, const int K)
 	if (K == BA_DPDK && rte_mempool_get(b->mp, &p))
 		p = NULL;
 #endif
+	(void)b;
+	(void)K;
 	if (__builtin_expect(!p, 0))
 		ba_fail("alloc returned NULL");
 	return p;

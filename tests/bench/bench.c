@@ -366,6 +366,8 @@ static void on_signal(int sig)
 
 	if (c > 0)
 		kill(-c, SIGKILL);
+	if (bench_driver_teardown)
+		bench_driver_teardown();
 	if (bench_daemon_kill_all)
 		bench_daemon_kill_all();
 	signal(sig, SIG_DFL);
@@ -480,7 +482,7 @@ static int run_child(int var, int run, int argc, char **argv)
 			char t[1200];
 			snprintf(t, sizeof(t), "%.60s: %.1000s", v->name, f[1]);
 			add_note(t);
-		} else if (!strcmp(f[0], "SKIP") && nf >= 2) {
+		} else if (!strcmp(f[0], "SKIP") && nf >= 2 && !skipped[var][0]) {
 			snprintf(skipped[var], sizeof(skipped[var]), "%.290s", f[1]);
 		} else if (!strcmp(f[0], "RSS") && nf >= 2) {
 			rss = atol(f[1]);

@@ -253,6 +253,9 @@ static int worker_main(char **argv)
 
 /* ---- checks on one stats sample ----------------------------------------------------- */
 
+/* What the workers are doing, for failure messages. */
+static const char *phase = "start";
+
 struct prev {
 	bool      have;
 	long long counter[NR_COUNTERS];
@@ -301,8 +304,8 @@ static void check_sample(json_t *st, struct prev *pv, unsigned long sample)
 
 		if (v < 0 || (pv->have && v < pv->counter[k])) {
 			dump("sample", st);
-			fail_msg("%s sample %lu: counter %s went from %lld to %lld", name, sample,
-				 counter_names[k], pv->counter[k], v);
+			fail_msg("%s sample %lu (%s): counter %s went from %lld to %lld", name,
+				 sample, phase, counter_names[k], pv->counter[k], v);
 		}
 		pv->counter[k] = v;
 	}
@@ -314,7 +317,8 @@ static void check_sample(json_t *st, struct prev *pv, unsigned long sample)
 		if (p < 0 || f < 0 || e < 0 || th_jint(n, "free_objects") < 0 ||
 		    th_jint(n, "shared_avail") < 0) {
 			dump("sample", st);
-			fail_msg("%s sample %lu: node %zu: negative count", name, sample, i);
+			fail_msg("%s sample %lu (%s): node %zu: negative count", name, sample,
+				 phase, i);
 		}
 		node_slabs += p + f + e;
 		node_free += th_jint(n, "free_objects");
@@ -326,10 +330,10 @@ static void check_sample(json_t *st, struct prev *pv, unsigned long sample)
 	    node_slabs != slabs || node_free != th_jint(st, "free_objs") ||
 	    node_shared != th_jint(st, "shared_avail") || num - active != node_free) {
 		dump("sample", st);
-		fail_msg("%s sample %lu: totals do not add up: active_objs %lld num_objs %lld "
-			 "in_use %lld cached %lld num_slabs %lld (nodes: %lld slabs, %lld free "
-			 "objects, %lld shared)", name, sample, active, num, in_use, cached, slabs,
-			 node_slabs, node_free, node_shared);
+		fail_msg("%s sample %lu (%s): totals do not add up: active_objs %lld num_objs "
+			 "%lld in_use %lld cached %lld num_slabs %lld (nodes: %lld slabs, %lld free "
+			 "objects, %lld shared)", name, sample, phase, active, num, in_use, cached,
+			 slabs, node_slabs, node_free, node_shared);
 	}
 }
 
@@ -488,6 +492,7 @@ static void test_stats_under_load(void **state)
 
 	fd = th_connect(&daemon_);
 	assert_true(fd >= 0);
+	phase = "workers running";
 	sample_once(fd, pv, samples++);
 	for (unsigned k = 0; k < NR_CACHES; k++)
 		start_allocs[k] = pv[k].counter[0] + pv[k].counter[1];
@@ -503,6 +508,7 @@ static void test_stats_under_load(void **state)
 
 	/* Stop them; keep sampling while they give back, close and disconnect. */
 	assert_int_equal(close(stop[1]), 0);
+	phase = "workers stopping";
 	while (done < NR_WORKERS) {
 		sample_once(fd, pv, samples++);
 		while (done < NR_WORKERS && read_msg(msgs[0], &m, 0)) {
@@ -537,6 +543,7 @@ static void test_stats_under_load(void **state)
 		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	}
 	/* The last check of the sample invariants, on the quiet pool. */
+	phase = "quiet";
 	sample_once(fd, pv, samples++);
 	assert_int_equal(close(fd), 0);
 

@@ -1,0 +1,260 @@
+/* adopt.c - a restarted slabd takes over the live arena, and clients come back to it.
+ *
+ * The arena outlives slabd: clients keep it mapped and keep allocating on their fast
+ * paths while the daemon is down.  A new slabd gets the arena back either from
+ * --arena-file (at start) or from the first client that reconnects (it hands its memfd
+ * over the socket), and only while the daemon is still pristine (no client registered, no
+ * cache created since it started; its own fresh arena is then dropped).  Adoption:
+ *   1. check the header (sm_arena_attach), bump the generation;
+ *   2. repair: take every page allocator lock and every cache node lock once (a holder
+ *      that died with the old daemon is repaired from the page states and the bufctl
+ *      arrays), and run validate, logging what it finds;
+ *   3. references are counted anew: clients reopen their caches when they come back; a
+ *      destroy that was pending is dropped (the cache is live again);
+ *   4. every live client slot becomes a "ghost" connection watching its pid: its process
+ *      comes back with `hello` + "resume" (and gets its slot and area again), or dies and
+ *      is reclaimed as usual.
+ * A client whose connection broke while slabd stayed up resumes the same way: the slot
+ * was kept as a ghost because its process was alive (adopt_keep_ghost).
+ *
+ * Invariants: a ghost is a CONN_CLIENT connection with bev == NULL; it owns its slot, its
+ * refs and its pidfd exactly as a connected client does (D2, D3 of slabd.h).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "buddy.h"
+#include "client.h"
+#include "slabd.h"
+#include "validate.h"
+
+static void log_problem(void *arg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_problem(void *arg, const char *fmt, ...)
+{
+	struct slabd *d = arg;
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	slabd_log(d, LOG_WARN, "adopted arena: %s", line);
+}
+
+/* A client slot of the adopted arena whose process has not come back yet. */
+static void make_ghost(struct slabd *d, uint32_t slot)
+{
+	struct slab_client *cl = sm_client(&d->arena, slot);
+	struct conn *g = calloc(1, sizeof(*g));
+
+	if (g)
+		g->refs = calloc(d->arena.hdr->ah_nr_caches, sizeof(*g->refs));
+	if (!g || !g->refs) {
+		free(g);
+		sm_client_reclaim(&d->arena, slot);
+		return;
+	}
+	g->d = d;
+	g->role = CONN_CLIENT;
+	g->slot = slot;
+	g->pid = cl->cl_pid;
+	g->uid = cl->cl_uid;
+	g->gid = cl->cl_gid;
+	g->since_ns = cl->cl_since_ns;
+	g->pidfd = -1;
+	g->next = d->conns;
+	d->conns = g;
+	d->nr_conns++;
+	server_watch_pid(g);
+	if (g->pidfd < 0 && kill(g->pid, 0) < 0 && errno == ESRCH) {
+		/* Died while slabd was down. */
+		server_conn_free(g);
+	}
+}
+
+void adopt_after(struct slabd *d)
+{
+	struct sm_arena *a = &d->arena;
+	unsigned bad, ghosts = 0;
+
+	a->hdr->ah_generation++;
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++)
+		if (sm_region_lock(a, n) == 0)
+			sm_region_unlock(a, n);
+	for (uint32_t id = 0; id < a->hdr->ah_nr_caches; id++) {
+		struct slab_cache_desc *c = sm_cache(a, id);
+
+		if (c->c_state == CACHE_UNUSED)
+			continue;
+		for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++)
+			if (sm_node_lock(a, c, n) == 0)
+				sm_node_unlock(c, n);
+		c->c_refcount = 0;
+		if (c->c_state == CACHE_DYING)
+			__atomic_store_n(&c->c_state, CACHE_LIVE, __ATOMIC_RELEASE);
+		d->corrupt_seen[id] = SM_LOAD(&c->c_corruptions);
+	}
+	bad = sm_validate(a, NULL, NULL, log_problem, d);
+	for (uint32_t s = 0; s < a->hdr->ah_nr_clients; s++)
+		if (sm_client(a, s)->cl_state == CLIENT_LIVE) {
+			make_ghost(d, s);
+			ghosts++;
+		}
+	d->pristine = false;
+	slabd_log(d, LOG_INFO, "adopted the arena (generation %llu): %u problems, %u clients to come back",
+		  (unsigned long long)a->hdr->ah_generation, bad, ghosts);
+}
+
+int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
+{
+	struct sm_arena fresh;
+	int rc = sm_arena_attach(fd, &fresh, err, errlen);
+
+	if (rc)
+		return rc;
+	if (d->arena.hdr && fresh.hdr->ah_nr_caches > d->arena.hdr->ah_nr_caches) {
+		/* The per-cache arrays were sized for the fresh arena. */
+		uint32_t n = fresh.hdr->ah_nr_caches;
+		uint32_t *gs = calloc(n, sizeof(*gs));
+		uint64_t *lg = calloc(n, sizeof(*lg)), *cs = calloc(n, sizeof(*cs));
+
+		if (!gs || !lg || !cs) {
+			free(gs);
+			free(lg);
+			free(cs);
+			sm_arena_detach(&fresh);
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		free(d->grant_streak);
+		free(d->last_grant_ns);
+		free(d->corrupt_seen);
+		d->grant_streak = gs;
+		d->last_grant_ns = lg;
+		d->corrupt_seen = cs;
+	}
+	sm_arena_detach(&d->arena);
+	d->arena = fresh;
+	adopt_after(d);
+	return 0;
+}
+
+/* ---- ghosts ----------------------------------------------------------------------------- */
+
+bool adopt_keep_ghost(struct conn *c)
+{
+	struct slabd *d = c->d;
+	struct conn *g;
+
+	/* Only a client whose process is alive and did not say goodbye (client.bye, sent
+	 * by slab_pool_disconnect after flushing): a dead one is reclaimed now. */
+	if (c->role != CONN_CLIENT || !c->bev || c->bye || kill(c->pid, 0) < 0)
+		return false;
+	/* (A zombie passes kill(); its pidfd is readable already and reclaims it.) */
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return false;
+	*g = *c;
+	g->bev = NULL;
+	g->fd_reply = NULL;
+	g->next = d->conns;
+	d->conns = g;
+	d->nr_conns++;
+	if (g->pidfd_ev) {
+		/* Move the pid watch to the ghost. */
+		event_free(g->pidfd_ev);
+		g->pidfd_ev = NULL;
+		close(g->pidfd);
+		g->pidfd = -1;
+		server_watch_pid(g);
+	}
+	/* The original hands everything over. */
+	c->refs = NULL;
+	c->pidfd = -1;
+	c->pidfd_ev = NULL;
+	c->role = CONN_NEW;
+	slabd_log(d, LOG_INFO, "client pid %d (slot %u) disconnected while alive: slot kept for it",
+		  (int)g->pid, g->slot);
+	return true;
+}
+
+struct conn *adopt_find_ghost(struct slabd *d, uint32_t slot, pid_t pid)
+{
+	for (struct conn *g = d->conns; g; g = g->next)
+		if (!g->bev && g->role == CONN_CLIENT && g->slot == slot && g->pid == pid)
+			return g;
+	return NULL;
+}
+
+/* Give ghost g's slot, references and pid watch to the connection c that came back. */
+void adopt_resume(struct conn *c, struct conn *g)
+{
+	uint32_t *refs = c->refs;
+
+	c->role = CONN_CLIENT;
+	c->slot = g->slot;
+	c->since_ns = g->since_ns;
+	c->refs = g->refs;
+	g->refs = refs;
+	memset(g->refs, 0, c->d->arena.hdr->ah_nr_caches * sizeof(*g->refs));
+	if (c->pidfd < 0)
+		server_watch_pid(c);
+	g->role = CONN_NEW; /* freed without reclaim */
+	server_conn_free(g);
+}
+
+/* ---- receiving the arena from a client ----------------------------------------------------- */
+
+static void on_arena_fd(evutil_socket_t sock, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct slabd *d = c->d;
+	char byte, cbuf[CMSG_SPACE(sizeof(int))], err[256];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			     .msg_controllen = sizeof(cbuf) };
+	int fd = -1, rc;
+	ssize_t n;
+	json_t *r;
+
+	(void)what;
+	event_free(c->adopt_ev);
+	c->adopt_ev = NULL;
+	n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	for (struct cmsghdr *cm = n > 0 ? CMSG_FIRSTHDR(&mh) : NULL; cm; cm = CMSG_NXTHDR(&mh, cm))
+		if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+			memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (fd < 0) {
+		slabd_log(d, LOG_WARN, "pid %d offered an arena but sent no fd", (int)c->pid);
+		server_conn_free(c);
+		return;
+	}
+	rc = d->pristine ? adopt_arena_fd(d, fd, err, sizeof(err)) : -EBUSY;
+	close(fd);
+	if (rc) {
+		r = json_pack("{s:n, s:b, s:s, s:s}", "id", "ok", 0, "error", "EPROTO", "message",
+			      rc == -EBUSY ? "this slabd already serves an arena" : err);
+		conn_reply(c, r);
+		c->closing = true;
+		return;
+	}
+	r = commands_resume_reply(c);
+	conn_reply(c, r);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
+void adopt_wait_arena(struct conn *c)
+{
+	bufferevent_disable(c->bev, EV_READ);
+	c->adopt_ev = event_new(c->d->base, bufferevent_getfd(c->bev), EV_READ, on_arena_fd, c);
+	if (!c->adopt_ev || event_add(c->adopt_ev, NULL))
+		c->closing = true;
+}
