@@ -613,6 +613,69 @@ int cmd_clients(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
 	}
 	table_print(t, stdout, false);
 	table_free(t);
+	if (json_array_size(json_object_get(reply, "dead"))) {
+		static const char *const dhdr[] = { "DEAD PID", "UID", "DIED", "RETURNED", "CACHE",
+						    "LEFT" };
+		json_t *dc;
+
+		printf("\nrecently dead clients (cached objects returned; objects left allocated,\n"
+		       "known for SLAB_STORE_USER caches: free them with slabctl reclaim PID)\n");
+		t = table_new(6, dhdr, "rrlrlr");
+		json_array_foreach(json_object_get(reply, "dead"), i, dc) {
+			json_t *caches = json_object_get(dc, "caches");
+			size_t n = json_array_size(caches);
+			for (k = 0; k < (n ? n : 1); k++) {
+				ca = json_array_get(caches, k);
+				if (k == 0) {
+					table_cell_int(t, dc, "pid");
+					table_cell_int(t, dc, "uid");
+					table_cell(t, "%s", local_time(jint(dc, "died_ns"), tb, sizeof(tb)));
+					table_cell_int(t, dc, "cached_returned");
+				} else {
+					for (int e = 0; e < 4; e++)
+						table_cell(t, "%s", "");
+				}
+				table_cell(t, "%s", ca && jstr(ca, "name") ? jstr(ca, "name") : "-");
+				if (ca && json_object_get(ca, "objects_left"))
+					table_cell_int(t, ca, "objects_left");
+				else
+					table_cell(t, "%s", "?");
+			}
+		}
+		table_print(t, stdout, false);
+		table_free(t);
+	}
 	json_decref(reply);
 	return 0;
+}
+
+int cmd_reclaim(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
+{
+	json_t *reply, *req, *ca;
+	char **pos, *end;
+	int npos, rc;
+	long pid;
+	size_t i;
+
+	if (!get_args(c, cmd, argc, argv, NULL, NULL, NULL, 1, 2, NULL, &pos, &npos, &rc))
+		return rc;
+	pid = strtol(pos[0], &end, 10);
+	if (*end || pid <= 0) {
+		fprintf(stderr, "slabctl: reclaim: '%s' is not a pid\n", pos[0]);
+		free(pos);
+		return 2;
+	}
+	req = named("cache.reclaim", npos > 1 ? pos[1] : NULL);
+	json_object_set_new(req, "pid", json_integer(pid));
+	free(pos);
+	rc = ctl_request(c, req, &reply);
+	if (!rc && !c->json) {
+		json_array_foreach(json_object_get(reply, "caches"), i, ca)
+			printf("%s: %lld object%s of pid %ld freed\n", jstr(ca, "name"),
+			       (long long)jint(ca, "objects"), jint(ca, "objects") == 1 ? "" : "s", pid);
+		printf("reclaimed %lld object%s\n", (long long)jint(reply, "reclaimed"),
+		       jint(reply, "reclaimed") == 1 ? "" : "s");
+	}
+	json_decref(reply);
+	return rc;
 }

@@ -85,6 +85,11 @@ static const struct cmd commands[] = {
 	{ "clients", cmd_clients, "clients",
 	  "Client processes connected to slabd: pid, uid, gid, connected since (local time),\n"
 	  "pages of magazine area, and per open cache its references and cached objects.\n" },
+	{ "reclaim", cmd_reclaim, "reclaim PID [NAME]",
+	  "Free the objects a dead client process PID left allocated, in every cache made\n"
+	  "with SLAB_STORE_USER (owner tracking), or only in NAME.  Refused while PID is a\n"
+	  "live client.  Only for objects nobody else uses: an object the dead process had\n"
+	  "handed to another process still names the dead one as its owner.\n" },
 	{ "metrics", cmd_metrics, "metrics",
 	  "Every cache, node and arena statistic in the Prometheus text exposition format\n"
 	  "(version 0.0.4), e.g. for node_exporter's textfile collector or a scrape wrapper.\n"
@@ -110,7 +115,8 @@ static void usage(FILE *out)
 		"  validate [NAME]         check caches and slabs (exit 1 on problems)\n"
 		"  tune NAME KEY=VALUE...  change limit, batchcount, shared, min_partial\n"
 		"  info                    the arena and its NUMA nodes\n"
-		"  clients                 connected client processes\n"
+		"  clients                 connected client processes (and recently dead ones)\n"
+		"  reclaim PID [NAME]      free a dead client's objects (SLAB_STORE_USER caches)\n"
 		"  metrics                 every statistic in the Prometheus text format\n"
 		"  help [COMMAND]          this text, or a command's (as COMMAND --help)\n"
 		"\n"

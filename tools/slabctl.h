@@ -133,6 +133,7 @@ int cmd_stats(struct ctl *c, const struct cmd *cmd, int argc, char **argv);
 int cmd_create(struct ctl *c, const struct cmd *cmd, int argc, char **argv);
 int cmd_destroy(struct ctl *c, const struct cmd *cmd, int argc, char **argv);
 int cmd_shrink(struct ctl *c, const struct cmd *cmd, int argc, char **argv);
+int cmd_reclaim(struct ctl *c, const struct cmd *cmd, int argc, char **argv);
 int cmd_validate(struct ctl *c, const struct cmd *cmd, int argc, char **argv);
 int cmd_tune(struct ctl *c, const struct cmd *cmd, int argc, char **argv);
 int cmd_info(struct ctl *c, const struct cmd *cmd, int argc, char **argv);

@@ -51,6 +51,7 @@ struct ba {
 #ifdef BA_HAVE_DPDK
 	struct rte_mempool *mp;
 #endif
+	double      create_ns;    /* DPDK: rte_mempool_create (it carves every object) */
 };
 
 struct ba_opts {
@@ -137,9 +138,11 @@ static inline int ba_setup(struct ba *b, const char *variant, const struct ba_op
 			return -1;
 		}
 		snprintf(pname, sizeof(pname), "bench%d", (int)getpid());
+		b->create_ns = bench_now_ns();
 		b->mp = rte_mempool_create(pname, o->pool_objs ? o->pool_objs : 16383,
 					   (unsigned)b->size, 256, 0, NULL, NULL, NULL, NULL,
 					   SOCKET_ID_ANY, 0);
+		b->create_ns = bench_now_ns() - b->create_ns;
 		if (!b->mp) {
 			bench_skip("rte_mempool_create(%u objects of %zu B, cache 256): %s",
 				   o->pool_objs ? o->pool_objs : 16383, b->size, rte_strerror(rte_errno));
@@ -210,6 +213,43 @@ BA_AI void ba_free(struct ba *b, const int K, void *p)
 #ifdef BA_HAVE_DPDK
 	if (K == BA_DPDK)
 		rte_mempool_put(b->mp, p);
+#endif
+	(void)b;
+	(void)K;
+	(void)p;
+}
+
+/* Variable sizes: slab_kmalloc / slab_kfree (the kmalloc-8 ... kmalloc-8192 caches), or
+ * malloc / free. */
+BA_AI void *ba_kmalloc(struct ba *b, const int K, size_t size)
+{
+	void *p = NULL;
+
+#ifdef BA_HAVE_SLABD
+	if (K == BA_SLABD)
+		p = slab_kmalloc(b->pool, size);
+#endif
+#ifdef BA_HAVE_MALLOC
+	if (K == BA_MALLOC)
+		p = malloc(size);
+#endif
+	(void)b;
+	(void)K;
+	(void)size;
+	if (__builtin_expect(!p, 0))
+		ba_fail("kmalloc returned NULL");
+	return p;
+}
+
+BA_AI void ba_kfree(struct ba *b, const int K, void *p)
+{
+#ifdef BA_HAVE_SLABD
+	if (K == BA_SLABD && __builtin_expect(slab_kfree(b->pool, p) != 0, 0))
+		ba_fail("slab_kfree refused a valid object");
+#endif
+#ifdef BA_HAVE_MALLOC
+	if (K == BA_MALLOC)
+		free(p);
 #endif
 	(void)b;
 	(void)K;

@@ -141,12 +141,12 @@ static int stop_requested(int fd)
 	return poll(&p, 1, 0) > 0;
 }
 
-/* --worker SOCKET ID STOPFD MSGFD */
+/* --worker SOCKET ID STOPFD MSGFD CHURN */
 static int worker_main(char **argv)
 {
 	const char *sock = argv[2];
 	unsigned id = (unsigned)strtoul(argv[3], NULL, 10);
-	int stopfd = atoi(argv[4]), msgfd = atoi(argv[5]), rc;
+	int stopfd = atoi(argv[4]), msgfd = atoi(argv[5]), churn = atoi(argv[6]), rc;
 	static struct held held[NR_CACHES][HELD_MAX];
 	unsigned nheld[NR_CACHES] = { 0 };
 	uint64_t seed = 0x9e3779b97f4a7c15ULL * (id + 1), seq = 0;
@@ -168,10 +168,8 @@ static int worker_main(char **argv)
 			return EX_OPEN;
 		}
 	}
-	if (write_all(msgfd, &m, sizeof(m)))
-		return EX_PIPE;
 
-	for (;;) {
+	for (unsigned long round = 0;; round++) {
 		for (unsigned i = 0; i < CHECK_EVERY; i++) {
 			uint64_t r = th_rand(&seed);
 			unsigned k = (unsigned)(r & 1), n = nheld[k];
@@ -215,8 +213,41 @@ static int worker_main(char **argv)
 				m.frees[k]++;
 			}
 		}
+		/* Ready once a first batch ran: both caches have magazines bound, so
+		 * clients.list shows an area and this worker's caches. */
+		if (round == 0 && write_all(msgfd, &m, sizeof(m)))
+			return EX_PIPE;
 		if (stop_requested(stopfd))
 			break;
+		/* Churn: now and then close a cache and open it again, so its magazine is
+		 * drained and its counters folded into the cache's while stats are read. */
+		if (churn && (th_rand(&seed) & 3) == 0) {
+			unsigned k = (unsigned)(th_rand(&seed) & 1);
+
+			while (nheld[k]) {
+				struct held h = held[k][--nheld[k]];
+
+				rc = *h.obj == h.tag ? slab_free(c[k], h.obj) : -EFAULT;
+				if (rc) {
+					fprintf(stderr, "worker %u: churn: freeing a held object of "
+						"%s: %s\n", id, cache_names[k], slab_strerror(rc));
+					return rc == -EFAULT ? EX_TAG : EX_FREE;
+				}
+				m.frees[k]++;
+			}
+			rc = slab_cache_close(c[k]);
+			if (rc) {
+				fprintf(stderr, "worker %u: churn: slab_cache_close(%s): %s\n", id,
+					cache_names[k], slab_strerror(rc));
+				return EX_CLOSE;
+			}
+			rc = slab_cache_open(pool, cache_names[k], &c[k]);
+			if (rc) {
+				fprintf(stderr, "worker %u: churn: slab_cache_open(%s): %s\n", id,
+					cache_names[k], slab_strerror(rc));
+				return EX_OPEN;
+			}
+		}
 	}
 
 	/* Stop: give everything back, close, disconnect, then report. */
@@ -602,10 +633,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_stats_under_load, setup, teardown),
 	};
 
-	if (argc == 6 && !strcmp(argv[1], "--worker"))
+	if (argc == 7 && !strcmp(argv[1], "--worker"))
 		return worker_main(argv);
 	if (argc > 1) {
-		fprintf(stderr, "usage: %s [--worker SOCKET ID STOPFD MSGFD]\n", argv[0]);
+		fprintf(stderr, "usage: %s [--worker SOCKET ID STOPFD MSGFD CHURN]\n", argv[0]);
 		return EX_USAGE;
 	}
 	return cmocka_run_group_tests(tests, NULL, NULL);
