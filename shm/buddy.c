@@ -1,5 +1,9 @@
 /* buddy.c - per-node buddy page allocator (see buddy.h for the invariants).
  *
+ * Blocks are aligned to their size in absolute page numbers (not relative to the region):
+ * a slab's head is then its page index with the low c_order bits cleared, so the free
+ * fast path finds an object's slab start with one AND (magazine.h).
+ *
  * Free block tails are PG_TAIL with pg_cache 0 and an unspecified pg_next: only the head
  * of a free block is ever looked at, so splitting and merging touch heads only.  Tails of
  * an allocated block point at their head (virt_to_head_page), set when it is allocated.
@@ -35,11 +39,11 @@ static void make_free(struct sm_arena *a, struct slab_node_region *r, uint32_t h
 /* Cut pages [s, e) of node's region into maximal aligned free blocks. */
 static void carve(struct sm_arena *a, struct slab_node_region *r, uint32_t s, uint32_t e)
 {
+	(void)r;
 	while (s < e) {
-		uint32_t rel = s - r->nr_first_page;
 		unsigned k = SLAB_MAX_ORDER;
 
-		while (k && ((rel & ((1u << k) - 1)) || s + (1u << k) > e))
+		while (k && ((s & ((1u << k) - 1)) || s + (1u << k) > e))
 			k--;
 		for (uint32_t i = s + 1; i < s + (1u << k); i++) {
 			a->pages[i].pg_state = PG_TAIL;
@@ -120,10 +124,10 @@ void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head)
 	}
 	p[head].pg_next = p[head].pg_prev = SLAB_NIL;
 	while (k < SLAB_MAX_ORDER) {
-		uint32_t rel = head - r->nr_first_page, b = r->nr_first_page + (rel ^ (1u << k));
+		uint32_t b = head ^ (1u << k);
 
-		if ((rel ^ (1u << k)) + (1u << k) > r->nr_nr_pages || p[b].pg_state != PG_FREE ||
-		    p[b].pg_order != k)
+		if (b < r->nr_first_page || b + (1u << k) > r->nr_first_page + r->nr_nr_pages ||
+		    p[b].pg_state != PG_FREE || p[b].pg_order != k)
 			break;
 		sm_list_del(p, &r->nr_free[k], b);
 		r->nr_free_pages -= 1u << k;
@@ -170,9 +174,9 @@ int sm_pages_free(struct sm_arena *a, uint32_t head)
 	if (rc)
 		return rc;
 	struct slab_page *pg = &a->pages[head];
-	uint32_t rel = head - r->nr_first_page;
 	if (!is_alloc_head(pg->pg_state) || pg->pg_order > SLAB_MAX_ORDER ||
-	    (rel & ((1u << pg->pg_order) - 1)) || rel + (1u << pg->pg_order) > r->nr_nr_pages) {
+	    (head & ((1u << pg->pg_order) - 1)) ||
+	    head + (1u << pg->pg_order) > r->nr_first_page + r->nr_nr_pages) {
 		sm_region_unlock(a, node);
 		return -EINVAL;
 	}
@@ -191,10 +195,9 @@ void sm_buddy_repair(struct sm_arena *a, unsigned node)
 	r->nr_free_pages = 0;
 	while (i < end) {
 		struct slab_page *pg = &a->pages[i];
-		uint32_t rel = i - r->nr_first_page;
 
 		if (is_alloc_head(pg->pg_state) && pg->pg_order <= SLAB_MAX_ORDER &&
-		    !(rel & ((1u << pg->pg_order) - 1)) && i + (1u << pg->pg_order) <= end) {
+		    !(i & ((1u << pg->pg_order) - 1)) && i + (1u << pg->pg_order) <= end) {
 			if (run != SLAB_NIL)
 				carve(a, r, run, i);
 			run = SLAB_NIL;
@@ -235,7 +238,7 @@ unsigned sm_buddy_check(const struct sm_arena *a, unsigned node, sm_report_fn re
 	/* B1: walk the region block by block. */
 	while (i < end) {
 		const struct slab_page *pg = &p[i];
-		uint32_t rel = i - r->nr_first_page, n;
+		uint32_t n;
 
 		if (pg->pg_state != PG_FREE && !is_alloc_head(pg->pg_state)) {
 			report(arg, "node %u: page %u is state %u where a block should start",
@@ -244,7 +247,7 @@ unsigned sm_buddy_check(const struct sm_arena *a, unsigned node, sm_report_fn re
 			i++;
 			continue;
 		}
-		if (pg->pg_order > SLAB_MAX_ORDER || (rel & ((1u << pg->pg_order) - 1)) ||
+		if (pg->pg_order > SLAB_MAX_ORDER || (i & ((1u << pg->pg_order) - 1)) ||
 		    i + (1u << pg->pg_order) > end) {
 			report(arg, "node %u: block at page %u has bad order %u", node, i,
 			       pg->pg_order);
@@ -263,9 +266,9 @@ unsigned sm_buddy_check(const struct sm_arena *a, unsigned node, sm_report_fn re
 			}
 		}
 		if (pg->pg_state == PG_FREE) {
-			uint32_t b = r->nr_first_page + (rel ^ n);
+			uint32_t b = i ^ n;
 			free_pages += n;
-			if (pg->pg_order < SLAB_MAX_ORDER && (rel ^ n) + n <= r->nr_nr_pages &&
+			if (pg->pg_order < SLAB_MAX_ORDER && b >= r->nr_first_page && b + n <= end &&
 			    p[b].pg_state == PG_FREE && p[b].pg_order == pg->pg_order) {
 				report(arg, "node %u: free buddies %u and %u of order %u not merged",
 				       node, i, b, pg->pg_order);

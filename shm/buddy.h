@@ -1,10 +1,10 @@
 /* buddy.h - the per-node buddy page allocator.
  *
  * Each node region is a set of blocks of 2^k pages (0 <= k <= SLAB_MAX_ORDER), each
- * aligned to its size relative to the region's first page.  A free block's head page is
+ * aligned to its size in absolute page numbers (blocks at a region's edges are smaller).  A free block's head page is
  * PG_FREE with pg_order k and sits on nr_free[k]; its other pages are PG_TAIL pointing at
- * the head.  Freeing a block merges it with its buddy (first ^ (1 << k), relative to the
- * region start) while the buddy is a free block of the same order.
+ * the head.  Freeing a block merges it with its buddy (head ^ (1 << k)) while the buddy
+ * lies in the region and is a free block of the same order.
  *
  * Invariants (checked by sm_buddy_check):
  *   B1 every page of the region belongs to exactly one block (free or allocated);

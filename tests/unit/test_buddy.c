@@ -209,7 +209,7 @@ static uint32_t alloc_checked(struct sm_arena *a, unsigned node, unsigned o)
 	if (h < r->nr_first_page || h - r->nr_first_page + (1u << o) > r->nr_nr_pages)
 		fail_msg("block %u of order %u is outside node %u's region [%u, %u)", h, o, node,
 			 r->nr_first_page, r->nr_first_page + r->nr_nr_pages);
-	assert_int_equal((h - r->nr_first_page) & ((1u << o) - 1), 0);
+	assert_int_equal(h & ((1u << o) - 1), 0); /* aligned in absolute page numbers */
 	assert_int_equal(a->pages[h].pg_state, PG_BLOCK);
 	assert_int_equal(a->pages[h].pg_order, o);
 	assert_int_equal(a->pages[h].pg_cache, 0);
@@ -275,14 +275,14 @@ static void test_split_and_merge(void **state)
 	assert_int_equal(r->nr_free_pages, s0.nr_free_pages - 1);
 	/* the block came from the split block, and the buddies sit at h ^ (1 << k) */
 	{
-		uint32_t rel = h - r->nr_first_page, base = rel & ~((1u << split) - 1);
-		uint32_t *pos = bsearch(&(uint32_t){ r->nr_first_page + base },
+		uint32_t base = h & ~((1u << split) - 1);
+		uint32_t *pos = bsearch(&(uint32_t){ base },
 					s0.heads[split], s0.count[split], sizeof(uint32_t),
 					cmp_u32);
 
 		assert_non_null(pos);
 		for (unsigned k = 0; k < split; k++) {
-			uint32_t b = r->nr_first_page + (rel ^ (1u << k));
+			uint32_t b = h ^ (1u << k);
 
 			assert_int_equal(a->pages[b].pg_state, PG_FREE);
 			assert_int_equal(a->pages[b].pg_order, k);
@@ -519,60 +519,60 @@ static void test_region_edges(void **state)
 {
 	struct sm_arena *a = new_arena(state, 32 << 20, 2);
 	struct slab_node_region *r0 = sm_region(a, 0), *r1 = sm_region(a, 1);
-	uint32_t *all = calloc(r1->nr_nr_pages, sizeof(uint32_t)), n = 0, h, edge;
-	unsigned k0 = (unsigned)__builtin_ctz(r0->nr_nr_pages);
-	unsigned k1 = (unsigned)__builtin_ctz(r1->nr_nr_pages);
+	uint32_t total = r0->nr_nr_pages + r1->nr_nr_pages, n = 0, h;
+	uint32_t *all = calloc(total, sizeof(uint32_t));
+	uint32_t bnd = r1->nr_first_page, end1 = r1->nr_first_page + r1->nr_nr_pages;
+	/* Blocks are aligned in absolute page numbers: [bnd - 2^k, bnd) of node 0 and
+	 * [bnd, bnd + 2^k) of node 1 are buddies for k = ctz(bnd); they must never merge. */
+	unsigned k = (unsigned)__builtin_ctz(bnd);
 	struct slab_page *beyond = &a->pages[a->hdr->ah_nr_pages], saved;
 
 	assert_non_null(all);
-	/* The last block of a region of N pages has order ctz(N), and its buddy starts right
-	 * after the region, unless N is a multiple of the largest block. */
-	if (k0 >= SLAB_MAX_ORDER || k1 >= SLAB_MAX_ORDER)
-		fail_msg("region sizes %u and %u leave no edge to test: change the arena size",
-			 r0->nr_nr_pages, r1->nr_nr_pages);
-	assert_int_equal(r0->nr_first_page + r0->nr_nr_pages, r1->nr_first_page);
-
-	/* Node 1 full except for one free block of order k0 at its very start. */
+	assert_int_equal(r0->nr_first_page + r0->nr_nr_pages, bnd);
+	if (k >= SLAB_MAX_ORDER || (1u << k) > r0->nr_nr_pages || bnd + (1u << k) > end1)
+		fail_msg("node boundary %u leaves no cross-node buddies to test: change the arena size",
+			 bnd);
+	while (sm_pages_alloc(a, 0, 0, &h) == 0)
+		all[n++] = h;
 	while (sm_pages_alloc(a, 1, 0, &h) == 0)
 		all[n++] = h;
-	assert_int_equal(n, r1->nr_nr_pages);
+	assert_int_equal(n, total);
 	for (uint32_t i = 0; i < n; i++)
-		if (all[i] < r1->nr_first_page + (1u << k0))
+		if (all[i] >= bnd - (1u << k) && all[i] < bnd + (1u << k))
 			E(sm_pages_free(a, all[i]));
-	assert_int_equal(a->pages[r1->nr_first_page].pg_state, PG_FREE);
-	assert_int_equal(a->pages[r1->nr_first_page].pg_order, k0);
-
-	/* Node 0's edge block, taken and given back: it stays in node 0. */
-	edge = r0->nr_first_page + r0->nr_nr_pages - (1u << k0);
-	E(sm_pages_alloc(a, 0, k0, &h));
-	assert_int_equal(h, edge);
-	E(sm_pages_free(a, edge));
-	assert_int_equal(r0->nr_free_pages, r0->nr_nr_pages);
-	assert_int_equal(r1->nr_free_pages, 1u << k0);
-	assert_int_equal(a->pages[edge].pg_state, PG_FREE);
-	assert_int_equal(a->pages[edge].pg_order, k0);
-	assert_int_equal(a->pages[r1->nr_first_page].pg_state, PG_FREE);
-	assert_int_equal(a->pages[r1->nr_first_page].pg_order, k0);
+	assert_int_equal(r0->nr_free_pages, 1u << k);
+	assert_int_equal(r1->nr_free_pages, 1u << k);
+	assert_int_equal(a->pages[bnd - (1u << k)].pg_state, PG_FREE);
+	assert_int_equal(a->pages[bnd - (1u << k)].pg_order, k);
+	assert_int_equal(a->pages[bnd].pg_state, PG_FREE);
+	assert_int_equal(a->pages[bnd].pg_order, k);
 	assert_clean(a);
 	for (uint32_t i = 0; i < n; i++)
-		if (all[i] >= r1->nr_first_page + (1u << k0))
+		if (all[i] < bnd - (1u << k) || all[i] >= bnd + (1u << k))
 			E(sm_pages_free(a, all[i]));
+	assert_int_equal(r0->nr_free_pages, r0->nr_nr_pages);
 	assert_int_equal(r1->nr_free_pages, r1->nr_nr_pages);
+	assert_clean(a);
 
-	/* The last node's edge block, with a free-looking descriptor just past the array. */
+	/* The last block of the last node, with a free-looking descriptor just past the
+	 * array where its buddy would be: it must not merge with it. */
 	assert_true((uint8_t *)(beyond + 1) <= a->base + a->size);
-	saved = *beyond;
-	beyond->pg_state = PG_FREE;
-	beyond->pg_order = (uint8_t)k1;
-	beyond->pg_next = beyond->pg_prev = SLAB_NIL;
-	edge = r1->nr_first_page + r1->nr_nr_pages - (1u << k1);
-	E(sm_pages_alloc(a, 1, k1, &h));
-	assert_int_equal(h, edge);
-	E(sm_pages_free(a, edge));
-	assert_int_equal(r1->nr_free_pages, r1->nr_nr_pages);
-	assert_int_equal(a->pages[edge].pg_state, PG_FREE);
-	assert_int_equal(a->pages[edge].pg_order, k1);
-	*beyond = saved;
+	k = (unsigned)__builtin_ctz(end1);
+	if (k < SLAB_MAX_ORDER && (1u << k) <= r1->nr_nr_pages) {
+		saved = *beyond;
+		beyond->pg_state = PG_FREE;
+		beyond->pg_order = (uint8_t)k;
+		beyond->pg_next = beyond->pg_prev = SLAB_NIL;
+		n = 0;
+		while (sm_pages_alloc(a, 1, 0, &h) == 0)
+			all[n++] = h;
+		for (uint32_t i = 0; i < n; i++)
+			E(sm_pages_free(a, all[i]));
+		assert_int_equal(r1->nr_free_pages, r1->nr_nr_pages);
+		assert_int_equal(a->pages[end1 - (1u << k)].pg_state, PG_FREE);
+		assert_int_equal(a->pages[end1 - (1u << k)].pg_order, k);
+		*beyond = saved;
+	}
 	assert_clean(a);
 	free(all);
 }
@@ -648,7 +648,7 @@ static void test_model(void **state)
 				    h - r->nr_first_page + (1u << o) > r->nr_nr_pages)
 					fail_msg("op %lu: block %u order %u outside node %u", op, h,
 						 o, node);
-				if ((h - r->nr_first_page) & ((1u << o) - 1))
+				if (h & ((1u << o) - 1))
 					fail_msg("op %lu: block %u order %u misaligned in node %u",
 						 op, h, o, node);
 				for (uint32_t i = h; i < h + (1u << o); i++) {
