@@ -109,11 +109,11 @@ static void key_init(void)
 /* Bind a magazine for the calling thread to h.  Returns it, or NULL with *err. */
 static struct slab_mag *bind_mag(slab_cache *h, int *err)
 {
-	struct slab_mag *m = slab_tls_mags[h->slot];
-	struct binding *b;
+	struct slab_mag *m;
+	struct binding *b = tls_bind[h->slot];
 
-	if (m != &slab_empty_mag)
-		return m;
+	if (b)
+		return b->mag;
 	pthread_once(&key_once, key_init);
 	if (!tls_thread) {
 		tls_thread = calloc(1, sizeof(*tls_thread));
@@ -149,7 +149,10 @@ static struct slab_mag *bind_mag(slab_cache *h, int *err)
 		b->t_next->t_prev = &b->t_next;
 	b->t_prev = &tls_thread->list;
 	tls_thread->list = b;
-	slab_tls_mags[h->slot] = m;
+	/* Debug caches keep the TLS entry on the empty magazine: every alloc and free of
+	 * theirs takes the out-of-line path, which uses the bound magazine. */
+	if (!h->debug)
+		slab_tls_mags[h->slot] = m;
 	tls_bind[h->slot] = b;
 	pthread_mutex_unlock(&slab_lib_lock);
 	return m;
@@ -243,14 +246,13 @@ int slab_cache_attach(slab_pool *p, json_t *info, slab_cache **out)
 	slot_used[slot] = 1;
 	h->base = p->arena.base;
 	h->pages = p->arena.pages;
-	h->arena_size = p->arena.size;
 	h->arena = &p->arena;
 	h->desc = sm_cache(&p->arena, (uint32_t)id);
 	h->slot = slot;
 	h->cid1 = (uint32_t)id + 1;
-	h->size = h->desc->c_size;
-	h->recip = h->desc->c_reciprocal;
-	h->num = h->desc->c_num;
+	h->slab_mask = ((uint64_t)SLAB_PAGE_SIZE << h->desc->c_order) - 1;
+	h->div_magic = UINT64_MAX / h->desc->c_size + 1;
+	h->objs_bytes = (uint64_t)h->desc->c_num * h->desc->c_size;
 	h->debug = h->desc->c_flags & (SM_FLAGS_DEBUG | SM_ZERO);
 	h->pool = p;
 	h->id = (uint32_t)id;
@@ -374,31 +376,35 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 		errno = -err;
 		return NULL;
 	}
-	node = slab_thread_node(p);
-	sm_mag_set_node(&p->arena, m, node);
-	err = sm_alloc_slow(&p->arena, h->desc, m, node, &off);
-	if (err) {
-		errno = -err;
-		return NULL;
+	if (!sm_mag_pop(m, &off)) { /* a debug cache's magazine may still hold some */
+		node = slab_thread_node(p);
+		sm_mag_set_node(&p->arena, m, node);
+		err = sm_alloc_slow(&p->arena, h->desc, m, node, &off);
+		if (err) {
+			errno = -err;
+			return NULL;
+		}
 	}
 	if (h->debug)
 		return alloc_debug(h, off, caller);
 	return h->base + off;
 }
 
+/* The fast path: one TLS load, pop, count.  Debug caches never get here with objects
+ * (their TLS entry stays on the empty magazine). */
 void *slab_alloc(slab_cache *h)
 {
 	uint64_t off;
 
-	if (likely(sm_mag_pop(slab_tls_mags[h->slot], &off))) {
-		if (unlikely(h->debug))
-			return alloc_debug(h, off, __builtin_return_address(0));
+	if (likely(sm_mag_pop(slab_tls_mags[h->slot], &off)))
 		return h->base + off;
-	}
 	return alloc_slow(h, __builtin_return_address(0));
 }
 
-static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off, enum sm_push why)
+/* Everything the fast free does not do: wrong frees (found and counted), the freshest
+ * double free, alien objects (cache_free_alien), a full magazine (cache_flusharray), a
+ * thread with no magazine yet, debug caches. */
+static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off)
 {
 	slab_pool *p = h->pool;
 	struct slab_mag *m;
@@ -408,66 +414,58 @@ static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off, enum sm_pu
 
 	if (err || !(m = bind_mag(h, &err)))
 		return err;
-	switch (why) {
-	case PUSH_INVALID:
+	if (sm_obj_lookup(&p->arena, h->desc, off, &head, &idx) != OBJ_OK)
 		return sm_free_refused(h->desc, m, STAT_INVALID_FREE);
+	if ((h->debug & SM_FLAGS_DEBUG) &&
+	    sm_debug_free(h->arena, h->desc, off, head, idx, h->arena->pid))
+		return sm_free_refused(h->desc, m, STAT_DOUBLE_FREE);
+	switch (sm_mag_put(m, off, head)) {
+	case PUSH_OK:
+		return 0;
 	case PUSH_DOUBLE:
 		return sm_free_refused(h->desc, m, STAT_DOUBLE_FREE);
 	case PUSH_ALIEN:
-		if (sm_obj_lookup(&p->arena, h->desc, off, &head, &idx) != OBJ_OK)
-			return sm_free_refused(h->desc, m, STAT_INVALID_FREE);
 		/* Maybe it is the thread that moved: refresh its node first. */
 		node = slab_thread_node(p);
 		sm_mag_set_node(&p->arena, m, node);
-		why = sm_mag_put(m, off, head);
-		if (why != PUSH_ALIEN)
-			return why == PUSH_OK ? 0 : free_slow(h, off, why);
-		return sm_free_alien(&p->arena, h->desc, m,
-				     alien_buffer(h, sm_slab_node(&p->arena, head)), off);
-	default:
-		/* A magazine just bound has room: push again (the freshest-double-free check
-		 * now sees this thread's real magazine). */
-		if (m->m_avail < m->m_limit) {
-			if (sm_obj_lookup(&p->arena, h->desc, off, &head, &idx) != OBJ_OK)
-				return sm_free_refused(h->desc, m, STAT_INVALID_FREE);
-			why = sm_mag_put(m, off, head);
-			if (why != PUSH_FULL)
-				return why == PUSH_OK ? 0 : free_slow(h, off, why);
+		switch (sm_mag_put(m, off, head)) {
+		case PUSH_OK:
+			return 0;
+		case PUSH_ALIEN:
+			return sm_free_alien(&p->arena, h->desc, m,
+					     alien_buffer(h, sm_slab_node(&p->arena, head)), off);
+		default:
+			break; /* full: flush below */
 		}
+		return sm_free_slow(&p->arena, h->desc, m, node, off);
+	default:
 		node = slab_thread_node(p);
 		sm_mag_set_node(&p->arena, m, node);
 		return sm_free_slow(&p->arena, h->desc, m, node, off);
 	}
 }
 
-/* Debug caches: check and poison before the object goes anywhere; a double free caught
- * by SLAB_DEBUG is refused with nothing changed. */
-static sm_noinline int free_debug(slab_cache *h, uint64_t off, uint32_t head, uint32_t idx)
-{
-	enum sm_push why;
-
-	if (h->debug & SM_FLAGS_DEBUG &&
-	    sm_debug_free(h->arena, h->desc, off, head, idx, h->arena->pid))
-		return free_slow(h, off, PUSH_DOUBLE);
-	why = sm_mag_put(slab_tls_mags[h->slot], off, head);
-	return why == PUSH_OK ? 0 : free_slow(h, off, why);
-}
-
+/* The fast path: cache_from_obj in five tests on the handle's copy of the geometry (in
+ * this thread's node, a slab page of this cache, on an object boundary: Lemire's
+ * divisibility test, one multiplication), the freshest double free, room; then push. */
 int slab_free(slab_cache *h, void *obj)
 {
-	uint64_t off = (uint64_t)((uint8_t *)obj - h->base);
-	uint32_t head, idx;
-	enum sm_push why;
+	struct slab_mag *m = slab_tls_mags[h->slot];
+	uint64_t off = (uint64_t)((uint8_t *)obj - h->base), pg = off >> SLAB_PAGE_SHIFT;
+	uint64_t delta = off & h->slab_mask;
+	uint32_t avail;
 
-	if (unlikely(sm_obj_find(h->pages, h->arena_size, h->cid1, h->size, h->recip, h->num,
-				 off, &head, &idx) != OBJ_OK))
-		return free_slow(h, off, PUSH_INVALID);
-	if (unlikely(h->debug))
-		return free_debug(h, off, head, idx);
-	why = sm_mag_put(slab_tls_mags[h->slot], off, head);
-	if (likely(why == PUSH_OK))
-		return 0;
-	return free_slow(h, off, why);
+	if (unlikely(pg - m->m_node_first >= m->m_node_count ||
+		     SM_LOAD(&h->pages[pg].pg_cache) != h->cid1 ||
+		     delta * h->div_magic >= h->div_magic || delta >= h->objs_bytes))
+		return free_slow(h, off);
+	avail = m->m_avail;
+	if (unlikely(m->m_slots[avail] == off || avail >= m->m_limit))
+		return free_slow(h, off);
+	m->m_slots[avail + 1] = off;
+	m->m_avail = avail + 1;
+	m->m_stat[STAT_FREE_FASTPATH]++;
+	return 0;
 }
 
 int slab_alloc_bulk(slab_cache *h, size_t n, void **objs)
@@ -530,7 +528,7 @@ int slab_free_bulk(slab_cache *h, size_t n, void **objs)
 	}
 	free(offs);
 	if (bad) {
-		err = free_slow(h, UINT64_MAX, PUSH_INVALID);
+		err = free_slow(h, UINT64_MAX);
 		return err ? err : -EINVAL;
 	}
 	/* Checked above: only a debug check racing another process's free of the same

@@ -38,12 +38,12 @@ struct slab_cache {
 	 * cache lives), so cache_from_obj needs no pointer chase */
 	uint8_t                *base;      /* arena base in this process */
 	const struct slab_page *pages;     /* page descriptors in this process */
-	uint64_t                arena_size;
+	uint64_t                slab_mask; /* slab bytes - 1 (slabs are aligned to their size) */
+	uint64_t                div_magic; /* UINT64_MAX / size + 1: d % size == 0 <=>
+					      d * div_magic < div_magic (Lemire et al. 2019) */
+	uint64_t                objs_bytes;/* objects end here in a slab (bufctl follows) */
 	uint32_t                slot;      /* TLS slot */
 	uint32_t                cid1;      /* cache id + 1, as in pg_cache */
-	uint32_t                size;      /* slot size */
-	uint32_t                recip;     /* ceil(2^32 / size) */
-	uint32_t                num;       /* objects per slab */
 	uint32_t                debug;     /* debug flags and SLAB_ZERO: the out-of-line paths */
 	struct sm_arena        *arena;
 	struct slab_cache_desc *desc;

@@ -249,6 +249,12 @@ static int resume_client(slab_pool *p)
 	for (size_t i = 0; i < p->nr_names; i++) {
 		r = exchange(p, "cache.open", json_pack("{s:s}", "name", p->names[i]), &err, NULL);
 		json_decref(r);
+		if (!r && err == -ECONNRESET) {
+			/* slabd went away again: start over with the next one. */
+			close(fd);
+			p->fd = -1;
+			return -ECONNREFUSED;
+		}
 	}
 	return 0;
 }
@@ -285,11 +291,13 @@ json_t *slab_rpc(slab_pool *p, const char *cmd, json_t *fields, int *err)
 		r = exchange(p, cmd, fields, err, NULL);
 	else
 		json_decref(fields);
-	if (!r && (p->fd < 0 || *err == -ECONNRESET) && p->arena.base) {
-		/* slabd went away: the slow path waits for it, then goes on. */
+	/* slabd went away: the slow path waits for it, then goes on (again if the new one
+	 * dies too before it answers). */
+	while (!r && (p->fd < 0 || *err == -ECONNRESET) && p->arena.base) {
 		*err = reconnect(p);
-		if (*err == 0)
-			r = exchange(p, cmd, json_incref(again), err, NULL);
+		if (*err)
+			break;
+		r = exchange(p, cmd, json_incref(again), err, NULL);
 	}
 	json_decref(again);
 	pthread_mutex_unlock(&p->rpc_lock);

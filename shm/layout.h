@@ -76,7 +76,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  4u                     /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  5u                     /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -345,9 +345,10 @@ struct slab_mag {
 		uint64_t m_avail_intent;   /* both in one store: a step ends atomically */
 	};
 	uint32_t m_limit;        /* flush when a free finds avail == limit */
-	uint32_t m_node_first;   /* the owner thread's node region: freeing an object whose */
-	uint32_t m_node_count;   /*   slab lies outside these pages is an alien free */
 	uint32_t m_batchcount;   /* objects per refill / flush */
+	uint64_t m_node_first;   /* the owner thread's node region: freeing an object whose */
+	uint64_t m_node_count;   /*   slab lies outside these pages is an alien free (64-bit:
+				  *   the fast free compares them with a page index as is) */
 	uint32_t m_capacity;     /* entries after the sentinel */
 	uint32_t m_state;        /* enum slab_mag_state */
 	uint16_t m_cache;        /* cache id */

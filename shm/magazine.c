@@ -24,13 +24,12 @@ void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned c
 
 void sm_mag_set_node(const struct sm_arena *a, struct slab_mag *m, unsigned node)
 {
-	if (a->hdr->ah_nr_nodes == 1 || node >= a->hdr->ah_nr_nodes) {
-		m->m_node_first = 0;
-		m->m_node_count = UINT32_MAX;
-	} else {
-		m->m_node_first = a->hdr->ah_nodes[node].nr_first_page;
-		m->m_node_count = a->hdr->ah_nodes[node].nr_nr_pages;
-	}
+	/* The pages of the thread's node: libslab's fast free takes one range test for
+	 * "inside the arena's data" and "not alien" together. */
+	if (node >= a->hdr->ah_nr_nodes)
+		node = 0;
+	m->m_node_first = a->hdr->ah_nodes[node].nr_first_page;
+	m->m_node_count = a->hdr->ah_nodes[node].nr_nr_pages;
 }
 
 void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsigned node,
@@ -45,12 +44,14 @@ void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsi
 /* End a slow-path step: the new count and "no step" in one store (layout.h). */
 static void step_done(struct slab_mag *m, uint32_t avail)
 {
+	SM_STEP_END(); /* test builds: "inside a step" is cleared before the step ends */
 	__atomic_store_n(&m->m_avail_intent, (uint64_t)avail, __ATOMIC_RELEASE);
 }
 
 static void step_begin(struct slab_mag *m, uint32_t kind, uint32_t n)
 {
 	__atomic_store_n(&m->m_intent, kind | n << 8, __ATOMIC_RELEASE);
+	SM_STEP_BEGIN(kind); /* test builds: set once the intent is recorded */
 }
 
 /* Record, under the node lock, the transfer about to happen (n_xfer_*). */
@@ -110,6 +111,8 @@ static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct 
 				continue;
 			}
 			xfer_begin(a, cn, m, SLAB_INTENT_FLUSH, done, chunk);
+			if (m)
+				SM_STEP_LOCKED(SLAB_INTENT_FLUSH);
 			if (use_shared && cn->n_shared_avail < cn->n_shared_limit) {
 				k = cn->n_shared_limit - cn->n_shared_avail;
 				if (k > cnt)
@@ -126,6 +129,8 @@ static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct 
 				o[at[i]] = 0;
 			SM_BARRIER();
 			xfer_end(cn);
+			if (m)
+				SM_STEP_UNLOCKED(SLAB_INTENT_FLUSH);
 			sm_node_unlock(c, nd);
 		}
 		done += chunk;
@@ -205,6 +210,7 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 	if (sm_node_lock(a, c, node))
 		return 0;
 	xfer_begin(a, cn, m, SLAB_INTENT_REFILL, base, want);
+	SM_STEP_LOCKED(SLAB_INTENT_REFILL);
 	if (cn->n_shared_avail) {
 		got = cn->n_shared_avail < want ? cn->n_shared_avail : want;
 		memcpy(dst, &cn->n_shared[cn->n_shared_avail - got], got * sizeof(uint64_t));
@@ -218,6 +224,7 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 	for (unsigned i = 0; (c->c_flags & SM_STORE_USER) && i < got; i++)
 		sm_track(a, c, dst[i])->t_pid = a->pid;
 	xfer_end(cn);
+	SM_STEP_UNLOCKED(SLAB_INTENT_REFILL);
 	sm_node_unlock(c, node);
 	return got;
 }
