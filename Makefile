@@ -5,6 +5,7 @@
 #   make run             install missing packages, build, start slabd (embedded defaults)
 #   make check-asan      every test under AddressSanitizer + UBSan (build/asan)
 #   make check-valgrind  every test under valgrind memcheck, zero errors required
+#   make fuzz            each libFuzzer target for FUZZ_TIME seconds (default 60)
 #   make install PREFIX=/usr/local
 
 CC       ?= gcc
@@ -125,9 +126,9 @@ check-tsan: deps
 			|| { echo "FAIL $$t (ThreadSanitizer); see build/tsan/tests/$$t.log"; tail -40 build/tsan/tests/$$t.log; exit 1; }; \
 	done
 
+ASAN_SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 check-asan: deps
-	@$(MAKE) --no-print-directory BUILD=build/asan CC=gcc \
-		SANITIZE="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+	@$(MAKE) --no-print-directory BUILD=build/asan CC=gcc SANITIZE="$(ASAN_SANITIZE)" all
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 		tests/run-tests.sh build/asan
 
@@ -135,6 +136,50 @@ check-valgrind: deps
 	@$(MAKE) --no-print-directory all
 	@TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite --trace-children=no" \
 		SLAB_TEST_SCALE=10 tests/run-tests.sh $(BUILD)
+
+# ---- fuzzing (libFuzzer: clang, libclang-rt-14-dev) -------------------------------------
+#   make fuzz [FUZZ_TIME=60]     each target for FUZZ_TIME seconds (figures in build/fuzz/)
+#   make fuzz-smoke [FUZZ_RUNS]  each target for FUZZ_RUNS executions (make test does this)
+#   make asan-slabd              build/asan/bin/slabd alone (tests/cli/test_asan_daemon.sh)
+# The targets (tests/fuzz/fuzz_*.c) link the daemon's objects without main.c, or the
+# engine alone, all instrumented; seeds come from tests/fuzz/corpus/<name>/, and what the
+# fuzzer learns goes to build/fuzz/corpus/<name>/ (never into the source tree).
+FUZZ_TIME    ?= 60
+FUZZ_RUNS    ?= 20000
+FUZZ_BUILD   := build/fuzz
+FUZZ_TARGETS := fuzz_protocol fuzz_free
+FUZZ_SANITIZE := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined \
+	-fno-omit-frame-pointer
+FUZZ_DAEMON_OBJ := $(filter-out $(OBJ)/daemon/main.o,$(DAEMON_OBJ))
+
+$(OBJ)/tests/fuzz/%.o: CPPFLAGS += -Idaemon -Ilibclient $(shell pkg-config --cflags libevent jansson)
+
+$(BUILD)/fuzz/fuzz_protocol: $(OBJ)/tests/fuzz/fuzz_protocol.o $(FUZZ_DAEMON_OBJ) $(SHM_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(shell pkg-config --libs libevent jansson) \
+		-lnuma $(LDLIBS_BASE)
+
+$(BUILD)/fuzz/fuzz_free: $(OBJ)/tests/fuzz/fuzz_free.o $(SHM_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS_BASE)
+
+.PHONY: fuzz fuzz-build fuzz-smoke asan-slabd
+fuzz-build:
+	@command -v clang >/dev/null 2>&1 || { echo "fuzz: clang is not installed" \
+		"(apt-get install clang libclang-rt-14-dev)"; exit 1; }
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang SANITIZE="$(FUZZ_SANITIZE)" \
+		$(addprefix $(FUZZ_BUILD)/fuzz/,$(FUZZ_TARGETS))
+
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	@tests/fuzz/run.sh time $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+fuzz-smoke: fuzz-build
+	@tests/fuzz/run.sh runs $(FUZZ_RUNS) $(FUZZ_TARGETS)
+
+asan-slabd:
+	@$(MAKE) --no-print-directory BUILD=build/asan CC=gcc SANITIZE="$(ASAN_SANITIZE)" \
+		build/asan/bin/slabd
 
 # The embedded default: a 256 MiB arena and a socket under the build folder.
 RUN_SOCKET ?= $(abspath $(BUILD))/run/slabd.sock
@@ -192,7 +237,7 @@ soak: deps
 clean:
 	rm -rf build
 
--include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
 # ==== benchmarks (tests/bench/; see tests/bench/README.md) ==============================
 #   make bench        install missing peers, build, start a slabd, run every workload
