@@ -3,7 +3,7 @@
 # Installs what is missing when run as root (apt-get), else names the packages and fails.
 # Usage: tests/deps.sh [extra-package ...]
 set -u
-pkgs="libevent-dev libjansson-dev libnuma-dev libcmocka-dev pkg-config gcc make valgrind $*"
+pkgs="libevent-dev libjansson-dev libnuma-dev libcmocka-dev pkg-config gcc make valgrind clang libclang-rt-14-dev socat util-linux tmux python3 procps $*"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
