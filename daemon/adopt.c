@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -134,6 +135,26 @@ int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
 			snprintf(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
+		/* So were the references of every connection accepted before the adoption
+		 * (monitors, clients about to resume): a resume swaps them with a ghost's. */
+		for (struct conn *x = d->conns; x; x = x->next) {
+			uint32_t old = d->arena.hdr->ah_nr_caches, *r;
+
+			if (!x->refs)
+				continue;
+			r = realloc(x->refs, n * sizeof(*r));
+			if (!r) {
+				/* The arrays grown so far stay grown: harmless. */
+				free(gs);
+				free(lg);
+				free(cs);
+				sm_arena_detach(&fresh);
+				snprintf(err, errlen, "out of memory");
+				return -ENOMEM;
+			}
+			memset(r + old, 0, (n - old) * sizeof(*r));
+			x->refs = r;
+		}
 		free(d->grant_streak);
 		free(d->last_grant_ns);
 		free(d->corrupt_seen);
@@ -213,6 +234,15 @@ void adopt_resume(struct conn *c, struct conn *g)
 
 /* ---- receiving the arena from a client ----------------------------------------------------- */
 
+/* Is fd the arena this slabd serves (the same file)? */
+static bool same_arena(struct slabd *d, int fd)
+{
+	struct stat a, b;
+
+	return d->arena.fd >= 0 && fstat(fd, &a) == 0 && fstat(d->arena.fd, &b) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
 static void on_arena_fd(evutil_socket_t sock, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -237,7 +267,9 @@ static void on_arena_fd(evutil_socket_t sock, short what, void *arg)
 		server_conn_free(c);
 		return;
 	}
-	rc = d->pristine ? adopt_arena_fd(d, fd, err, sizeof(err)) : -EBUSY;
+	/* Clients that came back together may all have been asked for the arena before the
+	 * first one's fd arrived: the others hand over the arena adopted meanwhile. */
+	rc = d->pristine ? adopt_arena_fd(d, fd, err, sizeof(err)) : same_arena(d, fd) ? 0 : -EBUSY;
 	close(fd);
 	if (rc) {
 		r = json_pack("{s:n, s:b, s:s, s:s}", "id", "ok", 0, "error", "EPROTO", "message",

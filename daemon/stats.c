@@ -260,10 +260,11 @@ json_t *stats_clients(struct slabd *d)
 
 	for (struct conn *c = d->conns; c; c = c->next) {
 		struct slab_client *cl;
-		json_t *caches = json_array();
+		json_t *caches;
 
 		if (c->role != CONN_CLIENT)
 			continue;
+		caches = json_array();
 		cl = sm_client(&d->arena, c->slot);
 		for (uint32_t id = 0; id < d->arena.hdr->ah_nr_caches; id++) {
 			struct mag_sum ms;

@@ -224,13 +224,14 @@ static int held_has(const struct held *h, uint64_t off)
 	return (h->bits[(off >> 3) / 64] >> ((off >> 3) % 64)) & 1;
 }
 
+#define RECLAIM_SCAN 512u /* pages scanned per node lock hold */
+
 int64_t sm_cache_reclaim_pid(struct sm_arena *a, uint32_t id, int32_t pid,
 			     sm_holder_fn holders, void *harg, int dry_run)
 {
 	struct slab_cache_desc *c;
 	struct held h = { .a = a };
 	uint64_t batch[SLAB_MAG_MAX];
-	unsigned nb = 0;
 	int64_t found = 0;
 
 	if (id >= a->hdr->ah_nr_caches)
@@ -241,44 +242,58 @@ int64_t sm_cache_reclaim_pid(struct sm_arena *a, uint32_t id, int32_t pid,
 	h.bits = calloc((a->size >> 3) / 64 + 1, sizeof(uint64_t));
 	if (!h.bits)
 		return -ENOMEM;
-	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
-		if (sm_node_lock(a, c, n))
-			continue;
-		for (unsigned i = 0; i < c->c_nodes[n].n_shared_avail; i++)
-			held_add(&h, c->c_nodes[n].n_shared[i], NULL);
-		sm_node_unlock(c, n);
-	}
 	if (holders)
 		holders(harg, id, held_add, &h);
-	for (uint32_t p = a->hdr->ah_meta_pages; p < a->hdr->ah_nr_pages; p++) {
-		struct slab_page *pg = &a->pages[p];
+	/* Each node's slabs are read under its lock: a refill marks objects ACTIVE and then
+	 * stamps its pid, both under that lock, so an object read between the two (ACTIVE,
+	 * still carrying the pid of whoever freed it last) would be taken from the live
+	 * magazine being refilled.  A lock hold covers at most RECLAIM_SCAN pages and
+	 * SLAB_MAG_MAX objects found (so other clients' slow paths wait little); the objects
+	 * go back after the unlock (give_back takes the lock itself), then the scan resumes. */
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		const struct slab_node_region *r = sm_region(a, n);
+		uint32_t p = r->nr_first_page, end = r->nr_first_page + r->nr_nr_pages, i = 0;
 
-		if (pg->pg_cache != id + 1 ||
-		    (pg->pg_state != PG_SLAB_PARTIAL && pg->pg_state != PG_SLAB_FULL))
-			continue;
-		for (uint32_t i = 0; i < c->c_num; i++) {
-			uint64_t off = ((uint64_t)p << SLAB_PAGE_SHIFT) + (uint64_t)i * c->c_size;
-			unsigned e = sm_bufctl_get(c, sm_slab_addr(a, p), i);
+		while (p < end) {
+			unsigned nb = 0, scanned = 0;
 
-			if ((e != BUFCTL_ACTIVE && e != BUFCTL_CACHED) ||
-			    SM_LOAD(&sm_track(a, c, off)->t_pid) != pid || held_has(&h, off))
-				continue;
-			found++;
-			if (dry_run)
-				continue;
-			sm_debug_init_free(a, c, off);
-			if (c->c_flags & SM_DEBUG)
-				sm_bufctl_set(c, sm_slab_addr(a, p), i, BUFCTL_CACHED);
-			batch[nb++] = off;
-			if (nb == SLAB_MAG_MAX) {
-				sm_give_back(a, c, batch, nb, 1);
-				nb = 0;
+			if (sm_node_lock(a, c, n))
+				break;
+			for (unsigned k = 0; k < c->c_nodes[n].n_shared_avail; k++)
+				held_add(&h, c->c_nodes[n].n_shared[k], NULL);
+			for (; p < end && nb < SLAB_MAG_MAX && scanned < RECLAIM_SCAN;
+			     p++, i = 0, scanned++) {
+				struct slab_page *pg = &a->pages[p];
+
+				if (pg->pg_cache != id + 1 ||
+				    (pg->pg_state != PG_SLAB_PARTIAL && pg->pg_state != PG_SLAB_FULL))
+					continue;
+				for (; i < c->c_num && nb < SLAB_MAG_MAX; i++) {
+					uint64_t off = ((uint64_t)p << SLAB_PAGE_SHIFT) +
+						       (uint64_t)i * c->c_size;
+					unsigned e = sm_bufctl_get(c, sm_slab_addr(a, p), i);
+
+					if ((e != BUFCTL_ACTIVE && e != BUFCTL_CACHED) ||
+					    SM_LOAD(&sm_track(a, c, off)->t_pid) != pid ||
+					    held_has(&h, off))
+						continue;
+					found++;
+					if (dry_run)
+						continue;
+					sm_debug_init_free(a, c, off);
+					if (c->c_flags & SM_DEBUG)
+						sm_bufctl_set(c, sm_slab_addr(a, p), i, BUFCTL_CACHED);
+					batch[nb++] = off;
+				}
+				if (i < c->c_num)
+					break; /* batch full: resume at object i of this slab */
+				p += (1u << c->c_order) - 1;
 			}
+			sm_node_unlock(c, n);
+			if (nb)
+				sm_give_back(a, c, batch, nb, 1);
 		}
-		p += (1u << c->c_order) - 1;
 	}
-	if (nb)
-		sm_give_back(a, c, batch, nb, 1);
 	free(h.bits);
 	return found;
 }

@@ -514,7 +514,7 @@ static void print_table(int runs)
 {
 	printf("\n== %s: %s ==\n", bench_workload, bench_title);
 	printf("   %d runs per row, variants interleaved run by run (A B C A B C ...).\n", runs);
-	printf("%-16s %-28s %11s %11s  %-9s %11s %10s\n", "workload", "allocator", "median", "best",
+	printf("%-22s %-28s %11s %11s  %-9s %11s %10s\n", "workload", "allocator", "median", "best",
 	       "unit", "slabd/peer", "peak RSS");
 	for (int i = 0; i < nrows; i++) {
 		struct row *r = &rows[i], *ref = NULL;
@@ -538,7 +538,7 @@ static void print_table(int runs)
 				rss[nr++] = (double)r->rss[k];
 		if (nr)
 			snprintf(rsss, sizeof(rsss), "%.1f MiB", median(rss, nr) / 1024.0);
-		printf("%-16s %-28s %11.4g %11.4g  %-9s %11s %10s\n", r->workload, r->label, med,
+		printf("%-22s %-28s %11.4g %11.4g  %-9s %11s %10s\n", r->workload, r->label, med,
 		       best(r), r->unit, ratio, rsss);
 	}
 	for (int v = 0; bench_variants[v].name; v++)
@@ -585,7 +585,7 @@ static int driver(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	signal(SIGHUP, on_signal);
-	if (bench_daemon_ensure && bench_daemon_ensure())
+	if (bench_daemon_ensure && !(&bench_own_daemon && bench_own_daemon) && bench_daemon_ensure())
 		return 1;
 	if (bench_driver_setup && bench_driver_setup()) {
 		if (bench_daemon_kill_all)

@@ -43,6 +43,10 @@ extern const struct bench_variant bench_variants[];   /* terminated by { NULL } 
 /* The child: run variant `variant` with the workload's options (argv after --child V). */
 int bench_child(const char *variant, int argc, char **argv);
 
+/* Optional: set to true by workloads whose children start their own slabd, so the
+ * driver does not start a shared one. */
+extern const bool bench_own_daemon __attribute__((weak));
+
 /* Optional driver hooks (weak; NULL when not defined). */
 extern int  bench_driver_setup(void) __attribute__((weak));    /* before the first run */
 extern void bench_driver_teardown(void) __attribute__((weak)); /* after the last */

@@ -283,3 +283,42 @@ int bench_arena_stats(const char *socket, struct bench_arena_stats *out)
 	json_decref(r);
 	return rc;
 }
+
+long long bench_cache_stat(const char *socket, const char *name, const char *field)
+{
+	char line[256], buf[1 << 16];
+	long long v = -1;
+	json_t *r, *c, *f;
+
+	snprintf(line, sizeof(line), "{\"id\":1,\"cmd\":\"cache.stats\",\"name\":\"%.100s\"}", name);
+	if (bench_request(socket, line, buf, sizeof(buf)))
+		return -1;
+	r = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	c = json_array_get(json_object_get(r, "caches"), 0);
+	f = json_object_get(c, field);
+	if (!f)
+		f = json_object_get(json_object_get(c, "counters"), field);
+	if (json_is_integer(f))
+		v = (long long)json_integer_value(f);
+	json_decref(r);
+	return v;
+}
+
+long long bench_cache_shrink(const char *socket, const char *name)
+{
+	char line[256], buf[4096];
+	long long v = -1;
+	json_t *r;
+
+	if (name)
+		snprintf(line, sizeof(line), "{\"id\":1,\"cmd\":\"cache.shrink\",\"name\":\"%.100s\"}", name);
+	else
+		snprintf(line, sizeof(line), "{\"id\":1,\"cmd\":\"cache.shrink\"}");
+	if (bench_request(socket, line, buf, sizeof(buf)))
+		return -1;
+	r = json_loads(buf, JSON_DISABLE_EOF_CHECK, NULL);
+	if (json_is_true(json_object_get(r, "ok")))
+		v = (long long)json_integer_value(json_object_get(r, "released_slabs"));
+	json_decref(r);
+	return v;
+}

@@ -32,6 +32,11 @@ struct bench_arena_stats {
 };
 /* arena.stats over a fresh connection; 0 or -1. */
 int  bench_arena_stats(const char *socket, struct bench_arena_stats *out);
+/* cache.stats of `name`: a top-level integer field (e.g. "limit") or, failing that, one of
+ * its "counters" (e.g. "alien_free"); -1 if absent or on error. */
+long long bench_cache_stat(const char *socket, const char *name, const char *field);
+/* cache.shrink (name NULL: every cache): released_slabs, or -1. */
+long long bench_cache_shrink(const char *socket, const char *name);
 /* One request line, reply parsed into *ok; the reply text in buf (NUL-terminated).
  * 0 or -1. */
 int  bench_request(const char *socket, const char *line, char *buf, size_t cap);

@@ -11,6 +11,8 @@
 #include <cstdio>
 #include <new>
 
+#include <boost/version.hpp>
+
 #include "bip.h"
 
 namespace bi = boost::interprocess;
@@ -48,6 +50,11 @@ extern "C" int bip_open(const char *name)
 		std::fprintf(stderr, "bip_open: %s\n", e.what());
 		return -1;
 	}
+}
+
+extern "C" unsigned bip_boost_version(void)
+{
+	return BOOST_VERSION;
 }
 
 extern "C" unsigned bip_max_cached_nodes(void)

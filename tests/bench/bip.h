@@ -12,6 +12,7 @@ extern "C" {
 int      bip_create(const char *name, size_t bytes);  /* 0 or -1 (printed) */
 int      bip_open(const char *name);
 unsigned bip_max_cached_nodes(void);
+unsigned bip_boost_version(void);                    /* BOOST_VERSION */
 void    *bip_alloc(void);                              /* NULL when exhausted */
 void     bip_free(void *p);
 uint64_t bip_offset(const void *p);

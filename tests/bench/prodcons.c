@@ -35,7 +35,7 @@
 
 const char *bench_workload = "prodcons";
 const char *bench_title = "producer allocs + sends 64-byte objects through an SPSC ring, consumer frees (M objects/s)";
-const char *bench_usage = "[--objects N (5M)] [--slow-objects N (300k): iceoryx] [--ring R (4096)]";
+const char *bench_usage = "[--objects N (3M)] [--boost-objects N (1M)] [--iceoryx-objects N (200k)] [--ring R (4096)]";
 
 const struct bench_variant bench_variants[] = {
 	{ "slabd-2proc", NULL },
@@ -228,8 +228,10 @@ static int boost_2proc(const char *variant, long n, long warm, size_t ringcap)
 		bench_skip("managed_shared_memory create failed");
 		return 0;
 	}
-	bench_note("cached_node_allocator<64 B>, max_cached_nodes %u per process (the default)",
-		   bip_max_cached_nodes());
+	bench_note("cached_node_allocator<64 B>, max_cached_nodes %u per process (the default), "
+		   "Boost %d.%d's process-shared pthread mutex; %ld objects per run",
+		   bip_max_cached_nodes(), bip_boost_version() / 100000,
+		   bip_boost_version() / 100 % 1000, n);
 	bip_close();
 	for (int role = 0; role < 2; role++) {
 		pid[role] = bench_fork();
@@ -400,8 +402,9 @@ static int iceoryx_2proc(const char *variant, long n, long warm)
 
 int bench_child(const char *variant, int argc, char **argv)
 {
-	long n = bench_opt_long(argc, argv, "objects", 5000000);
-	long slow = bench_opt_long(argc, argv, "slow-objects", 300000);
+	long n = bench_opt_long(argc, argv, "objects", 3000000);
+	long nboost = bench_opt_long(argc, argv, "boost-objects", 1000000);
+	long slow = bench_opt_long(argc, argv, "iceoryx-objects", 200000);
 	size_t ringcap = (size_t)bench_opt_long(argc, argv, "ring", 4096);
 	char alloc[32];
 	const char *dash = strchr(variant, '-');
@@ -414,13 +417,14 @@ int bench_child(const char *variant, int argc, char **argv)
 #endif
 #ifdef BA_HAVE_BOOST
 	if (!strcmp(variant, "boost-2proc"))
-		return boost_2proc(variant, n, n / 10, ringcap);
+		return boost_2proc(variant, nboost, nboost / 10, ringcap);
 #endif
 #ifdef BA_HAVE_ICEORYX
 	if (!strcmp(variant, "iceoryx-2proc"))
 		return iceoryx_2proc(variant, slow, slow / 10);
 #endif
 	(void)slow;
+	(void)nboost;
 	if (dash && !strcmp(dash, "-2thr"))
 		return threads_2(variant, alloc, n, n / 10, ringcap);
 	bench_skip("variant %s is not built into this binary", variant);

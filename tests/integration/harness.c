@@ -452,7 +452,10 @@ static int try_connect(const char *path)
 	return fd;
 }
 
-int th_start(struct th_daemon *d, const char *const *extra_args)
+/* Fork + exec slabd in d's directory (paths already set) and wait until its socket
+ * accepts.  restart: the log is appended to, and a failure keeps the directory (d stays
+ * "killed" for th_stop to clean up); else a failure removes it. */
+static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool restart)
 {
 	char bin[PATH_MAX];
 	const char *argv[TH_MAX_ARGS + 10];
@@ -462,18 +465,8 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 	struct th_rec *r;
 	long long deadline;
 
-	memset(d, 0, sizeof(*d));
-	install_handlers();
-	arm_watchdog();
 	if (slabd_binary(bin, sizeof(bin)))
-		return -1;
-	snprintf(d->dir, sizeof(d->dir), "/tmp/slabd-test-XXXXXX");
-	if (!mkdtemp(d->dir)) {
-		fprintf(stderr, "harness: mkdtemp: %s\n", strerror(errno));
-		return -1;
-	}
-	snprintf(d->socket, sizeof(d->socket), "%s/slabd.sock", d->dir);
-	snprintf(d->log, sizeof(d->log), "%s/slabd.log", d->dir);
+		goto fail_files;
 	argv[n++] = bin;
 	argv[n++] = "--socket";
 	argv[n++] = d->socket;
@@ -484,14 +477,14 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 	for (size_t i = 0; extra_args && extra_args[i]; i++) {
 		if (n >= TH_MAX_ARGS + 8) {
 			fprintf(stderr, "harness: too many extra slabd arguments\n");
-			rmdir(d->dir);
-			return -1;
+			goto fail_files;
 		}
 		argv[n++] = extra_args[i];
 	}
 	argv[n] = NULL;
 
-	logfd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	logfd = open(d->log, O_WRONLY | O_CREAT | O_CLOEXEC | (restart ? O_APPEND : O_TRUNC),
+		     0600);
 	nullfd = open("/dev/null", O_RDWR | O_CLOEXEC);
 	if (logfd < 0 || nullfd < 0) {
 		fprintf(stderr, "harness: open %s: %s\n", d->log, strerror(errno));
@@ -499,8 +492,7 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 			close(logfd);
 		if (nullfd >= 0)
 			close(nullfd);
-		rmdir(d->dir);
-		return -1;
+		goto fail_files;
 	}
 	fflush(NULL);
 	pid = fork();
@@ -508,9 +500,7 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 		fprintf(stderr, "harness: fork: %s\n", strerror(errno));
 		close(logfd);
 		close(nullfd);
-		unlink(d->log);
-		rmdir(d->dir);
-		return -1;
+		goto fail_files;
 	}
 	if (pid == 0) {
 		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
@@ -526,14 +516,13 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 	if (!r) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
-		unlink(d->log);
-		rmdir(d->dir);
-		return -1;
+		goto fail_files;
 	}
 	memcpy(r->dir, d->dir, sizeof(r->dir));
 	memcpy(r->socket, d->socket, sizeof(r->socket));
 	memcpy(r->log, d->log, sizeof(r->log));
 	d->pid = pid;
+	d->killed = false;
 
 	deadline = now_ms() + TH_START_MS;
 	for (;;) {
@@ -549,6 +538,10 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 			print_log_tail(d->log, 30);
 			r->pid = 0;
 			d->pid = 0;
+			if (restart) {
+				d->killed = true;
+				return -1;
+			}
 			rec_remove_files(r);
 			return -1;
 		}
@@ -560,6 +553,72 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 		TH_START_MS);
 	th_stop(d);
 	return -1;
+
+fail_files:
+	if (restart) {
+		d->killed = true;
+		return -1;
+	}
+	unlink(d->log);
+	rmdir(d->dir);
+	return -1;
+}
+
+int th_start(struct th_daemon *d, const char *const *extra_args)
+{
+	memset(d, 0, sizeof(*d));
+	install_handlers();
+	arm_watchdog();
+	snprintf(d->dir, sizeof(d->dir), "/tmp/slabd-test-XXXXXX");
+	if (!mkdtemp(d->dir)) {
+		fprintf(stderr, "harness: mkdtemp: %s\n", strerror(errno));
+		return -1;
+	}
+	snprintf(d->socket, sizeof(d->socket), "%s/slabd.sock", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/slabd.log", d->dir);
+	return spawn_daemon(d, extra_args, false);
+}
+
+int th_kill(struct th_daemon *d)
+{
+	struct th_rec *r;
+
+	if (!d || d->pid <= 0)
+		return -1;
+	r = rec_find(d->pid);
+	kill(d->pid, SIGKILL);
+	while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
+		;
+	if (r)
+		r->pid = 0;
+	d->pid = 0;
+	d->killed = true;
+	return 0;
+}
+
+int th_restart(struct th_daemon *d, const char *const *extra_args)
+{
+	if (!d || d->pid > 0 || !d->killed || !d->dir[0]) {
+		fprintf(stderr, "harness: th_restart needs a daemon stopped by th_kill\n");
+		return -1;
+	}
+	install_handlers();
+	arm_watchdog();
+	return spawn_daemon(d, extra_args, true);
+}
+
+/* The files of a th_kill'ed daemon that was not restarted. */
+static void remove_killed(struct th_daemon *d)
+{
+	d->killed = false;
+	if (getenv("TH_KEEP")) {
+		fprintf(stderr, "harness: keeping %s (TH_KEEP)\n", d->dir);
+		return;
+	}
+	unlink(d->socket);
+	unlink(d->log);
+	if (rmdir(d->dir))
+		fprintf(stderr, "harness: rmdir %s: %s\n", d->dir, strerror(errno));
 }
 
 int th_stop(struct th_daemon *d)
@@ -570,6 +629,8 @@ int th_stop(struct th_daemon *d)
 	int status = 0, rc;
 	pid_t w = 0;
 
+	if (d && d->pid <= 0 && d->killed)
+		remove_killed(d);
 	if (!d || d->pid <= 0)
 		return -1;
 	r = rec_find(d->pid);

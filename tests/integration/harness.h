@@ -61,6 +61,7 @@ struct th_daemon {
 	char  socket[108];      /* <dir>/slabd.sock */
 	char  log[128];         /* <dir>/slabd.log (the daemon's stderr) */
 	bool  socket_left;      /* th_stop: the socket file still existed after exit */
+	bool  killed;           /* th_kill'ed: not running, directory kept for th_restart */
 };
 
 /* Start slabd (--socket <dir>/slabd.sock --arena-size 64M --log-level info, then
@@ -70,10 +71,21 @@ struct th_daemon {
  * the watchdog alarm ($TH_TIMEOUT seconds, default 280) if none is pending. */
 int th_start(struct th_daemon *d, const char *const *extra_args);
 
+/* SIGKILL the daemon (a crash) and reap it; its directory, stale socket file and log stay
+ * for th_restart.  Returns 0, or -1 if it was not running. */
+int th_kill(struct th_daemon *d);
+
+/* Start a new slabd where a th_kill'ed one ran: same directory, same --socket path (the
+ * new daemon replaces the stale socket), the log appended to; the arguments as th_start.
+ * Returns 0 once the socket accepts, else -1 (printed; nothing left running; the
+ * directory is kept for th_stop to remove). */
+int th_restart(struct th_daemon *d, const char *const *extra_args);
+
 /* SIGTERM, up to 5 s, then SIGKILL.  Prints the log's tail if the daemon did not exit 0;
  * records whether the socket file was left behind; removes the directory ($TH_KEEP set:
  * keeps it and says where).  Returns the exit status (0 = clean shutdown), 128 + signal
- * if it was killed by one, or -1 if it was not running. */
+ * if it was killed by one, or -1 if it was not running (a th_kill'ed daemon's directory
+ * is removed then). */
 int th_stop(struct th_daemon *d);
 
 /* One request on a fresh connection: send line + "\n", read one reply line (5 s).

@@ -15,6 +15,10 @@
  *     both times.  It is admitted with --allow-uid nobody, with --allow-gid nogroup, and
  *     with "allow-uid 65534" in a --config file, and can then create a cache and allocate.
  *
+ *   - a --config file with an unknown key, a bad value, a missing value or an unknown user
+ *     stops slabd at start-up with exit status 2 and "FILE:LINE: why"; a valid one (with
+ *     comments, blank lines, names) is accepted; command-line limits are range-checked too.
+ *
  * The nobody part needs root, setpriv and the nobody user: it is skipped, with the reason
  * printed, when one is missing.
  */
@@ -580,6 +584,79 @@ static void test_other_uid_raw_reply(void **state)
 	stop_clean();
 }
 
+/* ---- the config file's errors stop slabd at start-up ----------------------------------------- */
+
+static void slabd_bin(char *bin, size_t cap)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	assert_true(n > 0);
+	exe[n] = 0;
+	*strrchr(exe, '/') = 0;
+	if (getenv("SLABD_BIN") && *getenv("SLABD_BIN"))
+		snprintf(bin, cap, "%s", getenv("SLABD_BIN"));
+	else
+		snprintf(bin, cap, "%s/../bin/slabd", exe);
+}
+
+/* Run slabd with a config file holding text (and extra arguments); its exit status and
+ * what it printed. */
+static int run_with_config(const char *text, const char *extra, char *out, size_t cap)
+{
+	char bin[PATH_MAX + 16], conf[64], cmd[PATH_MAX + 256];
+	FILE *f, *p;
+	size_t got;
+	int st;
+
+	slabd_bin(bin, sizeof(bin));
+	snprintf(conf, sizeof(conf), "/tmp/slabd-conf-%d.conf", (int)getpid());
+	f = fopen(conf, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	/* --socket in a directory that cannot be made: a config that passes fails later. */
+	snprintf(cmd, sizeof(cmd), "'%s' --config %s %s --socket /proc/nonexistent/s.sock 2>&1",
+		 bin, conf, extra);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	got = fread(out, 1, cap - 1, p);
+	out[got] = 0;
+	st = pclose(p);
+	unlink(conf);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static void test_config_errors(void **state)
+{
+	static const struct {
+		const char *text, *extra, *want;
+		int rc;
+	} cases[] = {
+		{ "max-lines 4\n", "", ":1: unknown setting 'max-lines'", 2 },
+		{ "# ok\n\nmax-line 100\n", "", ":3: max-line takes a number from 256", 2 },
+		{ "allow-uid no-such-user-here\n", "", ":1: allow-uid: no user", 2 },
+		{ "allow-gid\n", "", ":1: expected 'KEY VALUE'", 2 },
+		{ "max-pending 8 9\n", "", ":1: expected 'KEY VALUE'", 2 },
+		{ "max-connections 0\n", "", ":1: max-connections takes a number from 1", 2 },
+		/* Valid files: start-up goes on and fails only at the socket. */
+		{ "allow-uid root # comment\n\tmax-line 1K\nmax-connections-per-uid 3\n", "",
+		  "cannot create /proc/nonexistent", 1 },
+		{ "max-line 100\n", "--max-line 4096", ":1: max-line takes", 2 },
+		{ "max-pending 8\n", "--max-pending 0", "--max-pending takes 1", 2 },
+	};
+	char out[2048];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = run_with_config(cases[i].text, cases[i].extra, out, sizeof(out));
+
+		if (rc != cases[i].rc || !strstr(out, cases[i].want))
+			fail_msg("config %zu: exit %d (want %d), output: %s (want '%s')", i, rc,
+				 cases[i].rc, out, cases[i].want);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -588,6 +665,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_arena_fd_sealed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_uid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_other_uid_raw_reply, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_config_errors, setup, teardown),
 	};
 
 	if (argc == 3 && !strcmp(argv[1], "--as-other"))
