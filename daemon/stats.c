@@ -116,6 +116,26 @@ json_t *stats_cache_summary(struct slabd *d, uint32_t id)
 	return r;
 }
 
+/* The counters of cache id: c_stat plus every live magazine's, read again if a magazine
+ * was folded into c_stat meanwhile (sm_mag_fold), so they never appear to go backwards.
+ * A fold left half-done by a dying client stops the retries after a while. */
+static void read_counters(struct slabd *d, uint32_t id, struct mag_sum *ms,
+			  uint64_t out[SLAB_STAT_NR])
+{
+	struct slab_cache_desc *c = sm_cache(&d->arena, id);
+
+	for (int tries = 0; tries < 1000; tries++) {
+		uint64_t b1 = __atomic_load_n(&c->c_fold_begin, __ATOMIC_SEQ_CST);
+		uint64_t e1 = __atomic_load_n(&c->c_fold_end, __ATOMIC_SEQ_CST);
+
+		sum_mags(d, id, -1, ms);
+		for (unsigned i = 0; i < SLAB_STAT_NR; i++)
+			out[i] = SM_LOAD(&c->c_stat[i]) + ms->stat[i];
+		if (b1 == e1 && __atomic_load_n(&c->c_fold_begin, __ATOMIC_SEQ_CST) == b1)
+			return;
+	}
+}
+
 json_t *stats_cache(struct slabd *d, uint32_t id)
 {
 	struct slab_cache_desc *c = sm_cache(&d->arena, id);
@@ -124,13 +144,14 @@ json_t *stats_cache(struct slabd *d, uint32_t id)
 	json_t *r = stats_cache_info(d, id), *counters = json_object(), *nodes = json_array();
 	uint64_t cached, slab_bytes = (uint64_t)SLAB_PAGE_SIZE << c->c_order;
 
+	uint64_t totals[SLAB_STAT_NR];
+
 	sm_cache_counts(&d->arena, id, &cnt);
-	sum_mags(d, id, -1, &ms);
+	read_counters(d, id, &ms, totals);
 	ms.avail = snapshot_mags(&cnt, &ms);
 	cached = cnt.shared_avail + ms.avail;
 	for (unsigned i = 0; i < SLAB_STAT_NR; i++)
-		json_object_set_new(counters, stat_names[i],
-				    json_integer((json_int_t)(SM_LOAD(&c->c_stat[i]) + ms.stat[i])));
+		json_object_set_new(counters, stat_names[i], json_integer((json_int_t)totals[i]));
 	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++) {
 		struct sm_node_counts *nc = &cnt.node[n];
 		json_array_append_new(nodes, json_pack(

@@ -173,11 +173,7 @@ static void reclaim_mag(void *arg, struct slab_mag *m)
 	r->returned += kept;
 	sm_give_back(a, c, tmp, kept, 1);
 	__atomic_store_n(&m->m_avail_intent, 0, __ATOMIC_RELEASE);
-	for (unsigned s = 0; s < SLAB_STAT_NR; s++) {
-		if (m->m_stat[s])
-			SM_ADD(&c->c_stat[s], m->m_stat[s]);
-		m->m_stat[s] = 0;
-	}
+	sm_mag_fold(c, m);
 	m->m_state = MAG_IDLE;
 }
 

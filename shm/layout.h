@@ -76,7 +76,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  5u                     /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  6u                     /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -276,6 +276,8 @@ struct slab_cache_desc {
 	uint32_t c_rz_off;         /* debug caches: red zone offset in the slot */
 	uint32_t c_track_off;      /* debug caches: struct slab_track offset in the slot */
 	uint64_t c_corruptions;    /* corruptions found (atomic); the last ones in the ring */
+	uint64_t c_fold_begin;     /* magazine counters being folded into c_stat: bumped */
+	uint64_t c_fold_end;       /*   before and after each fold (magazine.c:sm_mag_fold) */
 	struct slab_corruption c_corrupt[SLAB_CORRUPT_LOG];
 	struct slab_cache_node c_nodes[]; /* ah_nr_nodes entries */
 };

@@ -289,16 +289,23 @@ void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	m->m_stat[STAT_FREE_FLUSH]++;
 }
 
+void sm_mag_fold(struct slab_cache_desc *c, struct slab_mag *m)
+{
+	__atomic_fetch_add(&c->c_fold_begin, 1, __ATOMIC_SEQ_CST);
+	for (unsigned s = 0; s < SLAB_STAT_NR; s++) {
+		if (m->m_stat[s])
+			SM_ADD(&c->c_stat[s], m->m_stat[s]);
+		SM_STORE(&m->m_stat[s], 0);
+	}
+	__atomic_fetch_add(&c->c_fold_end, 1, __ATOMIC_SEQ_CST);
+}
+
 void sm_mag_drain(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
 		  int use_shared)
 {
 	if (m->m_avail)
 		flush_oldest(a, c, m, m->m_avail, use_shared);
-	for (unsigned s = 0; s < SLAB_STAT_NR; s++) {
-		if (m->m_stat[s])
-			SM_ADD(&c->c_stat[s], m->m_stat[s]);
-		m->m_stat[s] = 0;
-	}
+	sm_mag_fold(c, m);
 }
 
 int sm_alloc_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,

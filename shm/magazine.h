@@ -68,6 +68,11 @@ void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 void sm_mag_drain(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
 		  int use_shared);
 
+/* Fold m's counters into its cache's c_stat and zero them, between c_fold_begin and
+ * c_fold_end bumps, so a reader that sums magazines and c_stat can tell it raced a fold
+ * (counters must never appear to go backwards) and read again. */
+void sm_mag_fold(struct slab_cache_desc *c, struct slab_mag *m);
+
 /* Give n objects of cache c back: each goes to its own node's shared array (when
  * use_shared and there is room) or to its slab.  Returns the number refused. */
 unsigned sm_give_back(struct sm_arena *a, struct slab_cache_desc *c, const uint64_t *objs,
