@@ -229,6 +229,7 @@ void commands_reap(struct slabd *d)
 {
 	uint64_t now = slabd_now_ns();
 
+	d->reap_ticks++;
 	for (uint32_t id = 0; id < d->arena.hdr->ah_nr_caches; id++) {
 		struct slab_cache_desc *cd = sm_cache(&d->arena, id);
 		unsigned n;
@@ -243,6 +244,10 @@ void commands_reap(struct slabd *d)
 				break;
 		if (n < d->arena.hdr->ah_nr_nodes)
 			sm_cache_reap(&d->arena, id);
+		/* Every second (50 ticks): free slabs beyond the limits go back gradually
+		 * (the kernel's cache_reap -> drain_freelist), unless it is still growing. */
+		if (d->reap_ticks % 50 == 0 && now - d->last_grant_ns[id] > 1000000000ull)
+			sm_cache_trim(&d->arena, id, 16);
 		log_corruptions(d, id);
 	}
 }

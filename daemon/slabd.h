@@ -117,6 +117,7 @@ struct slabd {
 	struct conn           *conns;
 	unsigned               nr_conns;
 	uint64_t               started_ns;
+	uint64_t               reap_ticks;    /* reap timer ticks (20 ms) */
 	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
 	bool                   adopt_at_start; /* --arena-file held an arena */
 	uint32_t              *grant_streak;  /* per cache id: slabs of the last grant */

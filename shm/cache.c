@@ -244,6 +244,36 @@ static unsigned for_each_node_discard(struct sm_arena *a, uint32_t id, int shrin
 	return released;
 }
 
+unsigned sm_cache_trim(struct sm_arena *a, uint32_t id, unsigned max_slabs)
+{
+	struct slab_cache_desc *c = live_cache(a, id);
+	unsigned released = 0;
+
+	if (!c)
+		return 0;
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		struct slab_cache_node *cn = &c->c_nodes[n];
+		unsigned done = 0;
+
+		if (SM_LOAD(&cn->n_free.l_count) <= c->c_min_partial || sm_node_lock(a, c, n))
+			continue;
+		while (done < max_slabs && cn->n_free.l_count > c->c_min_partial &&
+		       cn->n_free_objects >= cn->n_free_limit + c->c_num) {
+			uint32_t h = cn->n_free.l_head;
+
+			sm_list_del(a->pages, &cn->n_free, h);
+			a->pages[h].pg_state = PG_SLAB_DISCARD;
+			sm_list_add_tail(a->pages, &cn->n_discard, h);
+			cn->n_free_objects -= c->c_num;
+			done++;
+		}
+		if (done)
+			released += sm_do_discard(a, c, n, 0);
+		sm_node_unlock(c, n);
+	}
+	return released;
+}
+
 unsigned sm_cache_reap(struct sm_arena *a, uint32_t id)
 {
 	return for_each_node_discard(a, id, 0);

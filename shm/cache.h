@@ -59,6 +59,12 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr);
 /* Release the slabs waiting on every node's discard queue.  Returns slabs released. */
 unsigned sm_cache_reap(struct sm_arena *a, uint32_t id);
 
+/* cache_reap's drain_freelist: on each node, release free slabs beyond min_partial while
+ * the node holds more than free_limit free objects, at most max_slabs per node per call
+ * (slabd calls it every second, so memory granted in a burst goes back gradually).
+ * Returns the number of slabs released. */
+unsigned sm_cache_trim(struct sm_arena *a, uint32_t id, unsigned max_slabs);
+
 /* kmem_cache_shrink: drain the shared arrays into the slabs, then release every empty
  * slab.  Returns the number of slabs released. */
 unsigned sm_cache_shrink(struct sm_arena *a, uint32_t id);
