@@ -375,10 +375,10 @@ static void test_exhaustion(void **state)
 	assert_int_equal(again, held[n / 2]);
 	assert_int_equal(sm_pages_alloc(a, 0, 0, &h), -ENOMEM);
 
-	/* Two buddies back (the region's first two pages) merge into an order-1 block,
-	 * which splits into the same two pages again. */
+	/* Two buddies back (the region's first even-aligned pair) merge into an order-1
+	 * block, which splits into the same two pages again. */
 	{
-		uint32_t p0 = r->nr_first_page, p1 = p0 + 1;
+		uint32_t p0 = (r->nr_first_page + 1) & ~1u, p1 = p0 + 1;
 
 		E(sm_pages_free(a, p0));
 		E(sm_pages_free(a, p1));
@@ -466,7 +466,7 @@ static void test_bad_descriptors(void **state)
 	struct sm_arena *a = new_arena(state, 16 << 20, 1);
 	const struct slab_node_region *r = sm_region(a, 0);
 	uint32_t *all = calloc(r->nr_nr_pages, sizeof(uint32_t)), n = 0, h;
-	uint32_t odd = r->nr_first_page + 1;
+	uint32_t odd = r->nr_first_page | 1; /* an odd page number: no order-1 block starts there */
 	unsigned tried = 0;
 	struct raw w;
 
@@ -591,12 +591,13 @@ static int model_has_free_run(const struct sm_arena *a, unsigned node, const uin
 			      unsigned o)
 {
 	const struct slab_node_region *r = sm_region(a, node);
-	uint32_t n = 1u << o;
+	uint32_t n = 1u << o, end = r->nr_first_page + r->nr_nr_pages;
 
-	for (uint32_t rel = 0; rel + n <= r->nr_nr_pages; rel += n) {
+	/* Runs aligned to their size in absolute page numbers, inside the region. */
+	for (uint32_t p = (r->nr_first_page + n - 1) & ~(n - 1); p + n <= end; p += n) {
 		uint32_t i;
 
-		for (i = 0; i < n && !own[r->nr_first_page + rel + i]; i++)
+		for (i = 0; i < n && !own[p + i]; i++)
 			;
 		if (i == n)
 			return 1;
