@@ -220,6 +220,14 @@ void adopt_resume(struct conn *c, struct conn *g)
 {
 	uint32_t *refs = c->refs;
 
+	/* The slot's references come along (a ghost of a lost connection has them; one
+	 * made at adoption has none): the reply says so, and libslab reopens its caches
+	 * only when they did not (commands_resume_reply "refs_kept"). */
+	c->refs_kept = false;
+	for (uint32_t id = 0; g->refs && id < c->d->arena.hdr->ah_nr_caches; id++)
+		if (g->refs[id])
+			c->refs_kept = true;
+
 	c->role = CONN_CLIENT;
 	c->slot = g->slot;
 	c->since_ns = g->since_ns;

@@ -14,8 +14,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include "buddy.h"
 #include "client.h"
 #include "debug.h"
 #include "slabd.h"
@@ -225,6 +227,42 @@ static void log_corruptions(struct slabd *d, uint32_t id)
 	d->corrupt_seen[id] = total;
 }
 
+/* Give large free ranges back to the OS (MADV_REMOVE punches holes in the memfd or the
+ * tmpfs/hugetlbfs file): every free buddy block of 64 KiB or more.  Only slabd allocates
+ * pages, and it is single-threaded, so the blocks cannot change between the walk under the
+ * region lock and the madvise after it.  Returns the pages handed back. */
+#define PUNCH_MIN_ORDER 4u
+uint64_t commands_punch(struct slabd *d)
+{
+	struct sm_arena *a = &d->arena;
+	uint64_t pages = 0;
+
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
+		struct slab_node_region *r = sm_region(a, n);
+		uint64_t here = 0;
+
+		if (sm_region_lock(a, n))
+			continue;
+		for (unsigned k = PUNCH_MIN_ORDER; k <= SLAB_MAX_ORDER; k++) {
+			uint32_t x = r->nr_free[k].l_head;
+
+			for (uint32_t i = 0; x != SLAB_NIL && i < r->nr_free[k].l_count; i++) {
+				if (madvise(a->base + ((uint64_t)x << SLAB_PAGE_SHIFT),
+					    (size_t)SLAB_PAGE_SIZE << k, MADV_REMOVE) == 0)
+					here += 1u << k;
+				x = a->pages[x].pg_next;
+			}
+		}
+		r->nr_punched_pages = here;
+		sm_region_unlock(a, n);
+		pages += here;
+	}
+	d->punched_at_free = 0;
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++)
+		d->punched_at_free += sm_region(a, n)->nr_free_pages;
+	return pages;
+}
+
 void commands_reap(struct slabd *d)
 {
 	uint64_t now = slabd_now_ns();
@@ -249,6 +287,18 @@ void commands_reap(struct slabd *d)
 		if (d->reap_ticks % 50 == 0 && now - d->last_grant_ns[id] > 1000000000ull)
 			sm_cache_trim(&d->arena, id, 16);
 		log_corruptions(d, id);
+	}
+	/* Every second: when the page allocator holds 4 MiB more free memory than at the
+	 * last punch, give the large free ranges back to the OS. */
+	if (d->reap_ticks % 50 == 25) {
+		uint64_t free_pages = 0;
+
+		for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++)
+			free_pages += SM_LOAD(&sm_region(&d->arena, n)->nr_free_pages);
+		if (free_pages > d->punched_at_free + 1024)
+			commands_punch(d);
+		else if (free_pages < d->punched_at_free)
+			d->punched_at_free = free_pages;
 	}
 }
 
@@ -343,7 +393,8 @@ json_t *commands_resume_reply(struct conn *c)
 	} else {
 		adopt_resume(c, g);
 		slabd_log(d, LOG_INFO, "client pid %d resumed slot %u", (int)c->pid, c->slot);
-		r = json_pack("{s:b, s:i, s:b, s:I, s:I}", "ok", 1, "client", (int)c->slot, "resumed", 1,
+		r = json_pack("{s:b, s:i, s:b, s:b, s:I, s:I}", "ok", 1, "client", (int)c->slot,
+			      "resumed", 1, "refs_kept", c->refs_kept,
 			      "generation", (json_int_t)d->arena.hdr->ah_generation, "arena_id",
 			      (json_int_t)(d->arena.hdr->ah_created_ns & (UINT64_MAX >> 1)));
 	}
@@ -517,7 +568,8 @@ static json_t *cmd_cache_shrink(struct conn *c, json_t *req, struct err *e)
 			if (sm_cache(&c->d->arena, id)->c_state != CACHE_UNUSED)
 				released += sm_cache_shrink(&c->d->arena, id);
 	}
-	return json_pack("{s:i}", "released_slabs", (int)released);
+	return json_pack("{s:i, s:I}", "released_slabs", (int)released, "punched_bytes",
+			 (json_int_t)(commands_punch(c->d) << SLAB_PAGE_SHIFT));
 }
 
 struct vreport {

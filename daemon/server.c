@@ -174,6 +174,15 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 
 void server_close_all(struct slabd *d)
 {
+	/* slabd is stopping, not its clients: they keep the arena mapped and go on with
+	 * what they hold, so their slots and magazines are left as they are for the next
+	 * slabd to adopt (adopt.c).  Only connections go. */
+	for (struct conn *c = d->conns; c; c = c->next)
+		if (c->role == CONN_CLIENT) {
+			c->role = CONN_NEW;
+			free(c->refs);
+			c->refs = NULL;
+		}
 	while (d->conns)
 		server_conn_free(d->conns);
 	if (d->listener) {
@@ -427,7 +436,8 @@ static void on_read(struct bufferevent *bev, void *arg)
 	char *line;
 	size_t len;
 
-	while (!c->closing && !c->fd_reply && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF))) {
+	while (!c->closing && !c->fd_reply && !c->adopt_ev &&
+	       (line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF))) {
 		bool keep = true;
 		int pending;
 

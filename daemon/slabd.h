@@ -57,6 +57,7 @@ struct conn {
 	bool                closing;   /* reply flushed, then freed */
 	bool                cutoff;    /* did not read its replies: freed at once */
 	bool                bye;       /* client.bye: disconnecting on purpose */
+	bool                refs_kept; /* resumed with its slot's references */
 	char               *fd_reply;  /* hello reply waiting to carry the arena fd */
 	struct event       *adopt_ev;  /* waiting for the arena fd a client hands back */
 	uint32_t            resume_slot; /* hello "resume": the slot it had */
@@ -118,6 +119,7 @@ struct slabd {
 	unsigned               nr_conns;
 	uint64_t               started_ns;
 	uint64_t               reap_ticks;    /* reap timer ticks (20 ms) */
+	uint64_t               punched_at_free; /* free pages when holes were last punched */
 	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
 	bool                   adopt_at_start; /* --arena-file held an arena */
 	uint32_t              *grant_streak;  /* per cache id: slabs of the last grant */
@@ -162,7 +164,10 @@ void server_watch_pid(struct conn *c);
 bool commands_dispatch(struct conn *c, const char *line, size_t len);
 /* Drop every reference c holds (a closing or dead client). */
 void commands_drop_refs(struct conn *c);
-/* Periodic work: drain discard queues, log corruptions found by debug caches. */
+/* Punch holes for free blocks of 64 KiB and more; returns the pages handed back. */
+uint64_t commands_punch(struct slabd *d);
+/* Periodic work: drain discard queues, trim free slabs, log corruptions found by debug
+ * caches, punch holes when much memory came free. */
 void commands_reap(struct slabd *d);
 /* A client connection is gone: remember it for clients.list. */
 void commands_client_gone(struct conn *c, uint64_t returned);

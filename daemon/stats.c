@@ -182,9 +182,14 @@ json_t *stats_cache(struct slabd *d, uint32_t id)
 
 		for (uint64_t i = total > SLAB_CORRUPT_LOG ? total - SLAB_CORRUPT_LOG : 0; i < total; i++) {
 			const struct slab_corruption *cr = &c->c_corrupt[i % SLAB_CORRUPT_LOG];
-			json_array_append_new(log, json_pack("{s:I, s:s, s:I, s:i, s:I}",
+			char found[24];
+
+			/* The bytes found, as hex: patterns like the red zone's do not fit a
+			 * signed JSON integer. */
+			snprintf(found, sizeof(found), "%#018llx", (unsigned long long)cr->sc_found);
+			json_array_append_new(log, json_pack("{s:I, s:s, s:s, s:i, s:I}",
 				"offset", (json_int_t)cr->sc_offset, "kind", sm_corruption_name(cr->sc_kind),
-				"found", (json_int_t)cr->sc_found, "pid", (int)cr->sc_pid,
+				"found", found, "pid", (int)cr->sc_pid,
 				"time_ns", (json_int_t)cr->sc_time_ns));
 		}
 		json_object_set_new(r, "corruption_log", log);

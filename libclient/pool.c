@@ -194,7 +194,7 @@ static int resume_client(slab_pool *p)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	json_t *r;
-	int fd, err = 0;
+	int fd, err = 0, reopen;
 
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -245,8 +245,10 @@ static int resume_client(slab_pool *p)
 		p->fd = -1;
 		return err ? err : -EPROTO;
 	}
+	/* A slot kept across a lost connection still holds our references. */
+	reopen = !json_is_true(json_object_get(r, "refs_kept"));
 	json_decref(r);
-	for (size_t i = 0; i < p->nr_names; i++) {
+	for (size_t i = 0; reopen && i < p->nr_names; i++) {
 		r = exchange(p, "cache.open", json_pack("{s:s}", "name", p->names[i]), &err, NULL);
 		json_decref(r);
 		if (!r && err == -ECONNRESET) {

@@ -94,7 +94,7 @@ static void test_poison(void **state)
 	e = find_corruption("dbg-poison", "poison", slab_offset(pool, o));
 	assert_non_null(e);
 	/* what was found: the 8 bytes at offset 16, with the 0x42 in them */
-	assert_int_equal((unsigned long long)th_jint(e, "found") & 0xff00, 0x4200);
+	assert_int_equal(strtoull(th_jstr(e, "found"), NULL, 16) & 0xff00, 0x4200);
 	assert_int_equal(th_jint(e, "pid"), getpid());
 	json_decref(e);
 	assert_true(th_validate(&daemon_, "dbg-poison") > 0); /* validate lists it */
@@ -126,7 +126,7 @@ static void test_red_zone(void **state)
 	E(slab_free(c, o)); /* the free itself goes on: the object is valid */
 	json_t *e = find_corruption("dbg-rz", "red zone", slab_offset(pool, o));
 	assert_non_null(e);
-	assert_int_equal((unsigned long long)th_jint(e, "found") & 0xff, 0x99);
+	assert_int_equal(strtoull(th_jstr(e, "found"), NULL, 16) & 0xff, 0x99);
 	json_decref(e);
 	assert_int_equal(corruptions("dbg-rz"), 1);
 	E(slab_cache_destroy(c));
