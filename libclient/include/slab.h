@@ -28,6 +28,12 @@
  *    caches, fresh slabs) fail with -ECONNRESET / -ECONNREFUSED while it is down.
  *  - Permissions: slabd admits only the uids/gids it is told to (its own uid and root by
  *    default); others get -EACCES at connect.
+ *  - NUMA: a thread allocates from its own node's slabs first (the node of the CPU it
+ *    runs on, looked up again on each slow path), then other nodes', then a fresh slab of
+ *    its node; an object freed on another node goes home in batches.  For tests,
+ *    SLAB_NODE=K in the environment (read at slab_pool_connect; a whole number from 0 to
+ *    the node count - 1, anything else is ignored) puts every thread of the process on
+ *    node K.  slabd --nodes N makes N virtual nodes on a smaller host.
  *  - Wrong frees (a pointer not from this cache, into an object's middle, outside the
  *    arena, NULL, or a repeated free caught on the fast path) return -EINVAL and change
  *    nothing; slabd counts them (invalid_free / double_free).  A double free that is not
