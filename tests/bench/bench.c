@@ -192,8 +192,10 @@ void bench_gate_wait(struct bench_gate *g, unsigned nworkers)
 		g->t_start = bench_now_ns();
 		__atomic_store_n(&g->go, 1, __ATOMIC_RELEASE);
 	}
+	unsigned spins = 0;
+
 	while (!__atomic_load_n(&g->go, __ATOMIC_ACQUIRE))
-		bench_pause();
+		bench_spin(&spins);
 }
 
 struct bench_ring *bench_ring_new(size_t cap)

@@ -19,6 +19,7 @@
 #ifndef SLABD_BENCH_H
 #define SLABD_BENCH_H
 
+#include <sched.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -119,15 +120,28 @@ static inline void bench_pause(void)
 #endif
 }
 
+/* A waiting loop's step: pause, and every 256 steps give the cpu away, so a waiter does
+ * not starve the side it waits for when the machine has more runnable threads than cpus
+ * (the same for every allocator; an idle 2-cpu machine never gets there). */
+static inline void bench_spin(unsigned *n)
+{
+	if (++*n & 255)
+		bench_pause();
+	else
+		sched_yield();
+}
+
 static inline void bench_ring_push(struct bench_ring_end *e, uint64_t v)
 {
 	struct bench_ring *r = e->r;
 
 	if (__builtin_expect(e->mine - e->other >= r->cap, 0)) {
+		unsigned spins = 0;
+
 		__atomic_store_n(&r->head, e->mine, __ATOMIC_RELEASE);
 		e->pub = e->mine;
 		while (e->mine - (e->other = __atomic_load_n(&r->tail, __ATOMIC_ACQUIRE)) >= r->cap)
-			bench_pause();
+			bench_spin(&spins);
 	}
 	r->slots[e->mine & r->mask] = v;
 	e->mine++;
@@ -149,10 +163,12 @@ static inline uint64_t bench_ring_pop(struct bench_ring_end *e)
 	uint64_t v;
 
 	if (__builtin_expect(e->mine == e->other, 0)) {
+		unsigned spins = 0;
+
 		__atomic_store_n(&r->tail, e->mine, __ATOMIC_RELEASE);
 		e->pub = e->mine;
 		while ((e->other = __atomic_load_n(&r->head, __ATOMIC_ACQUIRE)) == e->mine)
-			bench_pause();
+			bench_spin(&spins);
 	}
 	v = r->slots[e->mine & r->mask];
 	e->mine++;

@@ -24,6 +24,11 @@ static struct bench_daemon *started[MAX_DAEMONS];
 static struct bench_daemon driver_daemon;
 static pid_t owner;
 
+static void at_exit(void)
+{
+	bench_daemon_kill_all();
+}
+
 static int try_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -129,7 +134,10 @@ int bench_daemon_start(struct bench_daemon *d, const char *const *extra)
 		fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
-	owner = getpid();
+	if (owner != getpid()) {
+		owner = getpid();
+		atexit(at_exit); /* a child that exits early still stops its daemons */
+	}
 	started[slot] = d;
 	for (int i = 0; i < 500; i++) {
 		int fd = try_connect(d->socket), status;
@@ -206,10 +214,6 @@ void bench_daemon_kill_all(void)
 	}
 }
 
-static void at_exit(void)
-{
-	bench_daemon_kill_all();
-}
 
 int bench_daemon_ensure(void)
 {
@@ -225,7 +229,6 @@ int bench_daemon_ensure(void)
 		fprintf(stderr, "bench: no slabd answers on $SLABD_SOCKET=%s; starting a private one\n",
 			env);
 	}
-	atexit(at_exit);
 	if (bench_daemon_start(&driver_daemon, NULL))
 		return -1;
 	setenv("SLABD_SOCKET", driver_daemon.socket, 1);
@@ -278,6 +281,10 @@ int bench_arena_stats(const char *socket, struct bench_arena_stats *out)
 		out->size = (uint64_t)json_integer_value(json_object_get(r, "size"));
 		out->resident_bytes = (uint64_t)json_integer_value(json_object_get(r, "resident_bytes"));
 		out->meta_bytes = (uint64_t)json_integer_value(json_object_get(r, "meta_bytes"));
+		out->used_bytes = 0;
+		for (size_t i = 0; i < json_array_size(json_object_get(r, "nodes")); i++)
+			out->used_bytes += (uint64_t)json_integer_value(json_object_get(
+				json_array_get(json_object_get(r, "nodes"), i), "used_bytes"));
 		rc = 0;
 	}
 	json_decref(r);

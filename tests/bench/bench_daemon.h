@@ -29,6 +29,7 @@ void bench_daemon_kill_all(void) __attribute__((weak));
 
 struct bench_arena_stats {
 	uint64_t size, resident_bytes, meta_bytes;
+	uint64_t used_bytes;     /* summed over nodes: slabs, empty or not, and client areas */
 };
 /* arena.stats over a fresh connection; 0 or -1. */
 int  bench_arena_stats(const char *socket, struct bench_arena_stats *out);

@@ -80,8 +80,13 @@ int bench_child(const char *variant, int argc, char **argv)
 	}
 #endif
 	bench_pin(1);
-	if (ba_setup(&b, alloc, &o))
+	if (ba_setup(&b, alloc, &o)) {
+#ifdef BA_HAVE_SLABD
+		if (d.pid)
+			bench_daemon_stop(&d);
+#endif
 		return 0;
+	}
 	BA_DISPATCH(&b, cold_kernel(&b, K, objs, n, &cold, &warm));
 	bench_row("cold", variant, "ns/alloc", true, ref, cold / (double)n);
 	bench_row("warm", variant, "ns/alloc", true, ref, warm / (double)n);

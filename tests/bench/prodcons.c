@@ -19,8 +19,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/wait.h>
 
 #ifdef BA_HAVE_BOOST
@@ -317,13 +319,17 @@ static int iceoryx_2proc(const char *variant, long n, long warm)
 				iox_pub_storage_t st;
 				iox_pub_t pub;
 				long sent = 0;
+				unsigned spins = 0;
 
 				iox_pub_options_init(&po);
 				po.historyCapacity = 0;
 				po.subscriberTooSlowPolicy = ConsumerTooSlowPolicy_WAIT_FOR_CONSUMER;
 				pub = iox_pub_init(&st, "slabbench", instance, "obj", &po);
-				while (!iox_pub_has_subscribers(pub))
+				for (int ms = 0; !iox_pub_has_subscribers(pub); ms++) {
+					if (ms > 20000)
+						_exit(4); /* no subscriber connected within 20 s */
 					usleep(1000);
+				}
 				for (int phase = 0; phase < 2; phase++) {
 					long cnt = phase ? n : warm;
 
@@ -333,9 +339,9 @@ static int iceoryx_2proc(const char *variant, long n, long warm)
 
 						while (sent - (long)__atomic_load_n(&sh->released, __ATOMIC_ACQUIRE) >=
 						       ICEORYX_WINDOW)
-							bench_pause();
+							bench_spin(&spins);
 						while (iox_pub_loan_chunk(pub, &c, 64) != AllocationResult_SUCCESS)
-							bench_pause();
+							bench_spin(&spins);
 						*(uint64_t *)c = (uint64_t)sent;
 						iox_pub_publish_chunk(pub, c);
 					}
@@ -350,14 +356,18 @@ static int iceoryx_2proc(const char *variant, long n, long warm)
 				iox_sub_storage_t st;
 				iox_sub_t sub;
 				long got = 0;
+				unsigned spins = 0;
 
 				iox_sub_options_init(&so);
 				so.queueCapacity = 256;
 				so.historyRequest = 0;
 				so.queueFullPolicy = QueueFullPolicy_BLOCK_PRODUCER;
 				sub = iox_sub_init(&st, "slabbench", instance, "obj", &so);
-				while (iox_sub_get_subscription_state(sub) != SubscribeState_SUBSCRIBED)
+				for (int ms = 0; iox_sub_get_subscription_state(sub) != SubscribeState_SUBSCRIBED; ms++) {
+					if (ms > 20000)
+						_exit(4); /* not subscribed within 20 s */
 					usleep(1000);
+				}
 				for (int phase = 0; phase < 2; phase++) {
 					long cnt = phase ? n : warm;
 
@@ -366,7 +376,7 @@ static int iceoryx_2proc(const char *variant, long n, long warm)
 						const void *c;
 
 						if (iox_sub_take_chunk(sub, &c) != ChunkReceiveResult_SUCCESS) {
-							bench_pause();
+							bench_spin(&spins);
 							continue;
 						}
 						s += *(const uint64_t *)c;
@@ -385,11 +395,21 @@ static int iceoryx_2proc(const char *variant, long n, long warm)
 			_exit(0);
 		}
 	}
-	rc[0] = bench_wait(pid[0], 600);
-	rc[1] = bench_wait(pid[1], 600);
+	rc[0] = bench_wait(pid[0], 90);
+	rc[1] = bench_wait(pid[1], 5);
+	for (int role = 0; role < 2; role++) {
+		/* the runtimes leave their sockets and lock files in /tmp */
+		char f[96];
+
+		snprintf(f, sizeof(f), "/tmp/slabbench-%s-%d", role ? "pub" : "sub", (int)pid[role]);
+		unlink(f);
+		strcat(f, ".lock");
+		unlink(f);
+	}
 	if (rc[0] || rc[1]) {
-		bench_skip("%s: a worker process failed (exit %d, %d); is iox-roudi up?", variant, rc[0],
-			   rc[1]);
+		bench_skip("%s: a worker process failed or hung (subscriber %d, publisher %d; -1: killed "
+			   "after a timeout, 4: the subscription did not connect within 20 s)", variant,
+			   rc[0], rc[1]);
 		return 0;
 	}
 	if (check_sum(sh, warm, n, variant) == 0)
@@ -436,6 +456,23 @@ int bench_child(const char *variant, int argc, char **argv)
 #ifdef BA_HAVE_SLABD
 static pid_t roudi_pid;
 static char roudi_dir[64];
+static time_t roudi_started;
+
+/* iox-roudi does not always remove its shared memory and lock files when it stops after
+ * clients have come and gone: remove the ones our roudi made (not older than its start). */
+static void roudi_remove_leftovers(void)
+{
+	struct passwd *pw = getpwuid(getuid());
+	char user[96];
+	const char *files[] = { "/dev/shm/iceoryx_mgmt", user, "/tmp/roudi", "/tmp/roudi.lock",
+				"/tmp/iox-unique-roudi.lock" };
+	struct stat st;
+
+	snprintf(user, sizeof(user), "/dev/shm/%.80s", pw ? pw->pw_name : "root");
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
+		if (lstat(files[i], &st) == 0 && st.st_mtime >= roudi_started - 1)
+			unlink(files[i]);
+}
 
 static void roudi_skip(const char *why)
 {
@@ -470,6 +507,7 @@ int bench_driver_setup(void)
 	fprintf(f, "[general]\nversion = 1\n\n[[segment]]\n\n[[segment.mempool]]\nsize = 64\ncount = 16384\n");
 	fclose(f);
 	fflush(NULL);
+	roudi_started = time(NULL);
 	roudi_pid = fork();
 	if (roudi_pid == 0) {
 		int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -537,6 +575,7 @@ void bench_driver_teardown(void)
 			waitpid(roudi_pid, &status, 0);
 		}
 		roudi_pid = 0;
+		roudi_remove_leftovers();
 	}
 	if (roudi_dir[0]) {
 		snprintf(p, sizeof(p), "%s/roudi.toml", roudi_dir);
