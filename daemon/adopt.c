@@ -21,6 +21,7 @@
  * refs and its pidfd exactly as a connected client does (D2, D3 of slabd.h).
  */
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -170,6 +171,18 @@ int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
 
 /* ---- ghosts ----------------------------------------------------------------------------- */
 
+/* Is c's process still running?  Its pidfd says exactly: readable once the process has
+ * exited, zombie or reaped (kill(pid, 0) would call a zombie alive).  Without a pidfd
+ * nothing would ever tell slabd of its death, so its slot is not kept. */
+static bool process_alive(struct conn *c)
+{
+	struct pollfd pfd = { .fd = c->pidfd, .events = POLLIN };
+
+	if (c->pidfd >= 0)
+		return poll(&pfd, 1, 0) == 0;
+	return false;
+}
+
 bool adopt_keep_ghost(struct conn *c)
 {
 	struct slabd *d = c->d;
@@ -177,9 +190,8 @@ bool adopt_keep_ghost(struct conn *c)
 
 	/* Only a client whose process is alive and did not say goodbye (client.bye, sent
 	 * by slab_pool_disconnect after flushing): a dead one is reclaimed now. */
-	if (c->role != CONN_CLIENT || !c->bev || c->bye || kill(c->pid, 0) < 0)
+	if (c->role != CONN_CLIENT || !c->bev || c->bye || !process_alive(c))
 		return false;
-	/* (A zombie passes kill(); its pidfd is readable already and reclaims it.) */
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		return false;
@@ -190,11 +202,9 @@ bool adopt_keep_ghost(struct conn *c)
 	d->conns = g;
 	d->nr_conns++;
 	if (g->pidfd_ev) {
-		/* Move the pid watch to the ghost. */
+		/* Move the pid watch (the same pidfd) to the ghost. */
 		event_free(g->pidfd_ev);
 		g->pidfd_ev = NULL;
-		close(g->pidfd);
-		g->pidfd = -1;
 		server_watch_pid(g);
 	}
 	/* The original hands everything over. */

@@ -544,10 +544,11 @@ static void on_pidfd(evutil_socket_t fd, short what, void *arg)
 
 /* Watch the peer's process: its death ends the connection even if a child holds the
  * socket.  Called once the peer registers as a client. */
-void server_watch_pid(struct conn *c);
 void server_watch_pid(struct conn *c)
 {
-	int fd = (int)syscall(SYS_pidfd_open, c->pid, 0);
+	/* A connection handing its watch over (adopt.c) passes its pidfd along: a pid
+	 * opened again could already be reaped, or reused. */
+	int fd = c->pidfd >= 0 ? c->pidfd : (int)syscall(SYS_pidfd_open, c->pid, 0);
 
 	if (fd < 0) {
 		slabd_log(c->d, LOG_DEBUG, "pidfd_open(%d): %s", (int)c->pid, strerror(errno));

@@ -10,7 +10,8 @@
  *     Each worker keeps an exact ledger in shared memory: one slot per held object (the
  *     arena offset; written right after slab_alloc returns, zeroed only after slab_free
  *     returns, each a single store) and the call in flight (alloc / free / none).
- *   - Every 10-200 ms (random) the parent SIGKILLs a random worker, $SLAB_STORM_KILLS times
+ *   - Every 10-200 ms (random; kill times are scheduled, the accounting below runs in
+ *     between) the parent SIGKILLs a random worker, $SLAB_STORM_KILLS times
  *     (default 200; `make soak`: 5000), and replaces it.  After each kill it:
  *       * reads the dead worker's step word (shm/testpoint.h: SM_STEP_*, compiled only into
  *         libslab-hooks.a): non-zero means the kill landed inside a slow-path step (after
@@ -84,7 +85,9 @@ static struct th_daemon daemon_;
 static int setup(void **state)
 {
 	(void)state;
-	return th_start(&daemon_, NULL);
+	/* 16 MiB: ample for 4 x 1000 objects, and it keeps clients.list cheap (it scans the
+	 * arena for each recently dead client's objects_left). */
+	return th_start(&daemon_, (const char *const[]){ "--arena-size", "16M", NULL });
 }
 
 static int teardown(void **state)
@@ -118,6 +121,41 @@ static long long realtime_ns(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* For a failure's report: slabd's log lines that mention `needle`. */
+static void print_log_lines(const char *needle)
+{
+	FILE *f = fopen(daemon_.log, "r");
+	char line[512];
+	unsigned n = 0;
+
+	if (!f)
+		return;
+	fprintf(stderr, "---- slabd log lines with \"%s\" ----\n", needle);
+	while (fgets(line, sizeof(line), f) && n < 40)
+		if (strstr(line, needle)) {
+			fputs(line, stderr);
+			n++;
+		}
+	fclose(f);
+}
+
+/* For a failure's report: where slabd sleeps (a futex: a lock nobody wakes it from). */
+static void print_daemon_wchan(void)
+{
+	char path[64], wchan[128] = "?";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/wchan", (int)daemon_.pid);
+	f = fopen(path, "r");
+	if (f) {
+		if (!fgets(wchan, sizeof(wchan), f))
+			snprintf(wchan, sizeof(wchan), "?");
+		fclose(f);
+	}
+	fprintf(stderr, "storm: slabd (pid %d) does not answer; it sleeps in %s\n",
+		(int)daemon_.pid, wchan);
 }
 
 static uint64_t cookie_of(uint64_t off, pid_t pid)
@@ -277,8 +315,10 @@ static void spawn_worker(struct storm *s, unsigned w)
 		    si.si_pid == pid)
 			fail_msg("worker %d died while starting (exit %d)", (int)pid,
 				 th_wait_child(pid, 1));
-		if (now_ms() > deadline)
+		if (now_ms() > deadline) {
+			print_daemon_wchan();
 			fail_msg("worker %d did not start within 10 s", (int)pid);
+		}
 		sleep_ms(1);
 	}
 }
@@ -305,6 +345,8 @@ static long long died_ns(pid_t pid)
 	long long died = 0;
 	size_t i;
 
+	if (!r)
+		print_daemon_wchan();
 	th_assert_ok(r, "clients.list");
 	json_array_foreach(json_object_get(r, "clients"), i, cl)
 		if (th_jint(cl, "pid") == pid) {
@@ -326,6 +368,8 @@ static long long reclaim(pid_t pid)
 				   "\"name\":\"%s\"}", (int)pid, CACHE_NAME);
 	long long n;
 
+	if (!r)
+		print_daemon_wchan();
 	th_assert_ok(r, "cache.reclaim");
 	n = th_jint(r, "reclaimed");
 	json_decref(r);
@@ -347,7 +391,7 @@ static void test_storm(void **state)
 	unsigned kills = ks && *ks ? (unsigned)strtoul(ks, NULL, 10) : 200;
 	unsigned in_step = 0, in_refill = 0, in_flush = 0, in_locked = 0, in_call = 0;
 	unsigned in_alloc_extra = 0, in_free_gone = 0;
-	long long reclaimed = 0, ledger_total = 0, *lat, t_start = now_ms(), list_ns = 0;
+	long long reclaimed = 0, ledger_total = 0, *lat, t_start = now_ms(), list_ns = 0, t_next;
 	unsigned polls = 0;
 	bool verbose = getenv("SLAB_STORM_VERBOSE") != NULL;
 	struct storm s = { .seed = ss && *ss ? strtoull(ss, NULL, 0) : 0x5eed0f57011ULL };
@@ -380,13 +424,20 @@ static void test_storm(void **state)
 	for (unsigned w = 0; w < NW; w++)
 		spawn_worker(&s, w);
 
+	t_next = now_ms();
 	for (unsigned k = 0; k < kills; k++) {
 		unsigned w, step, inflight, ledger = 0;
 		long long t_kill, died, n;
 		pid_t pid;
 		struct wslot *ws;
 
-		sleep_ms(10 + (long)(th_rand(&rng) % 191));
+		/* Kill k comes 10-200 ms after kill k - 1 (the accounting of k - 1 runs in
+		 * that time; if it took longer, at once). */
+		t_next += 10 + (long long)(th_rand(&rng) % 191);
+		if (now_ms() < t_next)
+			sleep_ms((long)(t_next - now_ms()));
+		else
+			t_next = now_ms();
 		check_workers_alive(&s);
 		w = (unsigned)(th_rand(&rng) % NW);
 		ws = &s.sh->w[w];
@@ -427,9 +478,15 @@ static void test_storm(void **state)
 			polls++;
 			if (died >= 0)
 				break;
-			if (now_ms() > dl)
-				fail_msg("slabd still lists the dead pid %d after %d ms", (int)pid,
+			if (now_ms() > dl) {
+				char needle[32];
+
+				snprintf(needle, sizeof(needle), "pid %d ", (int)pid);
+				print_log_lines(needle);
+				fail_msg("slabd still lists the dead pid %d after %d ms (reaped by "
+					 "its parent at once: a lost pid watch?)", (int)pid,
 					 GONE_WAIT_MS);
+			}
 		}
 		lat[k] = died - t_kill;
 
