@@ -73,6 +73,7 @@ struct slab_pool {
 	size_t             nr_idle, idle_cap;
 	int                forced_node;    /* $SLAB_NODE, or -1 */
 	slab_cache        *kmalloc[SLAB_KMALLOC_NR];
+	slab_cache        *kmalloc_by_cid[SLAB_MAX_CACHES]; /* cache id -> kmalloc handle */
 	struct slab_pool  *next_pool;      /* all pools, for fork handling */
 	uint64_t           arena_id;       /* slabd's id of the arena (resume after restart) */
 	char             (*names)[SLAB_NAME_MAX]; /* open handles' caches (rpc_lock) */
