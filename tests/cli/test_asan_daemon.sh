@@ -5,7 +5,8 @@
 #   - every request of the fuzz corpus (tests/fuzz/corpus/protocol/, valid and invalid),
 #     each on its own connection, then all of them on one connection;
 #   - 1 MiB of random bytes on one connection, 8 more runs of 128 KiB with other seeds
-#     (one after a client hello), and 256 KiB of random bytes without a single newline;
+#     (one after a client hello), and 256 KiB of random bytes without a single newline
+#     (and 70000 such bytes, which get EMSGSIZE);
 #   - after all that the daemon is alive, answers cache.list and a clean cache.validate,
 #     exits 0 on SIGTERM, and its log holds no AddressSanitizer, LeakSanitizer or UBSan
 #     report.
@@ -105,7 +106,12 @@ done
 head -c 400000 /dev/urandom | tr -d '\n' | head -c 262144 >"$tmp/r"
 send "$tmp/r"
 alive "after 256 KiB without a newline"
-grep -q EMSGSIZE "$tmp/out" || die "no EMSGSIZE for 256 KiB without a newline: $(head -c 300 "$tmp/out")"
+# 70000 bytes without a newline, in one write (so socat is not stopped by EPIPE before it
+# reads the answer): EMSGSIZE.
+head -c 70000 "$tmp/r" >"$tmp/r70"
+socat -b 131072 -t 3 -T 10 - "UNIX-CONNECT:$sock" <"$tmp/r70" >"$tmp/out" 2>/dev/null
+alive "after 70000 bytes without a newline"
+grep -q EMSGSIZE "$tmp/out" || die "no EMSGSIZE for 70000 bytes without a newline: $(head -c 300 "$tmp/out")"
 
 printf '{"id":"L","cmd":"cache.list"}\n' | socat -t 3 - "UNIX-CONNECT:$sock" >"$tmp/out" 2>/dev/null
 grep -q '"id":"L","ok":true' "$tmp/out" || die "cache.list not answered: $(cat "$tmp/out")"
