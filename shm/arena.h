@@ -91,6 +91,8 @@ static inline unsigned sm_page_node(const struct sm_arena *a, uint32_t idx)
 {
 	const struct slab_arena_hdr *h = a->hdr;
 
+	if (likely(h->ah_nr_nodes == 1))
+		return idx - h->ah_nodes[0].nr_first_page < h->ah_nodes[0].nr_nr_pages ? 0 : SLAB_NIL;
 	for (unsigned n = 0; n < h->ah_nr_nodes; n++)
 		if (idx - h->ah_nodes[n].nr_first_page < h->ah_nodes[n].nr_nr_pages)
 			return n;

@@ -137,29 +137,41 @@ static void move_slab(struct sm_arena *a, struct slab_cache_node *n, uint32_t he
 	sm_list_add_tail(a->pages, list_of(n, to), head);
 }
 
-/* slab_get_obj.  Order matters to a holder that dies half-way (validate.c:sm_node_repair):
- * the object is written to its destination first, then marked ACTIVE, then the free chain
- * moves on.  A death before ACTIVE leaves it free in its slab (repair drops the copy); a
- * death after leaves it out and held by the destination (slabd's reclaim returns it). */
-static int slab_get_obj(struct sm_arena *a, struct slab_cache_desc *c, uint32_t head,
-			uint64_t *off)
+/* slab_get_obj, for up to want objects of one slab.  Order matters to a holder that dies
+ * half-way (validate.c:sm_node_repair): each object is written to its destination first,
+ * then marked ACTIVE; a death before that leaves it free in its slab (repair drops the
+ * copy), after it out and held by the destination (slabd's reclaim returns it).  The
+ * head's pg_free and pg_inuse are stored once at the end: repair rebuilds them from the
+ * bufctl anyway.  Returns how many were taken; a corrupt chain stops it early. */
+static unsigned slab_get_objs(struct sm_arena *a, struct slab_cache_desc *c, uint32_t head,
+			      uint64_t *dst, unsigned want, int *corrupt)
 {
 	struct slab_page *pg = &a->pages[head];
 	uint8_t *slab = sm_slab_addr(a, head);
-	unsigned idx = pg->pg_free, next;
+	uint64_t base = (uint64_t)head << SLAB_PAGE_SHIFT;
+	unsigned idx = pg->pg_free, inuse = pg->pg_inuse, got = 0;
+	unsigned mark = c->c_flags & SM_DEBUG ? BUFCTL_CACHED : BUFCTL_ACTIVE;
 
-	if (unlikely(idx >= c->c_num))
-		return -EFAULT; /* chain corrupt or empty: validate reports it */
-	next = sm_bufctl_get(c, slab, idx);
-	__atomic_store_n(off, ((uint64_t)head << SLAB_PAGE_SHIFT) + (uint64_t)idx * c->c_size,
-			 __ATOMIC_RELAXED);
-	SM_BARRIER();
-	/* SLAB_DEBUG tells cached from allocated objects (debug.h). */
-	sm_bufctl_set(c, slab, idx, c->c_flags & SM_DEBUG ? BUFCTL_CACHED : BUFCTL_ACTIVE);
-	SM_BARRIER();
-	pg->pg_free = (uint16_t)next;
-	pg->pg_inuse++;
-	return 0;
+	if (want > c->c_num - inuse)
+		want = c->c_num - inuse;
+	while (got < want) {
+		unsigned next;
+
+		if (unlikely(idx >= c->c_num)) {
+			*corrupt = 1; /* chain corrupt or short: validate reports it */
+			break;
+		}
+		next = sm_bufctl_get(c, slab, idx);
+		__atomic_store_n(&dst[got], base + (uint64_t)idx * c->c_size, __ATOMIC_RELAXED);
+		SM_BARRIER();
+		sm_bufctl_set(c, slab, idx, mark);
+		SM_BARRIER();
+		idx = next;
+		got++;
+	}
+	pg->pg_free = (uint16_t)idx;
+	pg->pg_inuse = (uint16_t)(inuse + got);
+	return got;
 }
 
 unsigned sm_do_alloc_objs(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
@@ -178,13 +190,10 @@ unsigned sm_do_alloc_objs(struct sm_arena *a, struct slab_cache_desc *c, unsigne
 				break;
 			move_slab(a, n, h, PG_SLAB_PARTIAL);
 		}
-		while (got < want && a->pages[h].pg_inuse < c->c_num) {
-			if (slab_get_obj(a, c, h, &dst[got])) {
-				corrupt = 1;
-				break;
-			}
-			got++;
-			n->n_free_objects--;
+		{
+			unsigned k = slab_get_objs(a, c, h, dst + got, want - got, &corrupt);
+			got += k;
+			n->n_free_objects -= k;
 		}
 		/* A corrupt chain parks its slab on the full list, where nothing more is taken
 		 * from it and validate reports it. */
@@ -204,8 +213,11 @@ static int slab_put_obj(struct sm_arena *a, struct slab_cache_desc *c, unsigned 
 	uint8_t *slab;
 	unsigned e;
 
-	if (sm_obj_lookup(a, c, off, &head, &idx) != OBJ_OK || sm_slab_node(a, head) != node)
-		return STAT_INVALID_FREE;
+	const struct slab_node_region *r = sm_region(a, node);
+
+	if (sm_obj_lookup(a, c, off, &head, &idx) != OBJ_OK ||
+	    head - r->nr_first_page >= r->nr_nr_pages)
+		return STAT_INVALID_FREE; /* not an object of c on this node */
 	pg = &a->pages[head];
 	if (pg->pg_state != PG_SLAB_PARTIAL && pg->pg_state != PG_SLAB_FULL)
 		return STAT_DOUBLE_FREE; /* every object of an empty slab is already free */
