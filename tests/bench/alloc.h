@@ -282,6 +282,36 @@ BA_AI void *ba_from_wire(struct ba *b, const int K, uint64_t v, bool xproc)
 	return (void *)(uintptr_t)v;
 }
 
+/* ---- loops several workloads time (always_inline: each stays a copy in its kernel) ---- */
+
+/* n pairs of the `hot` body: alloc, write the first word, let the pointer escape, free. */
+BA_AI void ba_pairs(struct ba *b, const int K, long n)
+{
+	for (long i = 0; i < n; i++) {
+		uint64_t *p = ba_alloc(b, K);
+		p[0] = (uint64_t)i;
+		bench_escape(p);
+		ba_free(b, K, p);
+	}
+}
+
+/* Allocate objs[0..n-1], writing each one's first word (its index). */
+BA_AI void ba_alloc_n(struct ba *b, const int K, void **objs, long n)
+{
+	for (long i = 0; i < n; i++) {
+		uint64_t *p = ba_alloc(b, K);
+		p[0] = (uint64_t)i;
+		objs[i] = p;
+	}
+}
+
+/* Free objs[0..n-1], first to last. */
+BA_AI void ba_free_n(struct ba *b, const int K, void **objs, long n)
+{
+	for (long i = 0; i < n; i++)
+		ba_free(b, K, objs[i]);
+}
+
 #ifdef BA_HAVE_SLABD
 #define BA_CASE_SLABD(stmt) case BA_SLABD: { const int K = BA_SLABD; stmt; } break;
 #else

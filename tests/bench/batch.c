@@ -26,18 +26,13 @@ BA_AI double batch_round(struct ba *b, const int K, void **objs, void **tmp, con
 	double t0, t1, t2, t3;
 
 	t0 = bench_now_ns();
-	for (long i = 0; i < n; i++) {
-		uint64_t *p = ba_alloc(b, K);
-		p[0] = (uint64_t)i;
-		objs[i] = p;
-	}
+	ba_alloc_n(b, K, objs, n);
 	t1 = bench_now_ns();
 	if (order) {
 		for (long i = 0; i < n; i++)
 			tmp[i] = objs[order[i]];
 		t2 = bench_now_ns();
-		for (long i = 0; i < n; i++)
-			ba_free(b, K, tmp[i]);
+		ba_free_n(b, K, tmp, n);
 	} else {
 		t2 = bench_now_ns();
 		for (long i = n - 1; i >= 0; i--)

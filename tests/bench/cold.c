@@ -30,26 +30,16 @@ BA_AI double alloc_all(struct ba *b, const int K, void **objs, long n)
 {
 	double t = bench_now_ns();
 
-	for (long i = 0; i < n; i++) {
-		uint64_t *p = ba_alloc(b, K);
-		p[0] = (uint64_t)i;
-		objs[i] = p;
-	}
+	ba_alloc_n(b, K, objs, n);
 	return bench_now_ns() - t;
-}
-
-BA_AI void free_all(struct ba *b, const int K, void **objs, long n)
-{
-	for (long i = 0; i < n; i++)
-		ba_free(b, K, objs[i]);
 }
 
 BA_AI void cold_kernel(struct ba *b, const int K, void **objs, long n, double *cold, double *warm)
 {
 	*cold = alloc_all(b, K, objs, n);
-	free_all(b, K, objs, n);
+	ba_free_n(b, K, objs, n);
 	*warm = alloc_all(b, K, objs, n);
-	free_all(b, K, objs, n);
+	ba_free_n(b, K, objs, n);
 }
 
 int bench_child(const char *variant, int argc, char **argv)

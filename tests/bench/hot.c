@@ -22,19 +22,9 @@ BA_AI double hot_kernel(struct ba *b, const int K, long n)
 {
 	double t;
 
-	for (long i = 0; i < n / 10 + 10000; i++) {
-		uint64_t *p = ba_alloc(b, K);
-		p[0] = (uint64_t)i;
-		bench_escape(p);
-		ba_free(b, K, p);
-	}
+	ba_pairs(b, K, n / 10 + 10000);
 	t = bench_now_ns();
-	for (long i = 0; i < n; i++) {
-		uint64_t *p = ba_alloc(b, K);
-		p[0] = (uint64_t)i;
-		bench_escape(p);
-		ba_free(b, K, p);
-	}
+	ba_pairs(b, K, n);
 	return (bench_now_ns() - t) / (double)n;
 }
 

@@ -31,16 +31,6 @@ const struct bench_variant bench_variants[] = {
 	{ NULL, NULL },
 };
 
-BA_AI void pairs(struct ba *b, const int K, long n)
-{
-	for (long i = 0; i < n; i++) {
-		uint64_t *p = ba_alloc(b, K);
-		p[0] = (uint64_t)i;
-		bench_escape(p);
-		ba_free(b, K, p);
-	}
-}
-
 static uint64_t loop_buf[8];
 
 __attribute__((noinline)) void instr_pairs(struct ba *b, long n);
@@ -54,7 +44,7 @@ __attribute__((noinline)) void instr_pairs(struct ba *b, long n)
 		}
 		return;
 	}
-	BA_DISPATCH(b, pairs(b, K, n));
+	BA_DISPATCH(b, ba_pairs(b, K, n));
 }
 
 /* Inside valgrind: warm up, then the measured call. */
@@ -69,7 +59,7 @@ static int inner(const char *variant, long n)
 	}
 	if (ba_setup(&b, !strcmp(variant, "slabd-so") ? "slabd" : variant, &o))
 		return 1;
-	BA_DISPATCH(&b, pairs(&b, K, 20000));
+	BA_DISPATCH(&b, ba_pairs(&b, K, 20000));
 	instr_pairs(&b, n);
 	ba_teardown(&b);
 	return 0;

@@ -33,16 +33,12 @@ const struct bench_variant bench_variants[] = {
 
 static void alloc_n(struct ba *b, void **objs, long n)
 {
-	BA_DISPATCH(b, for (long i = 0; i < n; i++) {
-		uint64_t *p = ba_alloc(b, K);
-		p[0] = (uint64_t)i;
-		objs[i] = p;
-	});
+	BA_DISPATCH(b, ba_alloc_n(b, K, objs, n));
 }
 
 static void free_n(struct ba *b, void **objs, long n)
 {
-	BA_DISPATCH(b, for (long i = 0; i < n; i++) ba_free(b, K, objs[i]));
+	BA_DISPATCH(b, ba_free_n(b, K, objs, n));
 }
 
 static void rows(const char *variant, bool ref, double peak, double after_free, double after_shrink)

@@ -30,23 +30,13 @@ struct job {
 	long n;
 };
 
-BA_AI void hot_loop(struct ba *b, const int K, long n)
-{
-	for (long i = 0; i < n; i++) {
-		uint64_t *p = ba_alloc(b, K);
-		p[0] = (uint64_t)i;
-		bench_escape(p);
-		ba_free(b, K, p);
-	}
-}
-
 static int worker(void *arg)
 {
 	struct job *j = arg;
 
-	BA_DISPATCH(j->b, hot_loop(j->b, K, j->n / 10 + 10000));
+	BA_DISPATCH(j->b, ba_pairs(j->b, K, j->n / 10 + 10000));
 	bench_gate_wait(j->g, j->nworkers);
-	BA_DISPATCH(j->b, hot_loop(j->b, K, j->n));
+	BA_DISPATCH(j->b, ba_pairs(j->b, K, j->n));
 	j->g->t_end[j->idx] = bench_now_ns();
 	return 0;
 }

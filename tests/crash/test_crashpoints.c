@@ -38,7 +38,6 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -85,26 +84,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	th_kill_children();
-	if (daemon_.pid)
-		th_stop(&daemon_);
+	th_teardown(&daemon_);
 	return 0;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static uint64_t cookie_of(uint64_t off)
@@ -236,7 +217,7 @@ static struct ledger *ledger_new(void)
  * deadline passes (-1). */
 static int wait_stopped(pid_t pid, int timeout_ms)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = th_now_ms() + timeout_ms;
 
 	for (;;) {
 		siginfo_t si;
@@ -252,9 +233,9 @@ static int wait_stopped(pid_t pid, int timeout_ms)
 				return si.si_status == SIGSTOP ? 0 : 1000 + si.si_status;
 			return si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
 		}
-		if (now_ms() > deadline)
+		if (th_now_ms() > deadline)
 			return -1;
-		sleep_ms(1);
+		th_sleep_ms(1);
 	}
 }
 
@@ -275,13 +256,13 @@ static bool client_listed(pid_t pid)
 
 static void wait_reclaimed(pid_t pid)
 {
-	long long deadline = now_ms() + GONE_WAIT_MS;
+	long long deadline = th_now_ms() + GONE_WAIT_MS;
 
 	while (client_listed(pid)) {
-		if (now_ms() > deadline)
+		if (th_now_ms() > deadline)
 			fail_msg("slabd still lists the dead pid %d after %d ms", (int)pid,
 				 GONE_WAIT_MS);
-		sleep_ms(1);
+		th_sleep_ms(1);
 	}
 }
 
@@ -361,10 +342,10 @@ static void run_case(const struct point_case *pc)
 		th_track_child(racer);
 		/* It registers, binds a magazine and blocks in its first refill on the
 		 * node lock the stopped child holds: it can allocate nothing. */
-		for (long long dl = now_ms() + 5000; rl->phase != 1; sleep_ms(1))
-			if (now_ms() > dl)
+		for (long long dl = th_now_ms() + 5000; rl->phase != 1; th_sleep_ms(1))
+			if (th_now_ms() > dl)
 				fail_msg("the racer did not start");
-		sleep_ms(150);
+		th_sleep_ms(150);
 		if (rl->allocs != 0)
 			fail_msg("%s: the racer allocated %u objects while the child held the node lock",
 				 pc->point, rl->allocs);

@@ -93,26 +93,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	th_kill_children();
-	if (daemon_.pid)
-		th_stop(&daemon_);
+	th_teardown(&daemon_);
 	return 0;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static long long realtime_ns(void)
@@ -307,19 +289,16 @@ static void spawn_worker(struct storm *s, unsigned w)
 	th_track_child(pid);
 	ws->pid = pid;
 	/* Ready: registered with slabd (so listed in clients.list) and allocating. */
-	deadline = now_ms() + 10000;
+	deadline = th_now_ms() + 10000;
 	while (!ws->ready) {
-		siginfo_t si = { 0 };
-
-		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-		    si.si_pid == pid)
+		if (th_child_exited(pid))
 			fail_msg("worker %d died while starting (exit %d)", (int)pid,
 				 th_wait_child(pid, 1));
-		if (now_ms() > deadline) {
+		if (th_now_ms() > deadline) {
 			print_daemon_wchan();
 			fail_msg("worker %d did not start within 10 s", (int)pid);
 		}
-		sleep_ms(1);
+		th_sleep_ms(1);
 	}
 }
 
@@ -328,10 +307,8 @@ static void check_workers_alive(struct storm *s)
 {
 	for (unsigned w = 0; w < NW; w++) {
 		pid_t pid = s->sh->w[w].pid;
-		siginfo_t si = { 0 };
 
-		if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
-		    si.si_pid == pid)
+		if (th_child_exited(pid))
 			fail_msg("worker %d ended on its own: exit %d", (int)pid,
 				 th_wait_child(pid, 1));
 	}
@@ -391,7 +368,7 @@ static void test_storm(void **state)
 	unsigned kills = ks && *ks ? (unsigned)strtoul(ks, NULL, 10) : 200;
 	unsigned in_step = 0, in_refill = 0, in_flush = 0, in_locked = 0, in_call = 0;
 	unsigned in_alloc_extra = 0, in_free_gone = 0;
-	long long reclaimed = 0, ledger_total = 0, *lat, t_start = now_ms(), list_ns = 0, t_next;
+	long long reclaimed = 0, ledger_total = 0, *lat, t_start = th_now_ms(), list_ns = 0, t_next;
 	unsigned polls = 0;
 	bool verbose = getenv("SLAB_STORM_VERBOSE") != NULL;
 	struct storm s = { .seed = ss && *ss ? strtoull(ss, NULL, 0) : 0x5eed0f57011ULL };
@@ -424,7 +401,7 @@ static void test_storm(void **state)
 	for (unsigned w = 0; w < NW; w++)
 		spawn_worker(&s, w);
 
-	t_next = now_ms();
+	t_next = th_now_ms();
 	for (unsigned k = 0; k < kills; k++) {
 		unsigned w, step, inflight, ledger = 0;
 		long long t_kill, died, n;
@@ -434,10 +411,10 @@ static void test_storm(void **state)
 		/* Kill k comes 10-200 ms after kill k - 1 (the accounting of k - 1 runs in
 		 * that time; if it took longer, at once). */
 		t_next += 10 + (long long)(th_rand(&rng) % 191);
-		if (now_ms() < t_next)
-			sleep_ms((long)(t_next - now_ms()));
+		if (th_now_ms() < t_next)
+			th_sleep_ms((long)(t_next - th_now_ms()));
 		else
-			t_next = now_ms();
+			t_next = th_now_ms();
 		check_workers_alive(&s);
 		w = (unsigned)(th_rand(&rng) % NW);
 		ws = &s.sh->w[w];
@@ -470,7 +447,7 @@ static void test_storm(void **state)
 			fail_msg("worker %d died inside a step but outside any libslab call", (int)pid);
 
 		/* slabd returns its magazines when it notices; the pid then leaves "clients". */
-		for (long long dl = now_ms() + GONE_WAIT_MS; ; sleep_ms(1)) {
+		for (long long dl = th_now_ms() + GONE_WAIT_MS; ; th_sleep_ms(1)) {
 			long long t0 = realtime_ns();
 
 			died = died_ns(pid);
@@ -478,7 +455,7 @@ static void test_storm(void **state)
 			polls++;
 			if (died >= 0)
 				break;
-			if (now_ms() > dl) {
+			if (th_now_ms() > dl) {
 				char needle[32];
 
 				snprintf(needle, sizeof(needle), "pid %d ", (int)pid);
@@ -559,7 +536,8 @@ static void test_storm(void **state)
 	printf("storm: reclaim latency (SIGKILL to magazines returned): median %.3f ms, max %.3f ms\n",
 	       (double)lat[kills / 2] / 1e6, (double)lat[kills - 1] / 1e6);
 	printf("storm: %u workers in all, %.1f s; %u clients.list polls, %.3f ms each on average\n",
-	       s.spawned, (double)(now_ms() - t_start) / 1e3, polls, (double)list_ns / polls / 1e6);
+	       s.spawned, (double)(th_now_ms() - t_start) / 1e3, polls,
+	       (double)list_ns / polls / 1e6);
 	free(lat);
 	munmap(s.steps, SM_STEP_PAGE_SLOTS * sizeof(uint32_t));
 	close(s.stepfd);

@@ -43,7 +43,7 @@ static bool installed;
 
 /* ---- small utilities ---------------------------------------------------------------- */
 
-static void sleep_ms(long ms)
+void th_sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
@@ -51,12 +51,49 @@ static void sleep_ms(long ms)
 		;
 }
 
-static long long now_ms(void)
+long long th_now_ms(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* th_write_all and th_read_all: all len bytes, a write or read at a time, retried on
+ * EINTR; each read first waits up to timeout_ms for data (< 0: forever). */
+static int transfer_all(int fd, char *p, size_t len, bool reading, int timeout_ms)
+{
+	while (len) {
+		ssize_t n;
+
+		if (reading) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			int pr = poll(&pfd, 1, timeout_ms);
+
+			if (pr < 0 && errno == EINTR)
+				continue;
+			if (pr <= 0)
+				return -1;
+		}
+		n = reading ? read(fd, p, len) : write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int th_write_all(int fd, const void *buf, size_t len)
+{
+	return transfer_all(fd, (char *)buf, len, false, -1); /* buf is only written out */
+}
+
+int th_read_all(int fd, void *buf, size_t len, int timeout_ms)
+{
+	return transfer_all(fd, buf, len, true, timeout_ms);
 }
 
 /* Async-signal-safe write of a string to stderr. */
@@ -345,9 +382,17 @@ static int decode_status(int status)
 	return -1;
 }
 
+bool th_child_exited(pid_t pid)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
+}
+
 int th_wait_child(pid_t pid, int timeout_s)
 {
-	long long deadline = now_ms() + (long long)timeout_s * 1000;
+	long long deadline = th_now_ms() + (long long)timeout_s * 1000;
 	struct th_rec *r = rec_find(pid);
 	int status;
 
@@ -362,7 +407,7 @@ int th_wait_child(pid_t pid, int timeout_s)
 				r->pid = 0;
 			return -1;
 		}
-		if (now_ms() > deadline) {
+		if (th_now_ms() > deadline) {
 			fprintf(stderr, "harness: child %d still running after %d s: killing it\n",
 				(int)pid, timeout_s);
 			kill(pid, SIGKILL);
@@ -371,7 +416,7 @@ int th_wait_child(pid_t pid, int timeout_s)
 				r->pid = 0;
 			return -1;
 		}
-		sleep_ms(5);
+		th_sleep_ms(5);
 	}
 	if (r)
 		r->pid = 0;
@@ -380,7 +425,7 @@ int th_wait_child(pid_t pid, int timeout_s)
 
 /* ---- the daemon ------------------------------------------------------------------------- */
 
-static int slabd_binary(char *buf, size_t cap)
+int th_slabd_bin(char *buf, size_t cap)
 {
 	const char *env = getenv("SLABD_BIN");
 	char exe[PATH_MAX], *slash;
@@ -434,6 +479,19 @@ static void print_log_tail(const char *path, int lines)
 	fprintf(stderr, "---- last lines of %s ----\n%s---- end of log ----\n", path, p);
 }
 
+bool th_log_has(const struct th_daemon *d, const char *needle)
+{
+	FILE *f = fopen(d->log, "r");
+	char line[1024];
+	bool found = false;
+
+	assert_non_null(f);
+	while (!found && fgets(line, sizeof(line), f))
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
 static int try_connect(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -465,7 +523,7 @@ static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool
 	struct th_rec *r;
 	long long deadline;
 
-	if (slabd_binary(bin, sizeof(bin)))
+	if (th_slabd_bin(bin, sizeof(bin)))
 		goto fail_files;
 	argv[n++] = bin;
 	argv[n++] = "--socket";
@@ -524,7 +582,7 @@ static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool
 	d->pid = pid;
 	d->killed = false;
 
-	deadline = now_ms() + TH_START_MS;
+	deadline = th_now_ms() + TH_START_MS;
 	for (;;) {
 		int fd = try_connect(d->socket);
 
@@ -545,9 +603,9 @@ static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool
 			rec_remove_files(r);
 			return -1;
 		}
-		if (now_ms() > deadline)
+		if (th_now_ms() > deadline)
 			break;
-		sleep_ms(10);
+		th_sleep_ms(10);
 	}
 	fprintf(stderr, "harness: slabd did not accept on %s within %d ms\n", d->socket,
 		TH_START_MS);
@@ -635,9 +693,9 @@ int th_stop(struct th_daemon *d)
 		return -1;
 	r = rec_find(d->pid);
 	kill(d->pid, SIGTERM);
-	deadline = now_ms() + TH_STOP_MS;
-	while ((w = waitpid(d->pid, &status, WNOHANG)) == 0 && now_ms() < deadline)
-		sleep_ms(5);
+	deadline = th_now_ms() + TH_STOP_MS;
+	while ((w = waitpid(d->pid, &status, WNOHANG)) == 0 && th_now_ms() < deadline)
+		th_sleep_ms(5);
 	if (w != d->pid) {
 		fprintf(stderr, "harness: slabd pid %d ignored SIGTERM for %d ms: SIGKILL\n",
 			(int)d->pid, TH_STOP_MS);
@@ -665,6 +723,19 @@ int th_stop(struct th_daemon *d)
 			fprintf(stderr, "harness: rmdir %s: %s\n", d->dir, strerror(errno));
 	}
 	return rc;
+}
+
+void th_start_or_fail(struct th_daemon *d, const char *const *extra_args)
+{
+	if (th_start(d, extra_args))
+		fail_msg("slabd did not start");
+}
+
+void th_teardown(struct th_daemon *d)
+{
+	th_kill_children();
+	if (d->pid)
+		th_stop(d);
 }
 
 /* ---- requests ------------------------------------------------------------------------- */
@@ -697,14 +768,14 @@ static int send_all(int fd, const char *s, size_t len)
  * after it in the socket (MSG_PEEK first).  NULL on EOF, error or timeout. */
 static char *read_line(int fd, int timeout_ms)
 {
-	long long deadline = now_ms() + timeout_ms;
+	long long deadline = th_now_ms() + timeout_ms;
 	char *line = NULL;
 	size_t len = 0;
 
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN };
 		char buf[4096], *nl, *nline;
-		long long left = deadline - now_ms();
+		long long left = deadline - th_now_ms();
 		ssize_t n, take;
 		int pr;
 
@@ -805,7 +876,7 @@ ssize_t th_raw(struct th_daemon *d, const void *buf, size_t len, char *reply, si
 {
 	const char *p = buf;
 	size_t sent = 0, got = 0;
-	long long idle_deadline = now_ms() + timeout_ms;
+	long long idle_deadline = th_now_ms() + timeout_ms;
 	int fd = th_connect(d);
 
 	*eof = false;
@@ -816,7 +887,7 @@ ssize_t th_raw(struct th_daemon *d, const void *buf, size_t len, char *reply, si
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 	for (;;) {
 		struct pollfd pfd = { .fd = fd, .events = POLLIN | (sent < len ? POLLOUT : 0) };
-		long long left = idle_deadline - now_ms();
+		long long left = idle_deadline - th_now_ms();
 		int pr;
 
 		if (left <= 0)
@@ -842,7 +913,7 @@ ssize_t th_raw(struct th_daemon *d, const void *buf, size_t len, char *reply, si
 				got += keep;
 				if (cap)
 					reply[got] = 0;
-				idle_deadline = now_ms() + timeout_ms;
+				idle_deadline = th_now_ms() + timeout_ms;
 			}
 		}
 		if (sent < len && (pfd.revents & POLLOUT)) {
@@ -850,7 +921,7 @@ ssize_t th_raw(struct th_daemon *d, const void *buf, size_t len, char *reply, si
 
 			if (n > 0) {
 				sent += (size_t)n;
-				idle_deadline = now_ms() + timeout_ms;
+				idle_deadline = th_now_ms() + timeout_ms;
 			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
 				sent = len; /* the daemon closed on us: read what it said */
 			}
@@ -888,6 +959,11 @@ const char *th_jstr(json_t *obj, const char *key)
 	return json_string_value(v);
 }
 
+long long th_jcounter(json_t *stats, const char *name)
+{
+	return th_jint(json_object_get(stats, "counters"), name);
+}
+
 void th_assert_ok(json_t *reply, const char *what)
 {
 	if (!reply)
@@ -914,6 +990,14 @@ void th_assert_error(json_t *reply, const char *code, const char *what)
 		free(s);
 		fail_msg("%s: want ok:false error %s (with a message)", what, code);
 	}
+}
+
+void th_expect_error(struct th_daemon *d, const char *line, const char *code, const char *what)
+{
+	json_t *r = th_request(d, line);
+
+	th_assert_error(r, code, what);
+	json_decref(r);
 }
 
 static json_t *find_named(json_t *list, const char *name)
@@ -962,6 +1046,30 @@ json_t *th_cache_listed(struct th_daemon *d, const char *name)
 		json_incref(c);
 	json_decref(r);
 	return c;
+}
+
+/* th_stat and th_counter: stats[key], or stats["counters"][key]. */
+static long long stats_field(struct th_daemon *d, const char *cache, const char *key,
+			     bool counter)
+{
+	json_t *st = th_cache_stats(d, cache);
+	long long v;
+
+	if (!st)
+		fail_msg("cache.stats %s: no such cache", cache);
+	v = th_jint(counter ? json_object_get(st, "counters") : st, key);
+	json_decref(st);
+	return v;
+}
+
+long long th_stat(struct th_daemon *d, const char *cache, const char *key)
+{
+	return stats_field(d, cache, key, false);
+}
+
+long long th_counter(struct th_daemon *d, const char *cache, const char *key)
+{
+	return stats_field(d, cache, key, true);
 }
 
 int th_validate(struct th_daemon *d, const char *name)

@@ -87,6 +87,24 @@ int th_restart(struct th_daemon *d, const char *const *extra_args);
  * if it was killed by one, or -1 if it was not running (a th_kill'ed daemon's directory
  * is removed then). */
 int th_stop(struct th_daemon *d);
+/* th_start, failing the test ("slabd did not start") if it returns -1. */
+void th_start_or_fail(struct th_daemon *d, const char *const *extra_args);
+/* Stop d and check a clean shutdown: exit status 0 and no socket file left (a macro, so
+ * that a failure names the caller's line). */
+#define TH_STOP_CLEAN(d)                                                               \
+	do {                                                                           \
+		assert_int_equal(th_stop(d), 0);                                       \
+		assert_false((d)->socket_left);                                        \
+	} while (0)
+/* A teardown after a test that may have failed half-way: th_kill_children, then th_stop
+ * if the daemon still runs. */
+void th_teardown(struct th_daemon *d);
+/* The slabd binary th_start runs ($SLABD_BIN, else <dir of this executable>/../bin/slabd)
+ * into buf: 0, or -1 (printed) if it is not an executable file. */
+int th_slabd_bin(char *buf, size_t cap);
+/* Whether a line of the daemon's log contains needle (fails the test if the log cannot
+ * be opened). */
+bool th_log_has(const struct th_daemon *d, const char *needle);
 
 /* One request on a fresh connection: send line + "\n", read one reply line (5 s).
  * Returns the parsed reply (json_decref it) or NULL after printing why. */
@@ -112,6 +130,10 @@ ssize_t th_raw(struct th_daemon *d, const void *buf, size_t len, char *reply, si
 /* cache.stats of one cache: its stats object (json_decref it), or NULL if the daemon
  * says there is no such cache (or did not answer; printed). */
 json_t *th_cache_stats(struct th_daemon *d, const char *name);
+/* th_cache_stats(d, cache)[key] / [counters][key] as an integer; fails the test if there
+ * is no such cache or field. */
+long long th_stat(struct th_daemon *d, const char *cache, const char *key);
+long long th_counter(struct th_daemon *d, const char *cache, const char *key);
 /* cache.list: the cache's entry (json_decref it) or NULL when it is not listed. */
 json_t *th_cache_listed(struct th_daemon *d, const char *name);
 /* cache.validate of one cache: the number of problems (0 = clean; the report is printed
@@ -122,10 +144,14 @@ int th_validate(struct th_daemon *d, const char *name);
 long long th_jint(json_t *obj, const char *key);
 /* obj[key] as a string; fails the test if missing. */
 const char *th_jstr(json_t *obj, const char *key);
+/* A cache.stats object's counters[name] as an integer; fails the test if missing. */
+long long th_jcounter(json_t *stats, const char *name);
 /* A reply must be {"ok": true}; fails the test with the reply otherwise. */
 void th_assert_ok(json_t *reply, const char *what);
 /* A reply must be {"ok": false, "error": code}. */
 void th_assert_error(json_t *reply, const char *code, const char *what);
+/* th_request(d, line), whose reply must be th_assert_error(reply, code, what). */
+void th_expect_error(struct th_daemon *d, const char *line, const char *code, const char *what);
 
 /* Fork + exec this same test binary with args (argv[1..], NULL-terminated).  Every fd the
  * test made is expected to be O_CLOEXEC; the keep_fds (nkeep of them) are made
@@ -140,12 +166,24 @@ void th_kill_children(void);
 /* Wait for a child (tracked or not) up to timeout_s; on timeout SIGKILL it.  Returns its
  * exit code, 128 + signal, or -1 on timeout or error (printed). */
 int th_wait_child(pid_t pid, int timeout_s);
+/* Has the child exited?  It is left unreaped (WNOWAIT) for th_wait_child. */
+bool th_child_exited(pid_t pid);
 
 /* In a child process: die with SIGKILL when the parent dies; returns 0 or -1. */
 int th_child_init(void);
 
 /* $SLAB_TEST_SCALE divides long loops (valgrind); never below 1. */
 unsigned long th_scaled(unsigned long n);
+
+/* nanosleep for ms milliseconds, resumed after signals. */
+void th_sleep_ms(long ms);
+/* CLOCK_MONOTONIC in milliseconds. */
+long long th_now_ms(void);
+/* Write all len bytes (retrying on EINTR): 0, or -1 on an error or a zero-byte write. */
+int th_write_all(int fd, const void *buf, size_t len);
+/* Read exactly len bytes (retrying on EINTR), each read waiting up to timeout_ms (< 0:
+ * forever): 0, or -1 on EOF, error or timeout. */
+int th_read_all(int fd, void *buf, size_t len, int timeout_ms);
 
 /* Deterministic xorshift64* generator. */
 static inline uint64_t th_rand(uint64_t *s)
@@ -157,6 +195,25 @@ static inline uint64_t th_rand(uint64_t *s)
 	x ^= x >> 27;
 	*s = x;
 	return x * 0x2545F4914F6CDD1DULL;
+}
+
+/* The splitmix64 finalizer: a well-mixed 64-bit hash of x. */
+static inline uint64_t th_mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ULL;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/* A checksum of the words w[0..6] (for w[7] of a 64-byte test pattern), from seed. */
+static inline uint64_t th_sum7(const uint64_t *w, uint64_t seed)
+{
+	uint64_t s = seed;
+
+	for (int i = 0; i < 7; i++)
+		s = th_mix64(s ^ w[i]);
+	return s;
 }
 
 #endif

@@ -53,16 +53,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	th_kill_children();
-	if (daemon_.pid)
-		th_stop(&daemon_);
+	th_teardown(&daemon_);
 	return 0;
-}
-
-static void start(const char *const *args)
-{
-	if (th_start(&daemon_, args))
-		fail_msg("slabd did not start");
 }
 
 static void stop_clean(void)
@@ -159,7 +151,7 @@ static void test_socket_modes(void **state)
 
 	(void)state;
 	/* The harness's daemon: the socket is 0660 in the caller's existing directory. */
-	start(NULL);
+	th_start_or_fail(&daemon_, NULL);
 	assert_int_equal(lstat(daemon_.socket, &st), 0);
 	assert_true(S_ISSOCK(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0660);
@@ -253,7 +245,7 @@ static void test_monitor_gets_no_fd(void **state)
 	struct raw_reply r;
 
 	(void)state;
-	start(NULL);
+	th_start_or_fail(&daemon_, NULL);
 	for (size_t h = 0; h < sizeof(hellos) / sizeof(hellos[0]); h++) {
 		int s = th_connect(&daemon_);
 
@@ -307,7 +299,7 @@ static void test_arena_fd_sealed(void **state)
 	void *map;
 
 	(void)state;
-	start((const char *const[]){ "--arena-size", "16M", NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--arena-size", "16M", NULL });
 	s = th_connect(&daemon_);
 	assert_true(s >= 0);
 	raw_exchange(s, "{\"id\":1,\"cmd\":\"hello\",\"version\":1,\"role\":\"client\"}", &r);
@@ -458,19 +450,6 @@ static int run_as_nobody(const char *sock)
 	return rc;
 }
 
-static bool log_has(const char *needle)
-{
-	FILE *f = fopen(daemon_.log, "r");
-	char line[1024];
-	bool found = false;
-
-	assert_non_null(f);
-	while (!found && fgets(line, sizeof(line), f))
-		found = strstr(line, needle) != NULL;
-	fclose(f);
-	return found;
-}
-
 /* The harness's directory is 0700: let nobody reach the socket inside it. */
 static void open_dir(void)
 {
@@ -491,29 +470,29 @@ static void test_other_uid(void **state)
 	}
 
 	/* 1. Socket 0660 root:root: the file system refuses nobody (connect EACCES). */
-	start(NULL);
+	th_start_or_fail(&daemon_, NULL);
 	open_dir();
 	assert_int_equal(run_as_nobody(daemon_.socket), EX_REFUSED);
-	assert_false(log_has("refused pid")); /* it never reached slabd */
+	assert_false(th_log_has(&daemon_, "refused pid")); /* it never reached slabd */
 
 	/* 2. Socket 0666: nobody reaches slabd, which refuses uid 65534 itself. */
 	assert_int_equal(chmod(daemon_.socket, 0666), 0);
 	assert_int_equal(run_as_nobody(daemon_.socket), EX_REFUSED);
-	assert_true(log_has("uid 65534 gid 65534: uid not allowed by slabd"));
-	assert_true(log_has("refused pid "));
+	assert_true(th_log_has(&daemon_, "uid 65534 gid 65534: uid not allowed by slabd"));
+	assert_true(th_log_has(&daemon_, "refused pid "));
 	stop_clean();
 
 	/* 3. --allow-uid nobody (a name): admitted, and it can use a cache. */
-	start((const char *const[]){ "--allow-uid", "nobody", NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--allow-uid", "nobody", NULL });
 	open_dir();
 	assert_int_equal(chmod(daemon_.socket, 0666), 0);
 	assert_int_equal(run_as_nobody(daemon_.socket), EX_OK);
-	assert_true(log_has("client pid "));
-	assert_false(log_has("refused pid"));
+	assert_true(th_log_has(&daemon_, "client pid "));
+	assert_false(th_log_has(&daemon_, "refused pid"));
 	stop_clean();
 
 	/* 4. --allow-gid nogroup: the primary gid admits it. */
-	start((const char *const[]){ "--allow-gid", "65534", NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--allow-gid", "65534", NULL });
 	open_dir();
 	assert_int_equal(chmod(daemon_.socket, 0666), 0);
 	assert_int_equal(run_as_nobody(daemon_.socket), EX_OK);
@@ -525,7 +504,7 @@ static void test_other_uid(void **state)
 	assert_non_null(f);
 	fprintf(f, "# admission for test_admission\n\nallow-uid 65534   # nobody\n");
 	fclose(f);
-	start((const char *const[]){ "--config", conf, NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--config", conf, NULL });
 	open_dir();
 	assert_int_equal(chmod(daemon_.socket, 0666), 0);
 	assert_int_equal(run_as_nobody(daemon_.socket), EX_OK);
@@ -547,7 +526,7 @@ static void test_other_uid_raw_reply(void **state)
 		printf("SKIP test_other_uid_raw_reply: %s\n", why);
 		skip();
 	}
-	start(NULL);
+	th_start_or_fail(&daemon_, NULL);
 	open_dir();
 	assert_int_equal(chmod(daemon_.socket, 0666), 0);
 	assert_int_equal(pipe2(pfd, O_CLOEXEC), 0);
@@ -586,20 +565,6 @@ static void test_other_uid_raw_reply(void **state)
 
 /* ---- the config file's errors stop slabd at start-up ----------------------------------------- */
 
-static void slabd_bin(char *bin, size_t cap)
-{
-	char exe[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-	assert_true(n > 0);
-	exe[n] = 0;
-	*strrchr(exe, '/') = 0;
-	if (getenv("SLABD_BIN") && *getenv("SLABD_BIN"))
-		snprintf(bin, cap, "%s", getenv("SLABD_BIN"));
-	else
-		snprintf(bin, cap, "%s/../bin/slabd", exe);
-}
-
 /* Run slabd with a config file holding text (and extra arguments); its exit status and
  * what it printed. */
 static int run_with_config(const char *text, const char *extra, char *out, size_t cap)
@@ -609,7 +574,7 @@ static int run_with_config(const char *text, const char *extra, char *out, size_
 	size_t got;
 	int st;
 
-	slabd_bin(bin, sizeof(bin));
+	assert_int_equal(th_slabd_bin(bin, sizeof(bin)), 0);
 	snprintf(conf, sizeof(conf), "/tmp/slabd-conf-%d.conf", (int)getpid());
 	f = fopen(conf, "w");
 	assert_non_null(f);

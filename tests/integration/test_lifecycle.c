@@ -58,40 +58,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	th_kill_children();
-	if (daemon_.pid)
-		th_stop(&daemon_);
+	th_teardown(&daemon_);
 	return 0;
-}
-
-static void stop_clean(void)
-{
-	assert_int_equal(th_stop(&daemon_), 0);
-	assert_false(daemon_.socket_left);
-}
-
-static long long stat_of(const char *cache, const char *key)
-{
-	json_t *st = th_cache_stats(&daemon_, cache);
-	long long v;
-
-	if (!st)
-		fail_msg("cache.stats %s: no such cache", cache);
-	v = th_jint(st, key);
-	json_decref(st);
-	return v;
-}
-
-static long long counter_of(const char *cache, const char *key)
-{
-	json_t *st = th_cache_stats(&daemon_, cache);
-	long long v;
-
-	if (!st)
-		fail_msg("cache.stats %s: no such cache", cache);
-	v = th_jint(json_object_get(st, "counters"), key);
-	json_decref(st);
-	return v;
 }
 
 static void assert_not_listed(const char *name)
@@ -123,38 +91,6 @@ static long long assert_listed(const char *name, const char *state)
 	return refs;
 }
 
-static int read_full(int fd, void *buf, size_t len)
-{
-	char *p = buf;
-
-	while (len) {
-		ssize_t n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static int write_full(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* ---- destroy with an object allocated ----------------------------------------------- */
 
 static void test_destroy_busy(void **state)
@@ -173,7 +109,7 @@ static void test_destroy_busy(void **state)
 	/* The handle is closed whatever destroy returns. */
 	E_IS(slab_cache_destroy(c), -EBUSY);
 	assert_int_equal(assert_listed("busy", "live"), 0);
-	assert_int_equal(stat_of("busy", "in_use"), 1);
+	assert_int_equal(th_stat(&daemon_, "busy", "in_use"), 1);
 
 	/* The daemon says the same, with the count, to anyone. */
 	r = th_request(&daemon_, "{\"id\":5,\"cmd\":\"cache.destroy\",\"name\":\"busy\"}");
@@ -191,14 +127,14 @@ static void test_destroy_busy(void **state)
 	E(slab_free(c, o2));
 	for (int i = 0; i < 64; i++)
 		assert_int_equal(obj[i], 0xab);
-	assert_int_equal(stat_of("busy", "in_use"), 1);
+	assert_int_equal(th_stat(&daemon_, "busy", "in_use"), 1);
 	E(slab_free(c, obj));
-	assert_int_equal(stat_of("busy", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "busy", "in_use"), 0);
 
 	E(slab_cache_destroy(c));
 	assert_not_listed("busy");
 	slab_pool_disconnect(pool);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 /* ---- destroy while another process holds the cache --------------------------------- */
@@ -236,7 +172,7 @@ static int holder_main(char **argv)
 		fprintf(stderr, "holder: slab_free: %s\n", slab_strerror(rc));
 		return EX_FREE;
 	}
-	if (write_full(ready, "R", 1) || read_full(go, &ch, 1)) {
+	if (th_write_all(ready, "R", 1) || th_read_all(go, &ch, 1, -1)) {
 		fprintf(stderr, "holder: pipe: %s\n", strerror(errno));
 		return EX_PIPE;
 	}
@@ -272,7 +208,7 @@ static void test_destroy_pending(void **state)
 	assert_true(pid > 0);
 	close(ready[1]);
 	close(go[0]);
-	if (read_full(ready[0], &ch, 1) || ch != 'R')
+	if (th_read_all(ready[0], &ch, 1, -1) || ch != 'R')
 		fail_msg("the holder did not get ready (exit %d)", th_wait_child(pid, 10));
 	assert_int_equal(assert_listed("shared", "live"), 2);
 
@@ -289,7 +225,7 @@ static void test_destroy_pending(void **state)
 	assert_int_equal(assert_listed("shared", "dying"), 1);
 
 	/* The holder's close is the last reference: shutdown_cache runs. */
-	assert_int_equal(write_full(go[1], "G", 1), 0);
+	assert_int_equal(th_write_all(go[1], "G", 1), 0);
 	assert_int_equal(th_wait_child(pid, 30), 0);
 	close(ready[0]);
 	close(go[1]);
@@ -298,8 +234,8 @@ static void test_destroy_pending(void **state)
 	/* The name is free again, for another geometry. */
 	E(slab_cache_create(pool2, "shared", &cfg128, &c2));
 	assert_int_equal(assert_listed("shared", "live"), 1);
-	assert_int_equal(stat_of("shared", "object_size"), 128);
-	assert_int_equal(stat_of("shared", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "shared", "object_size"), 128);
+	assert_int_equal(th_stat(&daemon_, "shared", "in_use"), 0);
 	o = E_PTR(slab_alloc(c2));
 	memset(o, 1, 128);
 	E(slab_free(c2, o));
@@ -308,7 +244,7 @@ static void test_destroy_pending(void **state)
 
 	slab_pool_disconnect(pool2);
 	slab_pool_disconnect(pool);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 /* ---- create / open errors ----------------------------------------------------------- */
@@ -379,30 +315,22 @@ static void test_create_errors(void **state)
 	E_IS(slab_cache_create(pool, "badnode", &cfg, &c3), -EINVAL);
 
 	/* The daemon checks for itself (the library's checks are not the only guard). */
-	r = th_request(&daemon_, "{\"id\":1,\"cmd\":\"cache.create\",\"name\":\"bad name\",\"size\":64}");
-	th_assert_error(r, "EINVAL", "daemon: bad name");
-	json_decref(r);
-	r = th_request(&daemon_, "{\"id\":2,\"cmd\":\"cache.create\",\"name\":\"z\",\"size\":0}");
-	th_assert_error(r, "EINVAL", "daemon: size 0");
-	json_decref(r);
-	r = th_request(&daemon_, "{\"id\":3,\"cmd\":\"cache.create\",\"name\":\"z\",\"size\":64,\"align\":3}");
-	th_assert_error(r, "EINVAL", "daemon: align 3");
-	json_decref(r);
-	r = th_request(&daemon_, "{\"id\":4,\"cmd\":\"cache.create\",\"size\":64}");
-	th_assert_error(r, "EINVAL", "daemon: no name");
-	json_decref(r);
-	r = th_request(&daemon_, "{\"id\":5,\"cmd\":\"cache.create\",\"name\":\"z\",\"size\":-64}");
-	th_assert_error(r, "EINVAL", "daemon: negative size");
-	json_decref(r);
-	r = th_request(&daemon_, "{\"id\":6,\"cmd\":\"cache.create\",\"name\":\"z\",\"size\":\"64\"}");
-	th_assert_error(r, "EINVAL", "daemon: size as a string");
-	json_decref(r);
-	r = th_request(&daemon_, "{\"id\":7,\"cmd\":\"cache.create\",\"name\":\"geo\",\"size\":128}");
-	th_assert_error(r, "EEXIST", "daemon: other geometry");
-	json_decref(r);
-	r = th_request(&daemon_, "{\"id\":8,\"cmd\":\"cache.stats\",\"name\":\"missing\"}");
-	th_assert_error(r, "ENOENT", "daemon: stats of a missing cache");
-	json_decref(r);
+	th_expect_error(&daemon_, "{\"id\":1,\"cmd\":\"cache.create\",\"name\":\"bad name\",\"size\":64}",
+			"EINVAL", "daemon: bad name");
+	th_expect_error(&daemon_, "{\"id\":2,\"cmd\":\"cache.create\",\"name\":\"z\",\"size\":0}",
+			"EINVAL", "daemon: size 0");
+	th_expect_error(&daemon_, "{\"id\":3,\"cmd\":\"cache.create\",\"name\":\"z\",\"size\":64,\"align\":3}",
+			"EINVAL", "daemon: align 3");
+	th_expect_error(&daemon_, "{\"id\":4,\"cmd\":\"cache.create\",\"size\":64}",
+			"EINVAL", "daemon: no name");
+	th_expect_error(&daemon_, "{\"id\":5,\"cmd\":\"cache.create\",\"name\":\"z\",\"size\":-64}",
+			"EINVAL", "daemon: negative size");
+	th_expect_error(&daemon_, "{\"id\":6,\"cmd\":\"cache.create\",\"name\":\"z\",\"size\":\"64\"}",
+			"EINVAL", "daemon: size as a string");
+	th_expect_error(&daemon_, "{\"id\":7,\"cmd\":\"cache.create\",\"name\":\"geo\",\"size\":128}",
+			"EEXIST", "daemon: other geometry");
+	th_expect_error(&daemon_, "{\"id\":8,\"cmd\":\"cache.stats\",\"name\":\"missing\"}",
+			"ENOENT", "daemon: stats of a missing cache");
 
 	/* A 63-byte name is fine. */
 	memset(name63, 'n', 63);
@@ -416,15 +344,15 @@ static void test_create_errors(void **state)
 	th_assert_ok(r, "cache.list");
 	assert_int_equal(json_array_size(json_object_get(r, "caches")), 1);
 	json_decref(r);
-	assert_int_equal(stat_of("geo", "object_size"), 64);
-	assert_int_equal(stat_of("geo", "align"), 8);
+	assert_int_equal(th_stat(&daemon_, "geo", "object_size"), 64);
+	assert_int_equal(th_stat(&daemon_, "geo", "align"), 8);
 
 	E(slab_cache_close(c2));
 	assert_int_equal(assert_listed("geo", "live"), 1);
 	E(slab_cache_destroy(c1));
 	assert_not_listed("geo");
 	slab_pool_disconnect(pool);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 /* ---- wrong frees -------------------------------------------------------------------- */
@@ -480,36 +408,38 @@ static void test_wrong_frees(void **state)
 		assert_int_equal(b[i], 0xbb);
 		assert_int_equal(x[i], 0xcc);
 	}
-	assert_int_equal(stat_of("wf", "in_use"), 3);
-	assert_int_equal(stat_of("wf-other", "in_use"), 1);
+	assert_int_equal(th_stat(&daemon_, "wf", "in_use"), 3);
+	assert_int_equal(th_stat(&daemon_, "wf-other", "in_use"), 1);
 
 	/* Counted, the live magazine's counters included... */
-	assert_int_equal(counter_of("wf", "invalid_free"), nr_invalid);
-	assert_int_equal(counter_of("wf", "double_free"), nr_double);
-	assert_int_equal(counter_of("wf-other", "invalid_free"), other_invalid);
-	assert_int_equal(counter_of("wf-other", "double_free"), 0);
+	assert_int_equal(th_counter(&daemon_, "wf", "invalid_free"), nr_invalid);
+	assert_int_equal(th_counter(&daemon_, "wf", "double_free"), nr_double);
+	assert_int_equal(th_counter(&daemon_, "wf-other", "invalid_free"), other_invalid);
+	assert_int_equal(th_counter(&daemon_, "wf-other", "double_free"), 0);
 
 	E(slab_free(c, p));
 	E(slab_free(c, p2));
 	E(slab_free(c, b));
 	E(slab_free(other, x));
-	assert_int_equal(stat_of("wf", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "wf", "in_use"), 0);
 
 	/* ...and once folded into the cache by the close. */
 	E(slab_cache_close(c));
 	E(slab_cache_close(other));
-	assert_int_equal(counter_of("wf", "invalid_free"), nr_invalid);
-	assert_int_equal(counter_of("wf", "double_free"), nr_double);
-	assert_int_equal(counter_of("wf-other", "invalid_free"), other_invalid);
-	assert_int_equal(counter_of("wf-other", "double_free"), 0);
-	assert_int_equal(counter_of("wf", "alloc_fastpath") + counter_of("wf", "alloc_slowpath"), 4);
-	assert_int_equal(counter_of("wf", "free_fastpath") + counter_of("wf", "free_slowpath"), 4);
-	assert_int_equal(stat_of("wf", "in_use"), 0);
-	assert_int_equal(stat_of("wf-other", "in_use"), 0);
+	assert_int_equal(th_counter(&daemon_, "wf", "invalid_free"), nr_invalid);
+	assert_int_equal(th_counter(&daemon_, "wf", "double_free"), nr_double);
+	assert_int_equal(th_counter(&daemon_, "wf-other", "invalid_free"), other_invalid);
+	assert_int_equal(th_counter(&daemon_, "wf-other", "double_free"), 0);
+	assert_int_equal(th_counter(&daemon_, "wf", "alloc_fastpath") +
+			 th_counter(&daemon_, "wf", "alloc_slowpath"), 4);
+	assert_int_equal(th_counter(&daemon_, "wf", "free_fastpath") +
+			 th_counter(&daemon_, "wf", "free_slowpath"), 4);
+	assert_int_equal(th_stat(&daemon_, "wf", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "wf-other", "in_use"), 0);
 	assert_int_equal(th_validate(&daemon_, "wf"), 0);
 	assert_int_equal(th_validate(&daemon_, "wf-other"), 0);
 	slab_pool_disconnect(pool);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 /* ---- bulk ----------------------------------------------------------------------------- */
@@ -547,7 +477,7 @@ static void test_bulk(void **state)
 	for (int i = 1; i < NR_BULK; i++)
 		if ((uintptr_t)sorted[i] - (uintptr_t)sorted[i - 1] < 64)
 			fail_msg("slab_alloc_bulk: objects %p and %p overlap", sorted[i - 1], sorted[i]);
-	assert_int_equal(stat_of("bulk", "in_use"), NR_BULK);
+	assert_int_equal(th_stat(&daemon_, "bulk", "in_use"), NR_BULK);
 
 	/* One bad pointer: nothing is freed. */
 	memcpy(bad, objs, sizeof(bad));
@@ -566,7 +496,7 @@ static void test_bulk(void **state)
 	bad[40] = objs[3];                                /* the same object twice */
 	E_IS(slab_free_bulk(c, 64, bad), -EINVAL);
 	refused++;
-	assert_int_equal(stat_of("bulk", "in_use"), NR_BULK);
+	assert_int_equal(th_stat(&daemon_, "bulk", "in_use"), NR_BULK);
 	for (int i = 0; i < NR_BULK; i++)
 		for (int k = 0; k < 64; k++)
 			if (((unsigned char *)objs[i])[k] != (i & 0xff))
@@ -574,10 +504,10 @@ static void test_bulk(void **state)
 
 	/* Every one of them can still be freed, all at once. */
 	E(slab_free_bulk(c, NR_BULK, objs));
-	assert_int_equal(stat_of("bulk", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "bulk", "in_use"), 0);
 	E(slab_cache_close(c));
-	assert_int_equal(counter_of("bulk", "invalid_free") + counter_of("bulk", "double_free"),
-			 refused);
+	assert_int_equal(th_counter(&daemon_, "bulk", "invalid_free") +
+			 th_counter(&daemon_, "bulk", "double_free"), refused);
 	assert_int_equal(th_validate(&daemon_, "bulk"), 0);
 
 	/* SLAB_DEBUG knows a cached (already freed) object: a bulk free naming one is
@@ -597,14 +527,14 @@ static void test_bulk(void **state)
 		bad[0] = b;
 		bad[1] = a;
 		E_IS(slab_free_bulk(dc, 2, bad), -EINVAL);
-		assert_int_equal(stat_of("bulk-debug", "in_use"), 1); /* b is still ours */
+		assert_int_equal(th_stat(&daemon_, "bulk-debug", "in_use"), 1); /* b is still ours */
 		bad[0] = b;
 		E(slab_free_bulk(dc, 1, bad));
-		assert_int_equal(stat_of("bulk-debug", "in_use"), 0);
+		assert_int_equal(th_stat(&daemon_, "bulk-debug", "in_use"), 0);
 		E(slab_cache_destroy(dc));
 	}
 	slab_pool_disconnect(pool);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 /* ---- kmalloc -------------------------------------------------------------------------- */
@@ -676,7 +606,7 @@ static void test_kmalloc(void **state)
 	E(slab_cache_create(pool, "not-kmalloc", &cfg64, &plain));
 	x = E_PTR(slab_alloc(plain));
 	E_IS(slab_kfree(pool, x), -EINVAL);
-	assert_int_equal(stat_of("not-kmalloc", "in_use"), 1);
+	assert_int_equal(th_stat(&daemon_, "not-kmalloc", "in_use"), 1);
 	E(slab_free(plain, x));
 	E(slab_cache_destroy(plain));
 
@@ -705,7 +635,7 @@ static void test_kmalloc(void **state)
 	assert_true(json_is_true(json_object_get(r, "clean")));
 	json_decref(r);
 	slab_pool_disconnect(pool);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 /* ---- fork ----------------------------------------------------------------------------- */
@@ -763,7 +693,7 @@ static int fork_child(slab_pool *pool, slab_cache *c, void **held, int to_parent
 		fk_fill(mine[i], fk_tag(2, (unsigned)i));
 		offs[i] = slab_offset(pool, mine[i]);
 	}
-	if (write_full(to_parent, offs, sizeof(offs)) || read_full(from_parent, &ch, 1))
+	if (th_write_all(to_parent, offs, sizeof(offs)) || th_read_all(from_parent, &ch, 1, -1))
 		return EX_PIPE;
 	for (int i = 0; i < FK_CHILD; i++) {
 		if (fk_check(mine[i], fk_tag(2, (unsigned)i)))
@@ -819,7 +749,7 @@ static void test_fork(void **state)
 	th_track_child(pid);
 	close(c2p[1]);
 	close(p2c[0]);
-	if (read_full(c2p[0], child_offs, sizeof(child_offs)))
+	if (th_read_all(c2p[0], child_offs, sizeof(child_offs), -1))
 		fail_msg("the fork child died early: exit %d", th_wait_child(pid, 10));
 
 	/* The child registered as a client of its own. */
@@ -847,7 +777,7 @@ static void test_fork(void **state)
 	for (int j = 0; j < FK_CHILD; j++)
 		if (fk_check(slab_pointer(pool, child_offs[j]), fk_tag(2, (unsigned)j)))
 			fail_msg("the child's object #%d changed in the parent's view", j);
-	assert_int_equal(write_full(p2c[1], "F", 1), 0);
+	assert_int_equal(th_write_all(p2c[1], "F", 1), 0);
 	rc = th_wait_child(pid, 30);
 	if (rc)
 		fail_msg("fork child exited with %d", rc);
@@ -864,12 +794,12 @@ static void test_fork(void **state)
 			fail_msg("parent held object #%d changed", k);
 		E(slab_free(c, held[k]));
 	}
-	assert_int_equal(stat_of("fk", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "fk", "in_use"), 0);
 	E(slab_cache_close(c));
-	assert_int_equal(stat_of("fk", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "fk", "in_use"), 0);
 	assert_int_equal(th_validate(&daemon_, "fk"), 0);
 	slab_pool_disconnect(pool);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 int main(int argc, char **argv)

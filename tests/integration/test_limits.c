@@ -43,34 +43,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	th_kill_children();
-	if (daemon_.pid)
-		th_stop(&daemon_);
+	th_teardown(&daemon_);
 	return 0;
-}
-
-static void start(const char *const *args)
-{
-	if (th_start(&daemon_, args))
-		fail_msg("slabd did not start");
 }
 
 static void stop_clean(void)
 {
 	assert_int_equal(th_stop(&daemon_), 0);
-}
-
-static bool log_has(const char *needle)
-{
-	FILE *f = fopen(daemon_.log, "r");
-	char line[1024];
-	bool found = false;
-
-	assert_non_null(f);
-	while (!found && fgets(line, sizeof(line), f))
-		found = strstr(line, needle) != NULL;
-	fclose(f);
-	return found;
 }
 
 static void check_alive(void)
@@ -147,10 +126,10 @@ static void test_line_limit(void **state)
 	FILE *f;
 
 	(void)state;
-	start((const char *const[]){ "--max-line", "1024", NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--max-line", "1024", NULL });
 	expect_line_limit(1024);
-	assert_true(log_has("sent a 1025-byte line (max-line 1024); closing"));
-	assert_true(log_has("without a newline (max-line); closing"));
+	assert_true(th_log_has(&daemon_, "sent a 1025-byte line (max-line 1024); closing"));
+	assert_true(th_log_has(&daemon_, "without a newline (max-line); closing"));
 	stop_clean();
 
 	/* From a config file; then the command line overrides the file. */
@@ -159,10 +138,11 @@ static void test_line_limit(void **state)
 	assert_non_null(f);
 	fprintf(f, "# limits\nmax-line 600\n");
 	fclose(f);
-	start((const char *const[]){ "--config", conf, NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--config", conf, NULL });
 	expect_line_limit(600);
 	stop_clean();
-	start((const char *const[]){ "--config", conf, "--max-line", "2K", NULL });
+	th_start_or_fail(&daemon_,
+			 (const char *const[]){ "--config", conf, "--max-line", "2K", NULL });
 	expect_line_limit(2048);
 	stop_clean();
 	unlink(conf);
@@ -178,7 +158,7 @@ static void test_pending(void **state)
 	int s, barrier, seen = 0;
 
 	(void)state;
-	start((const char *const[]){ "--max-pending", "8", NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--max-pending", "8", NULL });
 	barrier = th_connect(&daemon_);
 	s = th_connect(&daemon_);
 	assert_true(s >= 0 && barrier >= 0);
@@ -234,7 +214,7 @@ static void test_pending(void **state)
 		first_again);
 	assert_true(again >= 1 && again < MAXP + 2);
 	assert_true(first_again > sent - MAXP - 2);
-	assert_true(log_has("answering EAGAIN until it reads"));
+	assert_true(th_log_has(&daemon_, "answering EAGAIN until it reads"));
 	/* Having read, the same connection is served again. */
 	{
 		json_t *r = th_conn_request(s, "{\"id\":\"after\",\"cmd\":\"cache.list\"}");
@@ -264,7 +244,7 @@ static void test_pending(void **state)
 			break; /* EPIPE / ECONNRESET: cut off */
 	}
 	close(s);
-	assert_true(log_has("does not read its replies"));
+	assert_true(th_log_has(&daemon_, "does not read its replies"));
 	check_alive();
 	stop_clean();
 }
@@ -327,13 +307,13 @@ static void test_connection_limits(void **state)
 
 	(void)state;
 	/* Per uid: 4 of ours are served, the fifth is refused with EUSERS. */
-	start((const char *const[]){ "--max-connections", "6", "--max-connections-per-uid", "4",
-				     NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--max-connections", "6",
+							  "--max-connections-per-uid", "4", NULL });
 	for (int i = 0; i < 4; i++)
 		s[i] = served_conn();
 	refused_conn("EUSERS");
 	E_IS(slab_pool_connect(daemon_.socket, &pool), -EUSERS);
-	assert_true(log_has("too many connections of uid"));
+	assert_true(th_log_has(&daemon_, "too many connections of uid"));
 	close(s[0]);
 	assert_int_equal(served_again(), 0);
 	for (int i = 1; i < 4; i++)
@@ -341,12 +321,12 @@ static void test_connection_limits(void **state)
 	stop_clean();
 
 	/* In total: 3 served, the fourth gets EAGAIN. */
-	start((const char *const[]){ "--max-connections", "3", NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--max-connections", "3", NULL });
 	for (int i = 0; i < 3; i++)
 		s[i] = served_conn();
 	refused_conn("EAGAIN");
 	E_IS(slab_pool_connect(daemon_.socket, &pool), -EAGAIN);
-	assert_true(log_has("too many connections (3, max-connections)"));
+	assert_true(th_log_has(&daemon_, "too many connections (3, max-connections)"));
 	close(s[2]);
 	assert_int_equal(served_again(), 0);
 	/* A libslab client fits in the freed place. */
@@ -369,7 +349,7 @@ static void test_cache_table_full(void **state)
 	int made = 0;
 
 	(void)state;
-	start(NULL);
+	th_start_or_fail(&daemon_, NULL);
 	r = th_request(&daemon_, "{\"id\":1,\"cmd\":\"arena.stats\"}");
 	th_assert_ok(r, "arena.stats");
 	slots = th_jint(r, "cache_slots") - th_jint(r, "caches");
@@ -381,9 +361,8 @@ static void test_cache_table_full(void **state)
 		json_decref(r);
 		made++;
 	}
-	r = th_request(&daemon_, "{\"id\":2,\"cmd\":\"cache.create\",\"name\":\"one-more\",\"size\":8}");
-	th_assert_error(r, "ENOSPC", "cache.create with the table full");
-	json_decref(r);
+	th_expect_error(&daemon_, "{\"id\":2,\"cmd\":\"cache.create\",\"name\":\"one-more\",\"size\":8}",
+			"ENOSPC", "cache.create with the table full");
 	E(slab_pool_connect(daemon_.socket, &pool));
 	E_IS(slab_cache_create(pool, "one-more", &cfg, &extra), -ENOSPC);
 	/* A destroy makes room. */
@@ -417,7 +396,7 @@ static void test_bad_geometry(void **state)
 	json_t *r;
 
 	(void)state;
-	start(NULL);
+	th_start_or_fail(&daemon_, NULL);
 	E(slab_pool_connect(daemon_.socket, &pool));
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		E_IS(slab_cache_create(pool, names[i], &cfg, &c), -EINVAL);
@@ -428,12 +407,10 @@ static void test_bad_geometry(void **state)
 
 		E_IS(slab_cache_create(pool, "geo", &g, &c), -EINVAL);
 	}
-	r = th_request(&daemon_, "{\"id\":1,\"cmd\":\"cache.create\",\"name\":\"g\",\"size\":64,\"align\":48}");
-	th_assert_error(r, "EINVAL", "align 48");
-	json_decref(r);
-	r = th_request(&daemon_, "{\"id\":1,\"cmd\":\"cache.create\",\"name\":\"g\",\"size\":-1}");
-	th_assert_error(r, "EINVAL", "size -1");
-	json_decref(r);
+	th_expect_error(&daemon_, "{\"id\":1,\"cmd\":\"cache.create\",\"name\":\"g\",\"size\":64,\"align\":48}",
+			"EINVAL", "align 48");
+	th_expect_error(&daemon_, "{\"id\":1,\"cmd\":\"cache.create\",\"name\":\"g\",\"size\":-1}",
+			"EINVAL", "size -1");
 	r = th_request(&daemon_, "{\"id\":1,\"cmd\":\"cache.list\"}");
 	th_assert_ok(r, "cache.list");
 	assert_int_equal(json_array_size(json_object_get(r, "caches")), 0); /* nothing made */
@@ -457,7 +434,7 @@ static void test_quota(void **state)
 	long long per_slab, num_objs;
 
 	(void)state;
-	start(NULL);
+	th_start_or_fail(&daemon_, NULL);
 	E(slab_pool_connect(daemon_.socket, &pool));
 	E(slab_cache_create(pool, "quota", &cfg, &c));
 	for (;;) {
@@ -512,7 +489,7 @@ static void test_arena_exhaustion(void **state)
 
 
 	(void)state;
-	start((const char *const[]){ "--arena-size", "8M", NULL });
+	th_start_or_fail(&daemon_, (const char *const[]){ "--arena-size", "8M", NULL });
 	E(slab_pool_connect(daemon_.socket, &pool));
 	E(slab_cache_create(pool, "hog", &big, &c));
 	while (n < MAX) {

@@ -44,7 +44,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,48 +84,6 @@ struct reply {
 	uint32_t pad;
 };
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Read exactly len bytes; timeout_ms < 0: wait forever.  0, or -1 on EOF, error or
- * timeout. */
-static int read_all(int fd, void *buf, size_t len, int timeout_ms)
-{
-	char *p = buf;
-
-	while (len) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		ssize_t n;
-		int pr = poll(&pfd, 1, timeout_ms);
-
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0)
-			return -1;
-		n = read(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* ---- the agent process ----------------------------------------------------------------- */
 
 struct agent_state {
@@ -141,7 +98,7 @@ static int reply_to(int fd, int32_t status, int32_t value, const uint64_t *offs,
 {
 	struct reply r = { .status = status, .n = n, .value = value };
 
-	if (write_all(fd, &r, sizeof(r)) || (n && write_all(fd, offs, n * sizeof(*offs))))
+	if (th_write_all(fd, &r, sizeof(r)) || (n && th_write_all(fd, offs, n * sizeof(*offs))))
 		return -1;
 	return 0;
 }
@@ -200,7 +157,7 @@ static int agent_free(struct agent_state *s, uint32_t n, int cfd, int rfd)
 
 	if (!offs)
 		return -1;
-	if (n && read_all(cfd, offs, n * sizeof(*offs), -1)) {
+	if (n && th_read_all(cfd, offs, n * sizeof(*offs), -1)) {
 		free(offs);
 		return -1;
 	}
@@ -274,7 +231,7 @@ static int agent_main(char **argv)
 	for (;;) {
 		int32_t status = 0;
 
-		if (read_all(cfd, &c, sizeof(c), -1))
+		if (th_read_all(cfd, &c, sizeof(c), -1))
 			return 5; /* the test is gone */
 		c.name[sizeof(c.name) - 1] = 0;
 		switch (c.op) {
@@ -356,18 +313,18 @@ static int agent_call(struct agent *ag, uint32_t op, const char *name, uint32_t 
 
 	if (name)
 		snprintf(c.name, sizeof(c.name), "%s", name);
-	if (write_all(ag->cmd, &c, sizeof(c)) ||
-	    (op == OP_FREE && n && write_all(ag->cmd, in, n * sizeof(*in))))
+	if (th_write_all(ag->cmd, &c, sizeof(c)) ||
+	    (op == OP_FREE && n && th_write_all(ag->cmd, in, n * sizeof(*in))))
 		fail_msg("%s (pid %d): cannot send command %u: %s", ag->who, (int)ag->pid, op,
 			 strerror(errno));
-	if (read_all(ag->rep, &r, sizeof(r), REPLY_MS))
+	if (th_read_all(ag->rep, &r, sizeof(r), REPLY_MS))
 		fail_msg("%s (pid %d): no reply to command %u (it died or hung)", ag->who,
 			 (int)ag->pid, op);
 	if (r.n) {
 		uint64_t *offs = malloc(r.n * sizeof(*offs));
 
 		assert_non_null(offs);
-		if (read_all(ag->rep, offs, r.n * sizeof(*offs), REPLY_MS))
+		if (th_read_all(ag->rep, offs, r.n * sizeof(*offs), REPLY_MS))
 			fail_msg("%s (pid %d): short reply to command %u", ag->who, (int)ag->pid, op);
 		if (out) {
 			*out = offs;
@@ -532,11 +489,6 @@ static long long slabs_of(struct nstat s)
 	return s.partial + s.full + s.free;
 }
 
-static long long counter(json_t *st, const char *name)
-{
-	return th_jint(json_object_get(st, "counters"), name);
-}
-
 static void dump(const char *what, json_t *st)
 {
 	char *s = json_dumps(st, JSON_COMPACT);
@@ -642,19 +594,18 @@ static void finish(const char *cache, long long want_alien)
 
 	assert_non_null(st);
 	if (th_jint(st, "in_use") != 0 || th_jint(st, "magazine_avail") != 0 ||
-	    counter(st, "alloc_fastpath") + counter(st, "alloc_slowpath") !=
-		    counter(st, "free_fastpath") + counter(st, "free_slowpath") +
-			    counter(st, "alien_free") ||
-	    counter(st, "alien_free") != want_alien || counter(st, "invalid_free") ||
-	    counter(st, "double_free")) {
+	    th_jcounter(st, "alloc_fastpath") + th_jcounter(st, "alloc_slowpath") !=
+		    th_jcounter(st, "free_fastpath") + th_jcounter(st, "free_slowpath") +
+			    th_jcounter(st, "alien_free") ||
+	    th_jcounter(st, "alien_free") != want_alien || th_jcounter(st, "invalid_free") ||
+	    th_jcounter(st, "double_free")) {
 		dump("cache.stats", st);
 		fail_msg("%s: not quiet and balanced at the end (want alien_free %lld)", cache,
 			 want_alien);
 	}
 	json_decref(st);
 	assert_int_equal(th_validate(&daemon_, cache), 0);
-	assert_int_equal(th_stop(&daemon_), 0);
-	assert_false(daemon_.socket_left);
+	TH_STOP_CLEAN(&daemon_);
 }
 
 static void test_local_placement(void **state)
@@ -695,7 +646,7 @@ static void test_local_placement(void **state)
 	assert_non_null(st);
 	if (slabs_of(node_stat(st, 0)) == 0 || slabs_of(node_stat(st, 1)) == 0 ||
 	    th_jint(st, "in_use") != (long long)(3 * n + n0b + n1b) ||
-	    counter(st, "alien_free") != 0) {
+	    th_jcounter(st, "alien_free") != 0) {
 		dump("cache.stats", st);
 		fail_msg("%s: want slabs on both nodes and %zu objects in use", cache,
 			 3 * n + n0b + n1b);
@@ -742,8 +693,8 @@ static void test_alien_free(void **state)
 	assert_non_null(st);
 	n0_before = node_stat(st, 0);
 	n1_before = node_stat(st, 1);
-	free_before = counter(st, "free_fastpath") + counter(st, "free_slowpath");
-	if (th_jint(st, "in_use") != (long long)n || counter(st, "alien_free") != 0 ||
+	free_before = th_jcounter(st, "free_fastpath") + th_jcounter(st, "free_slowpath");
+	if (th_jint(st, "in_use") != (long long)n || th_jcounter(st, "alien_free") != 0 ||
 	    slabs_of(n0_before) != 0) {
 		dump("cache.stats", st);
 		fail_msg("%s: want %zu objects in use, all on node 1", cache, n);
@@ -760,8 +711,8 @@ static void test_alien_free(void **state)
 	assert_non_null(st);
 	n0_after = node_stat(st, 0);
 	n1_after = node_stat(st, 1);
-	if (counter(st, "alien_free") != (long long)n ||
-	    counter(st, "free_fastpath") + counter(st, "free_slowpath") != free_before ||
+	if (th_jcounter(st, "alien_free") != (long long)n ||
+	    th_jcounter(st, "free_fastpath") + th_jcounter(st, "free_slowpath") != free_before ||
 	    th_jint(st, "in_use") != 0 ||
 	    (n1_after.free_objects + n1_after.shared_avail) -
 			    (n1_before.free_objects + n1_before.shared_avail) != (long long)n ||
@@ -771,9 +722,10 @@ static void test_alien_free(void **state)
 		fail_msg("%s: after %zu alien frees by the node-0 process: alien_free %lld, node 1 "
 			 "free_objects %lld -> %lld and shared_avail %lld -> %lld, node 0 "
 			 "free_objects %lld -> %lld and shared_avail %lld -> %lld", cache, n,
-			 counter(st, "alien_free"), n1_before.free_objects, n1_after.free_objects,
-			 n1_before.shared_avail, n1_after.shared_avail, n0_before.free_objects,
-			 n0_after.free_objects, n0_before.shared_avail, n0_after.shared_avail);
+			 th_jcounter(st, "alien_free"), n1_before.free_objects,
+			 n1_after.free_objects, n1_before.shared_avail, n1_after.shared_avail,
+			 n0_before.free_objects, n0_after.free_objects, n0_before.shared_avail,
+			 n0_after.shared_avail);
 	}
 	json_decref(st);
 	assert_int_equal(th_validate(&daemon_, cache), 0);
@@ -867,8 +819,7 @@ static void test_slab_node_ignored(void **state)
 		free(offs);
 		assert_int_equal(th_validate(&daemon_, cache), 0);
 	}
-	assert_int_equal(th_stop(&daemon_), 0);
-	assert_false(daemon_.socket_left);
+	TH_STOP_CLEAN(&daemon_);
 }
 
 int main(int argc, char **argv)

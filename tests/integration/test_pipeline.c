@@ -38,6 +38,7 @@
 #define CHILD_ALARM   240u
 #define CHILD_WAIT_S  250
 #define PIPE_MAGIC    0x51ab0000d00dfeedULL
+#define PIPE_SUM_SEED 0x243f6a8885a308d3ULL /* th_sum7 seed of the pattern checksum */
 #define CACHE_NAME    "pipe"
 
 /* Exit codes of the role processes. */
@@ -58,57 +59,24 @@ enum {
 	EX_CLOSE,        /* slab_cache_close */
 };
 
-static uint64_t mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-static uint64_t checksum(const uint64_t *w)
-{
-	uint64_t s = 0x243f6a8885a308d3ULL;
-
-	for (int i = 0; i < 7; i++)
-		s = mix(s ^ w[i]);
-	return s;
-}
-
 static void fill(uint64_t *w, unsigned id, uint64_t seq)
 {
 	w[0] = PIPE_MAGIC ^ id;
 	w[1] = seq;
 	for (int k = 2; k < 7; k++)
-		w[k] = mix(((uint64_t)id << 48) ^ (seq << 8) ^ (uint64_t)k);
-	w[7] = checksum(w);
+		w[k] = th_mix64(((uint64_t)id << 48) ^ (seq << 8) ^ (uint64_t)k);
+	w[7] = th_sum7(w, PIPE_SUM_SEED);
 }
 
 /* Does w hold a pattern a producer wrote (a live object)? */
 static int looks_live(const uint64_t *w)
 {
-	return (w[0] ^ PIPE_MAGIC) < NR_PRODUCERS && w[7] == checksum(w);
+	return (w[0] ^ PIPE_MAGIC) < NR_PRODUCERS && w[7] == th_sum7(w, PIPE_SUM_SEED);
 }
 
 static unsigned long share(unsigned long total, unsigned id)
 {
 	return total / NR_PRODUCERS + (id < total % NR_PRODUCERS);
-}
-
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* ---- the role processes ------------------------------------------------------------- */
@@ -189,7 +157,7 @@ static int producer_main(char **argv)
 		fill(w, id, seq);
 		batch[nb++] = off;
 		if (nb == BATCH || seq + 1 == count) {
-			if (write_all(wfd, batch, nb * sizeof(uint64_t))) {
+			if (th_write_all(wfd, batch, nb * sizeof(uint64_t))) {
 				fprintf(stderr, "%s: pipe write: %s\n", who, strerror(errno));
 				return EX_WRITE;
 			}
@@ -310,15 +278,8 @@ static int setup_two(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	th_kill_children();
-	if (daemon_.pid)
-		th_stop(&daemon_);
+	th_teardown(&daemon_);
 	return 0;
-}
-
-static long long counter(json_t *stats, const char *name)
-{
-	return th_jint(json_object_get(stats, "counters"), name);
 }
 
 static void run_pipeline(bool two_nodes)
@@ -374,14 +335,14 @@ static void run_pipeline(bool two_nodes)
 	assert_int_equal(th_jint(st, "in_use"), 0);
 	assert_int_equal(th_jint(st, "object_size"), OBJ_SIZE);
 	assert_int_equal(json_array_size(json_object_get(st, "nodes")), two_nodes ? 2 : 1);
-	assert_int_equal(counter(st, "alloc_fastpath") + counter(st, "alloc_slowpath"),
+	assert_int_equal(th_jcounter(st, "alloc_fastpath") + th_jcounter(st, "alloc_slowpath"),
 			 (long long)total);
-	assert_int_equal(counter(st, "free_fastpath") + counter(st, "free_slowpath"),
+	assert_int_equal(th_jcounter(st, "free_fastpath") + th_jcounter(st, "free_slowpath"),
 			 two_nodes ? 0 : (long long)total);
-	assert_int_equal(counter(st, "alien_free"), two_nodes ? (long long)total : 0);
-	assert_int_equal(counter(st, "invalid_free"), 0);
-	assert_int_equal(counter(st, "double_free"), 0);
-	assert_true(counter(st, "alloc_slab") > 0);
+	assert_int_equal(th_jcounter(st, "alien_free"), two_nodes ? (long long)total : 0);
+	assert_int_equal(th_jcounter(st, "invalid_free"), 0);
+	assert_int_equal(th_jcounter(st, "double_free"), 0);
+	assert_true(th_jcounter(st, "alloc_slab") > 0);
 	if (two_nodes) {
 		json_t *n1 = json_array_get(json_object_get(st, "nodes"), 1);
 
@@ -399,8 +360,7 @@ static void run_pipeline(bool two_nodes)
 	}
 	slab_pool_disconnect(pool);
 
-	assert_int_equal(th_stop(&daemon_), 0);
-	assert_false(daemon_.socket_left);
+	TH_STOP_CLEAN(&daemon_);
 }
 
 static void test_pipeline(void **state)

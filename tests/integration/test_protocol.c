@@ -263,8 +263,7 @@ static void finish(void)
 	assert_int_equal(write(client_cmd, "Q", 1), 1);
 	assert_int_equal(th_wait_child(client_pid, 30), 0);
 	client_pid = 0;
-	assert_int_equal(th_stop(&daemon_), 0);
-	assert_false(daemon_.socket_left);
+	TH_STOP_CLEAN(&daemon_);
 }
 
 static json_t *conn_req(int fd, const char *line)

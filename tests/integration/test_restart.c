@@ -97,14 +97,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 static void sleep_us(long us)
 {
 	struct timespec ts = { us / 1000000, (us % 1000000) * 1000L };
@@ -172,15 +164,6 @@ static struct shared *new_shared(int *fdp)
 	return sh;
 }
 
-/* Has the child exited (without reaping it)? */
-static bool child_exited(pid_t pid)
-{
-	siginfo_t si;
-
-	memset(&si, 0, sizeof(si));
-	return waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid;
-}
-
 static void create_cache(const char *name)
 {
 	json_t *r = th_request_fmt(&daemon_, "{\"id\":1,\"cmd\":\"cache.create\",\"name\":\"%s\","
@@ -189,30 +172,6 @@ static void create_cache(const char *name)
 
 	th_assert_ok(r, "cache.create");
 	json_decref(r);
-}
-
-static long long stat_of(const char *cache, const char *key)
-{
-	json_t *st = th_cache_stats(&daemon_, cache);
-	long long v;
-
-	if (!st)
-		fail_msg("cache.stats %s: no such cache", cache);
-	v = th_jint(st, key);
-	json_decref(st);
-	return v;
-}
-
-static long long counter_of(const char *cache, const char *key)
-{
-	json_t *st = th_cache_stats(&daemon_, cache);
-	long long v;
-
-	if (!st)
-		fail_msg("cache.stats %s: no such cache", cache);
-	v = th_jint(json_object_get(st, "counters"), key);
-	json_decref(st);
-	return v;
 }
 
 static void destroy_cache(const char *name)
@@ -336,14 +295,14 @@ static int worker_main(char **argv)
 		/* Bursts of 1024 calls, 1 ms apart: the swings stay far faster than the
 		 * phases, and 4 workers leave this 2-core machine some room for slabd. */
 		if (!(n % 1024))
-			sleep_ms(1);
+			th_sleep_ms(1);
 
 		if (atomic_load_explicit(&ws->quiet_req, memory_order_relaxed)) {
 			/* Quiet: nothing in progress; what the application holds is final. */
 			atomic_store(&ws->held, (int64_t)held);
 			atomic_store(&ws->state, W_QUIET);
 			while (!atomic_load(&sh->stop))
-				sleep_ms(1);
+				th_sleep_ms(1);
 			break;
 		}
 		/* grow: 3 in 4 allocate; shrink: 1 in 4 allocate. */
@@ -356,7 +315,7 @@ static int worker_main(char **argv)
 			note_call(ws, t0, now_ns());
 			if (!o) {
 				note_error(ws, idx, "slab_alloc", -errno);
-				sleep_ms(1);
+				th_sleep_ms(1);
 				continue;
 			}
 			cookies[held] = ++serial ^ (r & 0xffffffffull) << 20;
@@ -439,12 +398,12 @@ static void wait_state(struct shared *sh, unsigned idx, int state)
 	uint64_t deadline = now_ns() + 5000000000ull;
 
 	while (atomic_load(&sh->w[idx].state) != state) {
-		if (child_exited(workers[idx]))
+		if (th_child_exited(workers[idx]))
 			fail_msg("worker %u exited (status %d) before state %d", idx,
 				 th_wait_child(workers[idx], 1), state);
 		if (now_ns() > deadline)
 			fail_msg("worker %u did not reach state %d within 5 s", idx, state);
-		sleep_ms(1);
+		th_sleep_ms(1);
 	}
 }
 
@@ -472,7 +431,7 @@ static void dump_workers(const struct shared *sh, unsigned nr)
 static void check_alive(unsigned nr)
 {
 	for (unsigned i = 0; i < nr; i++)
-		if (workers[i] > 0 && child_exited(workers[i]))
+		if (workers[i] > 0 && th_child_exited(workers[i]))
 			fail_msg("worker %u exited early (status %d)", i, th_wait_child(workers[i], 1));
 }
 
@@ -490,12 +449,6 @@ static int teardown(void **state)
 		arena_path[0] = 0;
 	}
 	return 0;
-}
-
-static void stop_clean(void)
-{
-	assert_int_equal(th_stop(&daemon_), 0);
-	assert_false(daemon_.socket_left);
 }
 
 /* ---- 1. SIGKILL under load, 20 times ----------------------------------------------------- */
@@ -519,17 +472,17 @@ static void test_kill_storm(void **state)
 		spawn_worker("storm", shfd, i, th_rand(&seed), 1024);
 	for (unsigned i = 0; i < nr_w; i++)
 		wait_state(sh, i, W_RUNNING);
-	sleep_ms(150);
+	th_sleep_ms(150);
 
 	for (unsigned k = 0; k < restarts; k++) {
 		uint64_t t_kill, t_up, seq0[MAX_WORKERS], start0[MAX_WORKERS], done_at[MAX_WORKERS];
 		unsigned waiting = 0;
 
-		sleep_ms(100 + (long)(th_rand(&seed) % 201)); /* the load runs */
+		th_sleep_ms(100 + (long)(th_rand(&seed) % 201)); /* the load runs */
 		check_alive(nr_w);
 		assert_int_equal(th_kill(&daemon_), 0);
 		t_kill = now_ns();
-		sleep_ms(50 + (long)(th_rand(&seed) % 151)); /* fast paths go on; slow paths wait */
+		th_sleep_ms(50 + (long)(th_rand(&seed) % 151)); /* fast paths go on; slow paths wait */
 		if (th_restart(&daemon_, NULL))
 			fail_msg("restart %u: slabd did not start again", k + 1);
 		t_up = now_ns();
@@ -590,7 +543,7 @@ static void test_kill_storm(void **state)
 				dump_workers(sh, nr_w);
 				fail_msg("restart %u: no worker came back to adopt within 5 s", k + 1);
 			}
-			sleep_ms(2);
+			th_sleep_ms(2);
 		}
 		adopt_ms[k] = (double)(now_ns() - t_up) / 1e6;
 		/* And every worker makes progress on the new daemon. */
@@ -609,7 +562,7 @@ static void test_kill_storm(void **state)
 		}
 	}
 
-	sleep_ms(150);
+	th_sleep_ms(150);
 	atomic_store(&sh->stop, 1);
 	for (unsigned i = 0; i < nr_w; i++) {
 		struct wshare *ws = &sh->w[i];
@@ -647,7 +600,8 @@ static void test_kill_storm(void **state)
 	printf("[restart] %llu calls, 0 errors, %llu calls > 5 ms, longest single call %.1f ms; "
 	       "%lld slabs granted, %lld returned\n", (unsigned long long)ops,
 	       (unsigned long long)stalls, (double)max_call / 1e6,
-	       counter_of("storm", "alloc_slab"), counter_of("storm", "free_slab"));
+	       th_counter(&daemon_, "storm", "alloc_slab"),
+	       th_counter(&daemon_, "storm", "free_slab"));
 	fflush(stdout);
 	assert_true(sorted[restarts - 1] < RESUME_MAX_MS);
 	/* The windows were hit: most restarts found workers waiting in a slow path. */
@@ -665,12 +619,12 @@ static void test_kill_storm(void **state)
 	free(log);
 
 	/* Nothing lost. */
-	assert_int_equal(stat_of("storm", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "storm", "in_use"), 0);
 	assert_int_equal(th_validate(&daemon_, "storm"), 0);
 	destroy_cache("storm");
 	munmap(sh, sizeof(*sh));
 	close(shfd);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 /* ---- 2. --arena-file ------------------------------------------------------------------- */
@@ -762,35 +716,16 @@ static void test_arena_file(void **state)
 		E(slab_free(c, objs[i]));
 	}
 	E(slab_cache_close(c));
-	assert_int_equal(stat_of("af", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "af", "in_use"), 0);
 	assert_int_equal(th_validate(&daemon_, "af"), 0);
 	destroy_cache("af");
 	slab_pool_disconnect(pool);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 	unlink(arena_path);
 	arena_path[0] = 0;
 }
 
 /* The slabd binary, as the harness finds it. */
-static void slabd_bin(char *buf, size_t cap)
-{
-	const char *env = getenv("SLABD_BIN");
-	char exe[3968], *slash;
-	ssize_t n;
-
-	if (env && *env) {
-		snprintf(buf, cap, "%s", env);
-		return;
-	}
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	assert_true(n > 0);
-	exe[n] = 0;
-	slash = strrchr(exe, '/');
-	assert_non_null(slash);
-	*slash = 0;
-	snprintf(buf, cap, "%s/../bin/slabd", exe);
-}
-
 static void write_file(const char *path, const void *head, size_t headlen, size_t size)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -846,12 +781,12 @@ static void test_arena_file_foreign(void **state)
 	E(slab_free(c, E_PTR(slab_alloc(c))));
 	E(slab_cache_destroy(c));
 	slab_pool_disconnect(pool);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 
 	/* A file that holds an arena slabd cannot adopt (the magic, then junk): refused at
 	 * start-up with a clear message, and left as it was. */
 	write_file(arena_path, &magic, sizeof(magic), junk);
-	slabd_bin(bin, sizeof(bin));
+	assert_int_equal(th_slabd_bin(bin, sizeof(bin)), 0);
 	assert_non_null(mkdtemp(dir));
 	snprintf(sock, sizeof(sock), "%s/slabd.sock", dir);
 	snprintf(logp, sizeof(logp), "%s/slabd.log", dir);
@@ -925,7 +860,7 @@ static void test_dead_while_down(void **state)
 		spawn_worker("dwd", shfd, i, th_rand(&seed), i == B ? 2048 : 300);
 	for (unsigned i = 0; i < 3; i++)
 		wait_state(sh, i, W_RUNNING);
-	sleep_ms(150);
+	th_sleep_ms(150);
 	atomic_store(&sh->w[A].quiet_req, 1);
 	atomic_store(&sh->w[C].quiet_req, 1);
 	wait_state(sh, A, W_QUIET);
@@ -934,13 +869,13 @@ static void test_dead_while_down(void **state)
 	held_c = atomic_load(&sh->w[C].held);
 
 	assert_int_equal(th_kill(&daemon_), 0);
-	sleep_ms(30);
+	th_sleep_ms(30);
 	kill(workers[A], SIGKILL);
 	kill(workers[C], SIGKILL);
 	assert_int_equal(th_wait_child(workers[A], 5), 128 + SIGKILL);
-	while (!child_exited(workers[C]))
-		sleep_ms(1);
-	sleep_ms(30);
+	while (!th_child_exited(workers[C]))
+		th_sleep_ms(1);
+	th_sleep_ms(30);
 	assert_int_equal(th_restart(&daemon_, NULL), 0);
 
 	/* Ask at once (a monitor must not keep the new slabd from adopting), until B has
@@ -963,7 +898,7 @@ static void test_dead_while_down(void **state)
 			dump_workers(sh, 3);
 			fail_msg("A and C not listed as dead 5 s after the restart");
 		}
-		sleep_ms(5);
+		th_sleep_ms(5);
 	}
 	assert_null(client_entry("clients", workers[A]));
 	assert_null(client_entry("clients", workers[C]));
@@ -973,19 +908,19 @@ static void test_dead_while_down(void **state)
 	assert_int_equal(th_wait_child(workers[C], 5), 128 + SIGKILL);
 	workers[A] = workers[C] = 0;
 
-	sleep_ms(100);
+	th_sleep_ms(100);
 	atomic_store(&sh->stop, 1);
 	assert_int_equal(th_wait_child(workers[B], 30), 0);
 	workers[B] = 0;
 	assert_int_equal(sh->w[B].errors, 0);
 	assert_int_equal(sh->w[B].bad_cookies, 0);
 	/* What A's and C's applications held stays allocated, exactly. */
-	assert_int_equal(stat_of("dwd", "in_use"), held_a + held_c);
-	assert_int_equal(stat_of("dwd", "magazine_avail"), 0);
+	assert_int_equal(th_stat(&daemon_, "dwd", "in_use"), held_a + held_c);
+	assert_int_equal(th_stat(&daemon_, "dwd", "magazine_avail"), 0);
 	assert_int_equal(th_validate(&daemon_, "dwd"), 0);
 	munmap(sh, sizeof(*sh));
 	close(shfd);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 /* ---- 4. an adopted arena with more cache slots ------------------------------------------ */
@@ -1015,14 +950,14 @@ static void test_adopt_larger(void **state)
 		spawn_worker("big", shfd, i, th_rand(&seed), 2048);
 	for (unsigned i = 0; i < 2; i++)
 		wait_state(sh, i, W_RUNNING);
-	sleep_ms(100);
+	th_sleep_ms(100);
 	assert_int_equal(th_kill(&daemon_), 0);
-	sleep_ms(50);
+	th_sleep_ms(50);
 	assert_int_equal(th_restart(&daemon_, small), 0);
 	/* A connection accepted before the adoption, used after it. */
 	mon = th_connect(&daemon_);
 	assert_true(mon >= 0);
-	sleep_ms(200);
+	th_sleep_ms(200);
 	check_alive(2);
 	r = th_conn_request(mon, "{\"id\":1,\"cmd\":\"cache.destroy\",\"name\":\"pad39\"}");
 	th_assert_ok(r, "cache.destroy pad39 on a connection older than the adoption");
@@ -1038,12 +973,12 @@ static void test_adopt_larger(void **state)
 		workers[i] = 0;
 		assert_int_equal(sh->w[i].errors, 0);
 	}
-	assert_int_equal(stat_of("big", "in_use"), 0);
+	assert_int_equal(th_stat(&daemon_, "big", "in_use"), 0);
 	assert_int_equal(th_validate(&daemon_, "big"), 0);
 	destroy_cache("big");
 	munmap(sh, sizeof(*sh));
 	close(shfd);
-	stop_clean();
+	TH_STOP_CLEAN(&daemon_);
 }
 
 int main(int argc, char **argv)

@@ -111,30 +111,6 @@ enum {
 	EX_PIPE,         /* pipe read or write */
 };
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-static long long now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- the worker process ------------------------------------------------------------- */
 
 struct held {
@@ -229,7 +205,7 @@ static int worker_main(char **argv)
 		}
 		/* Ready once a first batch ran: both caches have magazines bound, so
 		 * clients.list shows an area and this worker's caches. */
-		if (round == 0 && write_all(msgfd, &m, sizeof(m)))
+		if (round == 0 && th_write_all(msgfd, &m, sizeof(m)))
 			return EX_PIPE;
 		if (stop_requested(stopfd))
 			break;
@@ -281,7 +257,7 @@ static int worker_main(char **argv)
 	}
 	slab_pool_disconnect(pool);
 	m.kind = MSG_DONE;
-	if (write_all(msgfd, &m, sizeof(m)))
+	if (th_write_all(msgfd, &m, sizeof(m)))
 		return EX_PIPE;
 	return EX_OK;
 }
@@ -539,8 +515,8 @@ static void run_stats(bool churn)
 	sample_once(fd, pv, samples++, true);
 	for (unsigned k = 0; k < NR_CACHES; k++)
 		start_allocs[k] = pv[k].counter[0] + pv[k].counter[1];
-	deadline = now_ms() + (long long)sample_ms;
-	while (now_ms() < deadline || samples < MIN_SAMPLES)
+	deadline = th_now_ms() + (long long)sample_ms;
+	while (th_now_ms() < deadline || samples < MIN_SAMPLES)
 		sample_once(fd, pv, samples++, true);
 	if (!churn)
 		check_clients(&daemon_, pids);
@@ -556,9 +532,9 @@ static void run_stats(bool churn)
 	 * compared with the last one taken while they ran. */
 	assert_int_equal(close(stop[1]), 0);
 	phase = "workers stopping";
-	deadline = now_ms() + CHILD_WAIT_S * 1000LL;
+	deadline = th_now_ms() + CHILD_WAIT_S * 1000LL;
 	while (done < NR_WORKERS) {
-		if (now_ms() > deadline)
+		if (th_now_ms() > deadline)
 			fail_msg("only %u of %d workers reported within %d s of the stop", done,
 				 NR_WORKERS, CHILD_WAIT_S);
 		sample_once(fd, pv, samples++, folds_checked);
@@ -580,7 +556,7 @@ static void run_stats(bool churn)
 
 	/* Quiet: wait until slabd has seen every worker's connection close (they closed
 	 * their caches before that, so this only waits for the daemon to reap them). */
-	deadline = now_ms() + 10000;
+	deadline = th_now_ms() + 10000;
 	for (;;) {
 		r = th_conn_request(fd, "{\"id\":2,\"cmd\":\"arena.stats\"}");
 		th_assert_ok(r, "arena.stats");
@@ -589,7 +565,7 @@ static void run_stats(bool churn)
 			break;
 		}
 		json_decref(r);
-		if (now_ms() > deadline)
+		if (th_now_ms() > deadline)
 			fail_msg("slabd still lists clients 10 s after every worker exited");
 		nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
 	}
@@ -643,8 +619,7 @@ static void run_stats(bool churn)
 		      "freed\n", samples, (unsigned long long)allocs[0],
 		      (unsigned long long)allocs[1]);
 
-	assert_int_equal(th_stop(&daemon_), 0);
-	assert_false(daemon_.socket_left);
+	TH_STOP_CLEAN(&daemon_);
 }
 
 static void test_stats_under_load(void **state)

@@ -34,6 +34,7 @@
 #define FIFO        16         /* objects a thread keeps before freeing its own */
 #define DRAIN_EVERY 256        /* iterations between non-blocking looks at the inbox */
 #define TH_MAGIC    0x7e57000000000000ULL
+#define TH_SUM_SEED 0x13198a2e03707344ULL /* th_sum7 seed of the pattern checksum */
 
 struct batch {
 	unsigned n;
@@ -67,35 +68,18 @@ static struct th_daemon daemon_;
 static struct queue queues[NR_THREADS];
 static struct worker workers[NR_THREADS];
 
-static uint64_t mix(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ULL;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-	return x ^ (x >> 31);
-}
-
-static uint64_t checksum(const uint64_t *w)
-{
-	uint64_t s = 0x13198a2e03707344ULL;
-
-	for (int i = 0; i < 7; i++)
-		s = mix(s ^ w[i]);
-	return s;
-}
-
 static void fill(uint64_t *w, unsigned id, uint64_t seq)
 {
 	w[0] = TH_MAGIC | id;
 	w[1] = seq;
 	for (int k = 2; k < 7; k++)
-		w[k] = mix(((uint64_t)id << 56) ^ (seq << 4) ^ (uint64_t)k);
-	w[7] = checksum(w);
+		w[k] = th_mix64(((uint64_t)id << 56) ^ (seq << 4) ^ (uint64_t)k);
+	w[7] = th_sum7(w, TH_SUM_SEED);
 }
 
 static int looks_live(const uint64_t *w)
 {
-	return (w[0] & ~0xffULL) == TH_MAGIC && w[7] == checksum(w);
+	return (w[0] & ~0xffULL) == TH_MAGIC && w[7] == th_sum7(w, TH_SUM_SEED);
 }
 
 static void failf(struct worker *me, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -278,11 +262,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-static long long counter(json_t *st, const char *name)
-{
-	return th_jint(json_object_get(st, "counters"), name);
-}
-
 static void check_stats(unsigned long total, const char *when)
 {
 	json_t *st = th_cache_stats(&daemon_, "threads");
@@ -291,12 +270,12 @@ static void check_stats(unsigned long total, const char *when)
 		fail_msg("%s: cache 'threads' has no stats", when);
 	if (th_jint(st, "in_use") != 0)
 		fail_msg("%s: in_use %lld, want 0", when, th_jint(st, "in_use"));
-	assert_int_equal(counter(st, "alloc_fastpath") + counter(st, "alloc_slowpath"),
+	assert_int_equal(th_jcounter(st, "alloc_fastpath") + th_jcounter(st, "alloc_slowpath"),
 			 (long long)total);
-	assert_int_equal(counter(st, "free_fastpath") + counter(st, "free_slowpath"),
+	assert_int_equal(th_jcounter(st, "free_fastpath") + th_jcounter(st, "free_slowpath"),
 			 (long long)total);
-	assert_int_equal(counter(st, "invalid_free"), 0);
-	assert_int_equal(counter(st, "double_free"), 0);
+	assert_int_equal(th_jcounter(st, "invalid_free"), 0);
+	assert_int_equal(th_jcounter(st, "double_free"), 0);
 	json_decref(st);
 }
 
@@ -367,8 +346,7 @@ static void test_threads(void **state)
 	check_stats(total, "after closing the handle");
 	assert_int_equal(th_validate(&daemon_, "threads"), 0);
 	slab_pool_disconnect(pool);
-	assert_int_equal(th_stop(&daemon_), 0);
-	assert_false(daemon_.socket_left);
+	TH_STOP_CLEAN(&daemon_);
 }
 
 int main(void)
