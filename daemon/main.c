@@ -386,9 +386,9 @@ int main(int argc, char **argv)
 	slabd_log(&d, LOG_INFO, "ready: socket %s, arena %llu MiB over %u node(s), %u cache slots",
 		  d.socket_path, (unsigned long long)(d.arena.size >> 20),
 		  d.arena.hdr->ah_nr_nodes, d.arena.hdr->ah_nr_caches);
-	slabd_log(&d, LOG_INFO, "admitting uid 0, uid %u, %u more uid(s), %u gid(s); limits: "
+	slabd_log(&d, LOG_INFO, "admitting root%s, %u more uid(s), %u gid(s); limits: "
 		  "%u connections, %u per uid, %u pending replies, %u-byte lines%s%s",
-		  (unsigned)getuid(), d.opt.nr_allow_uid, d.opt.nr_allow_gid,
+		  getuid() ? " and slabd's own uid" : "", d.opt.nr_allow_uid, d.opt.nr_allow_gid,
 		  d.opt.max_connections, d.opt.max_conn_per_uid, d.opt.max_pending,
 		  d.opt.max_line, d.opt.config ? "; config " : "",
 		  d.opt.config ? d.opt.config : "");
