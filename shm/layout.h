@@ -54,7 +54,9 @@
  *       its partial and free lists of (c_num - pg_inuse).  (Discard-queue slabs are counted
  *       in n_nr_discard and not in n_free_objects.)
  *   I7  Every object offset in a magazine, a shared array or an alien buffer refers to an
- *       object whose bufctl entry is BUFCTL_ACTIVE.  Objects are never in two places.
+ *       object whose bufctl entry is BUFCTL_ACTIVE (CACHED with SLAB_DEBUG).  Objects are
+ *       never in two places, except inside one slow-path step, which records itself
+ *       (m_intent, n_xfer_*) so that repair and slabd's reclaim can finish or undo it.
  *       For a cache: active_objs == cached + in_use, where cached counts magazines, shared
  *       arrays and alien buffers.
  *
@@ -65,7 +67,13 @@
  *   - A cache node's lists, counters, shared array, and the bufctl and pg_inuse/pg_free of
  *     its slabs: whoever holds that node's n_lock.
  *   - A magazine: only its owning thread (and its process on close / thread exit, when no
- *     thread uses it), and slabd when the client is dead.
+ *     thread uses it), and slabd when the client is dead.  Whoever repairs a node lock
+ *     left by a dead holder clears the entries of that holder's magazine named by
+ *     n_xfer_mag.
+ *   - A cache's c_stat, c_corruptions and its ring, c_fold_begin/end: any process, with
+ *     atomic adds (slow paths and debug checks only).
+ *   - A slab_track (SLAB_STORE_USER): the process that allocates, frees or caches the
+ *     object.
  */
 #ifndef SLABD_SHM_LAYOUT_H
 #define SLABD_SHM_LAYOUT_H
