@@ -289,8 +289,10 @@ void commands_reap(struct slabd *d)
 		log_corruptions(d, id);
 	}
 	/* Every second: when the page allocator holds 4 MiB more free memory than at the
-	 * last punch, give the large free ranges back to the OS. */
-	if (d->reap_ticks % 50 == 25) {
+	 * last punch and nothing was granted for 2 s, give the large free ranges back to the
+	 * OS.  (While slabs are being granted, memory given back would only be faulted in
+	 * again, zeroed, by the next grant.) */
+	if (d->reap_ticks % 50 == 25 && now - d->last_any_grant_ns > 2000000000ull) {
 		uint64_t free_pages = 0;
 
 		for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++)
@@ -739,7 +741,7 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 		return fail(e, ENOMEM, "arena exhausted on node %llu", (unsigned long long)node);
 	if (rc < 0)
 		return fail(e, EIO, "cannot grow cache '%s': %s", cd->c_name, strerror(-rc));
-	d->last_grant_ns[id] = slabd_now_ns();
+	d->last_grant_ns[id] = d->last_any_grant_ns = slabd_now_ns();
 	return json_pack("{s:i}", "granted", rc);
 }
 

@@ -120,6 +120,7 @@ struct slabd {
 	uint64_t               started_ns;
 	uint64_t               reap_ticks;    /* reap timer ticks (20 ms) */
 	uint64_t               punched_at_free; /* free pages when holes were last punched */
+	uint64_t               last_any_grant_ns; /* when any cache was granted slabs last */
 	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
 	bool                   adopt_at_start; /* --arena-file held an arena */
 	uint32_t              *grant_streak;  /* per cache id: slabs of the last grant */
