@@ -35,7 +35,7 @@ static unsigned default_limit(uint32_t size)
 		return 24;
 	if (size > 256)
 		return 54;
-	return 120;
+	return 252;
 }
 
 /* SLUB's set_min_partial: ilog2(size) / 2 within [5, 10]. */

@@ -84,7 +84,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  6u                     /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  7u                     /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -94,7 +94,7 @@
 #define SLAB_MAX_CLIENTS     1024u
 #define SLAB_NAME_MAX        64u        /* 1..63 bytes of [A-Za-z0-9._-] plus NUL */
 #define SLAB_NIL             0xffffffffu
-#define SLAB_SHARED_MAX      256u       /* entries of a per-node shared array */
+#define SLAB_SHARED_MAX      1024u      /* entries of a per-node shared array */
 #define SLAB_MAG_MAX         1024u      /* largest magazine limit */
 #define SLAB_MAX_OBJECT_SIZE (256u << 10) /* keeps waste <= 1/16 within SLAB_MAX_ORDER */
 #define SLAB_MAX_ALIGN       SLAB_PAGE_SIZE
