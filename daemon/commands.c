@@ -697,6 +697,44 @@ static json_t *cmd_clients_list(struct conn *c, json_t *req, struct err *e)
 	return stats_clients(c->d);
 }
 
+/* The per-node reserve: right after a grant, while the client consumes it, slabd grants
+ * the next batch onto the node's free list in the background (the loop's next turn), so
+ * a cache that keeps growing finds slabs ready (their pages already faulted in by the
+ * attach) instead of a round trip each.  A reserve left unused goes back after a second
+ * without grants (sm_cache_trim). */
+/* The loop's next turn restocks (cache id, node), packed in the event's argument so
+ * nothing is allocated (and nothing leaks if slabd stops first). */
+static struct slabd *restock_d;
+
+static void on_restock(evutil_socket_t fd, short what, void *arg)
+{
+	uintptr_t v = (uintptr_t)arg;
+	uint32_t id = (uint32_t)(v & 0xfffff);
+	unsigned node = (unsigned)(v >> 20);
+	struct slabd *d = restock_d;
+	struct slab_cache_desc *cd;
+	uint32_t want;
+
+	(void)fd;
+	(void)what;
+	if (!d || id >= d->arena.hdr->ah_nr_caches || node >= d->arena.hdr->ah_nr_nodes)
+		return;
+	cd = sm_cache(&d->arena, id);
+	want = d->grant_streak[id];
+	if (cd->c_state == CACHE_LIVE && want &&
+	    SM_LOAD(&cd->c_nodes[node].n_free.l_count) < want)
+		sm_cache_grow(&d->arena, id, node, want);
+}
+
+static void schedule_restock(struct slabd *d, uint32_t id, unsigned node)
+{
+	struct timeval now = { 0, 0 };
+
+	restock_d = d;
+	event_base_once(d->base, -1, EV_TIMEOUT, on_restock,
+			(void *)((uintptr_t)id | (uintptr_t)node << 20), &now);
+}
+
 /* Internal (libslab): fresh slabs for a cache the client has open. */
 static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 {
@@ -718,12 +756,13 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	cd = sm_cache(&d->arena, id);
 	if (cd->c_node >= 0)
 		node = (uint64_t)cd->c_node;
-	/* Grant in growing batches (up to 1 MiB or 64 slabs beyond what was asked) so a
-	 * cache that is filling up costs few round trips. */
+	/* Grant in growing batches (up to 4 MiB or 256 slabs beyond what was asked) so a
+	 * cache that is filling up costs few round trips; what a burst leaves unused goes
+	 * back after a second (sm_cache_trim). */
 	streak = &d->grant_streak[id];
-	cap = (uint32_t)((1u << 20) >> (SLAB_PAGE_SHIFT + cd->c_order));
-	if (cap > 64)
-		cap = 64;
+	cap = (uint32_t)((4u << 20) >> (SLAB_PAGE_SHIFT + cd->c_order));
+	if (cap > SM_GROW_MAX)
+		cap = SM_GROW_MAX;
 	if (cap < 1)
 		cap = 1;
 	*streak = *streak ? *streak * 2 : 1;
@@ -742,6 +781,7 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	if (rc < 0)
 		return fail(e, EIO, "cannot grow cache '%s': %s", cd->c_name, strerror(-rc));
 	d->last_grant_ns[id] = d->last_any_grant_ns = slabd_now_ns();
+	schedule_restock(d, (uint32_t)id, (unsigned)node);
 	return json_pack("{s:i}", "granted", rc);
 }
 

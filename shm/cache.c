@@ -174,7 +174,7 @@ static uint64_t slab_objects(struct sm_arena *a, struct slab_cache_desc *c)
 int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
 {
 	struct slab_cache_desc *c;
-	uint32_t heads[64];
+	uint32_t heads[SM_GROW_MAX];
 	unsigned got = 0;
 	int rc;
 

@@ -51,7 +51,11 @@ int sm_cache_create(struct sm_arena *a, const struct sm_cache_params *p, uint32_
 /* Find a LIVE or DYING cache by name.  -ENOENT when there is none. */
 int sm_cache_lookup(const struct sm_arena *a, const char *name, uint32_t *id);
 
-/* Add nr fresh empty slabs to the cache on node (slabd's slab grant).  Returns the number
+/* Most slabs one sm_cache_grow call adds. */
+#define SM_GROW_MAX 256u
+
+/* Add nr fresh empty slabs to the cache on node (slabd's slab grant), at most
+ * SM_GROW_MAX.  Returns the number
  * added (>= 1), or -ENOMEM when the node has no block of the cache's order, or -EDQUOT
  * when max_objects would be exceeded, or -EINVAL. */
 int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr);
