@@ -52,30 +52,47 @@ static void log_problem(void *arg, const char *fmt, ...)
 }
 
 /* A client slot of the adopted arena whose process has not come back yet. */
-static void make_ghost(struct slabd *d, uint32_t slot)
+/* A ghost: a client connection without a socket, owning `slot`, the references `refs`
+ * (taken over; NULL: none yet) and the pid watch `pidfd` (taken over; -1: open one).
+ * NULL when out of memory (refs and pidfd are then still the caller's). */
+static struct conn *ghost_new(struct slabd *d, uint32_t slot, pid_t pid, uid_t uid,
+			      gid_t gid, uint64_t since_ns, uint32_t *refs, int pidfd)
 {
-	struct slab_client *cl = sm_client(&d->arena, slot);
 	struct conn *g = calloc(1, sizeof(*g));
 
-	if (g)
-		g->refs = calloc(d->arena.hdr->ah_nr_caches, sizeof(*g->refs));
-	if (!g || !g->refs) {
+	if (!g)
+		return NULL;
+	g->refs = refs ? refs : calloc(d->arena.hdr->ah_nr_caches, sizeof(*g->refs));
+	if (!g->refs) {
 		free(g);
-		sm_client_reclaim(&d->arena, slot);
-		return;
+		return NULL;
 	}
 	g->d = d;
 	g->role = CONN_CLIENT;
 	g->slot = slot;
-	g->pid = cl->cl_pid;
-	g->uid = cl->cl_uid;
-	g->gid = cl->cl_gid;
-	g->since_ns = cl->cl_since_ns;
-	g->pidfd = -1;
+	g->pid = pid;
+	g->uid = uid;
+	g->gid = gid;
+	g->since_ns = since_ns;
+	g->pidfd = pidfd;
 	g->next = d->conns;
 	d->conns = g;
 	d->nr_conns++;
 	server_watch_pid(g);
+	return g;
+}
+
+/* A client slot of the adopted arena whose process has not come back yet. */
+static void make_ghost(struct slabd *d, uint32_t slot)
+{
+	struct slab_client *cl = sm_client(&d->arena, slot);
+	struct conn *g = ghost_new(d, slot, cl->cl_pid, cl->cl_uid, cl->cl_gid,
+				   cl->cl_since_ns, NULL, -1);
+
+	if (!g) {
+		sm_client_reclaim(&d->arena, slot);
+		return;
+	}
 	if (g->pidfd < 0 && kill(g->pid, 0) < 0 && errno == ESRCH) {
 		/* Died while slabd was down. */
 		server_conn_free(g);
@@ -192,25 +209,17 @@ bool adopt_keep_ghost(struct conn *c)
 	 * by slab_pool_disconnect after flushing): a dead one is reclaimed now. */
 	if (c->role != CONN_CLIENT || !c->bev || c->bye || !process_alive(c))
 		return false;
-	g = calloc(1, sizeof(*g));
-	if (!g)
-		return false;
-	*g = *c;
-	g->bev = NULL;
-	g->fd_reply = NULL;
-	g->next = d->conns;
-	d->conns = g;
-	d->nr_conns++;
-	if (g->pidfd_ev) {
-		/* Move the pid watch (the same pidfd) to the ghost. */
-		event_free(g->pidfd_ev);
-		g->pidfd_ev = NULL;
-		server_watch_pid(g);
+	/* The ghost takes over the slot, the references and the pidfd (the same one: a
+	 * pid opened again could already be reaped, or reused). */
+	if (c->pidfd_ev) {
+		event_free(c->pidfd_ev);
+		c->pidfd_ev = NULL;
 	}
-	/* The original hands everything over. */
+	g = ghost_new(d, c->slot, c->pid, c->uid, c->gid, c->since_ns, c->refs, c->pidfd);
+	if (!g)
+		return false; /* out of memory: c (and its pidfd) is reclaimed as if dead */
 	c->refs = NULL;
 	c->pidfd = -1;
-	c->pidfd_ev = NULL;
 	c->role = CONN_NEW;
 	slabd_log(d, LOG_INFO, "client pid %d (slot %u) disconnected while alive: slot kept for it",
 		  (int)g->pid, g->slot);
