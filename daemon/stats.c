@@ -257,9 +257,12 @@ json_t *stats_arena(struct slabd *d)
 			free_pages = 0;
 		}
 		json_array_append_new(nodes, json_pack(
-			"{s:i, s:i, s:I, s:I, s:I, s:I, s:i, s:I, s:{s:i, s:i, s:i, s:i}}",
+			"{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:{s:i, s:i, s:i, s:i}}",
 			"node", (int)n, "os_node", (int)r->nr_os_node,
 			"resident_bytes", (json_int_t)node_resident(d, n),
+			"blocks_allocated", (json_int_t)SM_LOAD(&r->nr_alloc_blocks),
+			"blocks_freed", (json_int_t)SM_LOAD(&r->nr_free_blocks),
+			"punched_bytes", (json_int_t)(SM_LOAD(&r->nr_punched_pages) << SLAB_PAGE_SHIFT),
 			"total_bytes", (json_int_t)((uint64_t)r->nr_nr_pages << SLAB_PAGE_SHIFT),
 			"free_bytes", (json_int_t)((uint64_t)free_pages << SLAB_PAGE_SHIFT),
 			"used_bytes", (json_int_t)((uint64_t)(r->nr_nr_pages - free_pages) << SLAB_PAGE_SHIFT),

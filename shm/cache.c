@@ -209,7 +209,6 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
 	}
 	for (unsigned i = 0; i < got; i++)
 		sm_do_slab_attach(a, c, node, heads[i]);
-	c->c_nodes[node].n_grant_seq++;
 	sm_node_unlock(c, node);
 	return (int)got;
 }

@@ -84,7 +84,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  7u                     /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  8u                     /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -213,7 +213,6 @@ struct slab_cache_node {
 	uint64_t         n_free_limit;   /* keep empty slabs while free_objects <= this */
 	uint32_t         n_shared_avail; /* entries in n_shared[] */
 	uint32_t         n_shared_limit; /* capacity in use (tunable "shared") */
-	uint64_t         n_grant_seq;    /* bumped on each grant */
 	/* The transfer under way while n_lock is held (0: none): which magazine (arena
 	 * offset), which way (SLAB_INTENT_*), which of its entries.  A locker that finds
 	 * the lock EOWNERDEAD uses it to make the magazine agree with the lists
