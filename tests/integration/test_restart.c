@@ -957,7 +957,20 @@ static void test_adopt_larger(void **state)
 	/* A connection accepted before the adoption, used after it. */
 	mon = th_connect(&daemon_);
 	assert_true(mon >= 0);
-	th_sleep_ms(200);
+	/* The arena is adopted when a worker next needs slabd (a grant); with the reserve
+	 * slabd keeps, that can take a while: wait for it rather than for a fixed time. */
+	for (int tries = 0; ; tries++) {
+		r = th_request(&daemon_, "{\"id\":1,\"cmd\":\"arena.stats\"}");
+		th_assert_ok(r, "arena.stats");
+		if (th_jint(r, "size") == 128ll << 20) {
+			json_decref(r);
+			break;
+		}
+		json_decref(r);
+		if (tries > 750)
+			fail_msg("the restarted slabd did not adopt the arena within 15 s");
+		th_sleep_ms(20);
+	}
 	check_alive(2);
 	r = th_conn_request(mon, "{\"id\":1,\"cmd\":\"cache.destroy\",\"name\":\"pad39\"}");
 	th_assert_ok(r, "cache.destroy pad39 on a connection older than the adoption");
