@@ -18,7 +18,8 @@ PKGS     := libevent jansson
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CPPFLAGS += -D_GNU_SOURCE -Ishm
-ALL_CFLAGS = -std=c11 $(CFLAGS) $(WARN) -fPIC -pthread $(SANITIZE)
+# gnu11: libslab's fast path loads its TLS magazine through __seg_fs (libclient/internal.h)
+ALL_CFLAGS = -std=gnu11 $(CFLAGS) $(WARN) -fPIC -pthread $(SANITIZE)
 LDLIBS_BASE := -pthread
 
 OBJ := $(BUILD)/obj

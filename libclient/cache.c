@@ -14,7 +14,7 @@
 /* The magazine every unbound TLS entry points at: avail 0 and limit 0 send both fast
  * paths to their slow paths.  Never written (its counters are never incremented: the
  * fast paths only count after a successful pop/push, which cannot happen here). */
-struct slab_mag slab_empty_mag;
+struct slab_mag slab_empty_mag = { .m_tag = SLAB_TAG_NONE };
 
 #define EMPTY8(x) x, x, x, x, x, x, x, x
 #define EMPTY64(x) EMPTY8(x), EMPTY8(x), EMPTY8(x), EMPTY8(x), EMPTY8(x), EMPTY8(x), \
@@ -250,9 +250,10 @@ int slab_cache_attach(slab_pool *p, json_t *info, slab_cache **out)
 	h->desc = sm_cache(&p->arena, (uint32_t)id);
 	h->slot = slot;
 	h->cid1 = (uint32_t)id + 1;
+	h->nr_pages = p->arena.size >> SLAB_PAGE_SHIFT;
+	h->tls_off = (uint64_t)((uintptr_t)&slab_tls_mags[slot] - slab_thread_pointer());
 	h->slab_mask = ((uint64_t)SLAB_PAGE_SIZE << h->desc->c_order) - 1;
-	h->div_magic = UINT64_MAX / h->desc->c_size + 1;
-	h->objs_bytes = (uint64_t)h->desc->c_num * h->desc->c_size;
+	h->objcheck = sm_objcheck_make(h->desc->c_size, h->desc->c_num);
 	h->debug = h->desc->c_flags & (SM_FLAGS_DEBUG | SM_ZERO);
 	h->pool = p;
 	h->id = (uint32_t)id;
@@ -396,7 +397,7 @@ void *slab_alloc(slab_cache *h)
 {
 	uint64_t off;
 
-	if (likely(sm_mag_pop(slab_tls_mags[h->slot], &off)))
+	if (likely(sm_mag_pop(slab_tls_mag(h), &off)))
 		return h->base + off;
 	return alloc_slow(h, __builtin_return_address(0));
 }
@@ -445,19 +446,18 @@ static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off)
 	}
 }
 
-/* The fast path: cache_from_obj in five tests on the handle's copy of the geometry (in
- * this thread's node, a slab page of this cache, on an object boundary: Lemire's
- * divisibility test, one multiplication), the freshest double free, room; then push. */
+/* The fast path: cache_from_obj in three tests on the handle's copy of the geometry
+ * (inside the arena; the page's tag names this cache and this thread's node, so not an
+ * alien object; on an object boundary: objcheck.h's one multiplication), the freshest
+ * double free, room; then push.  The unbound magazine's tag matches no page. */
 int slab_free(slab_cache *h, void *obj)
 {
-	struct slab_mag *m = slab_tls_mags[h->slot];
+	struct slab_mag *m = slab_tls_mag(h);
 	uint64_t off = (uint64_t)((uint8_t *)obj - h->base), pg = off >> SLAB_PAGE_SHIFT;
-	uint64_t delta = off & h->slab_mask;
 	uint32_t avail;
 
-	if (unlikely(pg - m->m_node_first >= m->m_node_count ||
-		     SM_LOAD(&h->pages[pg].pg_cache) != h->cid1 ||
-		     delta * h->div_magic >= h->div_magic || delta >= h->objs_bytes))
+	if (unlikely(pg >= h->nr_pages || SM_LOAD(&h->pages[pg].pg_tag) != m->m_tag ||
+		     !sm_objcheck_ok(&h->objcheck, off & h->slab_mask)))
 		return free_slow(h, off);
 	avail = m->m_avail;
 	if (unlikely(m->m_slots[avail] == off || avail >= m->m_limit))

@@ -25,6 +25,7 @@
 #include <sys/types.h>
 
 #include "client.h"
+#include "objcheck.h"
 #include "magazine.h"
 #include "slab.h"
 
@@ -38,12 +39,14 @@ struct slab_cache {
 	 * cache lives), so cache_from_obj needs no pointer chase */
 	uint8_t                *base;      /* arena base in this process */
 	const struct slab_page *pages;     /* page descriptors in this process */
+	uint64_t                tls_off;   /* &slab_tls_mags[slot] - the thread pointer: the
+					      same in every thread (initial-exec TLS), so the
+					      fast paths load the magazine with one %fs load */
+	uint64_t                nr_pages;  /* pages in the arena */
 	uint64_t                slab_mask; /* slab bytes - 1 (slabs are aligned to their size) */
-	uint64_t                div_magic; /* UINT64_MAX / size + 1: d % size == 0 <=>
-					      d * div_magic < div_magic (Lemire et al. 2019) */
-	uint64_t                objs_bytes;/* objects end here in a slab (bufctl follows) */
+	struct sm_objcheck      objcheck;  /* on an object boundary of this cache (objcheck.h) */
 	uint32_t                slot;      /* TLS slot */
-	uint32_t                cid1;      /* cache id + 1, as in pg_cache */
+	uint32_t                cid1;      /* cache id + 1, as in pg_tag */
 	uint32_t                debug;     /* debug flags and SLAB_ZERO: the out-of-line paths */
 	struct sm_arena        *arena;
 	struct slab_cache_desc *desc;
@@ -85,6 +88,47 @@ extern unsigned slab_fork_gen;
 extern struct slab_mag slab_empty_mag;
 extern __thread struct slab_mag *slab_tls_mags[SLAB_TLS_SLOTS]
 	__attribute__((tls_model("initial-exec")));
+
+/* The sanitizers instrument a __seg_fs load as if it were an ordinary address (and fault
+ * on it): their builds take the plain TLS access. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || \
+	__has_feature(memory_sanitizer)
+#define SLAB_NO_SEG_FS 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SLAB_NO_SEG_FS 1
+#endif
+
+#if defined(__x86_64__) && defined(__SEG_FS) && !defined(SLAB_NO_SEG_FS)
+/* The thread pointer (%fs base on x86-64): initial-exec TLS lies at a fixed offset from
+ * it, the same in every thread of the process. */
+static inline uintptr_t slab_thread_pointer(void)
+{
+	uintptr_t tp;
+
+	__asm__("mov %%fs:0, %0" : "=r"(tp));
+	return tp;
+}
+
+/* The calling thread's magazine for h: slab_tls_mags[h->slot], in one %fs-relative load
+ * (h->tls_off is that entry's offset from the thread pointer; __seg_fs needs gnu11). */
+static inline struct slab_mag *slab_tls_mag(const struct slab_cache *h)
+{
+	return *(struct slab_mag *__seg_fs *)(uintptr_t)h->tls_off;
+}
+#else
+static inline uintptr_t slab_thread_pointer(void)
+{
+	return 0;
+}
+
+static inline struct slab_mag *slab_tls_mag(const struct slab_cache *h)
+{
+	return slab_tls_mags[h->slot];
+}
+#endif
 
 /* pool.c */
 /* Send {"cmd": cmd, ...fields} and wait for the reply.  Returns the reply (caller

@@ -85,7 +85,7 @@ int slab_kfree(slab_pool *p, void *obj)
 	if (off >= p->arena.size)
 		return -EINVAL;
 	/* The object's cache id names its kmalloc handle directly. */
-	cid = SM_LOAD(&p->arena.pages[off >> SLAB_PAGE_SHIFT].pg_cache);
+	cid = SLAB_TAG_CID1(SM_LOAD(&p->arena.pages[off >> SLAB_PAGE_SHIFT].pg_tag));
 	if (!cid || cid > SLAB_MAX_CACHES)
 		return -EINVAL;
 	h = __atomic_load_n(&p->kmalloc_by_cid[cid - 1], __ATOMIC_ACQUIRE);
@@ -104,7 +104,7 @@ size_t slab_ksize(slab_pool *p, const void *obj)
 	off = (uint64_t)((const uint8_t *)obj - p->arena.base);
 	if (off >= p->arena.size)
 		return 0;
-	cid = SM_LOAD(&p->arena.pages[off >> SLAB_PAGE_SHIFT].pg_cache);
+	cid = SLAB_TAG_CID1(SM_LOAD(&p->arena.pages[off >> SLAB_PAGE_SHIFT].pg_tag));
 	if (!cid || cid > p->arena.hdr->ah_nr_caches)
 		return 0;
 	c = sm_cache(&p->arena, cid - 1u);

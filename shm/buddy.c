@@ -4,7 +4,7 @@
  * a slab's head is then its page index with the low c_order bits cleared, so the free
  * fast path finds an object's slab start with one AND (magazine.h).
  *
- * Free block tails are PG_TAIL with pg_cache 0 and an unspecified pg_next: only the head
+ * Free block tails are PG_TAIL with pg_tag 0 and an unspecified pg_next: only the head
  * of a free block is ever looked at, so splitting and merging touch heads only.  Tails of
  * an allocated block point at their head (virt_to_head_page), set when it is allocated.
  */
@@ -30,7 +30,7 @@ static void make_free(struct sm_arena *a, struct slab_node_region *r, uint32_t h
 
 	pg->pg_state = PG_FREE;
 	pg->pg_order = (uint8_t)order;
-	pg->pg_cache = 0;
+	pg->pg_tag = 0;
 	pg->pg_inuse = pg->pg_free = 0;
 	sm_list_add(a->pages, &r->nr_free[order], head);
 	r->nr_free_pages += 1u << order;
@@ -47,7 +47,7 @@ static void carve(struct sm_arena *a, struct slab_node_region *r, uint32_t s, ui
 			k--;
 		for (uint32_t i = s + 1; i < s + (1u << k); i++) {
 			a->pages[i].pg_state = PG_TAIL;
-			a->pages[i].pg_cache = 0;
+			a->pages[i].pg_tag = 0;
 			a->pages[i].pg_next = a->pages[i].pg_prev = SLAB_NIL;
 		}
 		make_free(a, r, s, k);
@@ -101,7 +101,7 @@ int sm_do_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_
 	}
 	a->pages[h].pg_state = PG_BLOCK;
 	a->pages[h].pg_order = (uint8_t)order;
-	a->pages[h].pg_cache = 0;
+	a->pages[h].pg_tag = 0;
 	for (uint32_t i = h + 1; i < h + (1u << order); i++) {
 		a->pages[i].pg_state = PG_TAIL;
 		a->pages[i].pg_next = h;
@@ -119,7 +119,7 @@ void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head)
 
 	for (uint32_t i = head + 1; i < head + (1u << k); i++) {
 		p[i].pg_state = PG_TAIL;
-		p[i].pg_cache = 0;
+		p[i].pg_tag = 0;
 		p[i].pg_next = p[i].pg_prev = SLAB_NIL;
 	}
 	p[head].pg_next = p[head].pg_prev = SLAB_NIL;
@@ -133,7 +133,7 @@ void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head)
 		r->nr_free_pages -= 1u << k;
 		if (b < head) {
 			p[head].pg_state = PG_TAIL;
-			p[head].pg_cache = 0;
+			p[head].pg_tag = 0;
 			head = b;
 		} else {
 			p[b].pg_state = PG_TAIL;

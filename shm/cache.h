@@ -6,7 +6,7 @@
  *
  * Invariants (besides layout.h I5-I7):
  *   C1 at most one LIVE or DYING cache has a given name;
- *   C2 c_state == CACHE_UNUSED  =>  no page has pg_cache == c_id + 1 and c_refcount == 0;
+ *   C2 c_state == CACHE_UNUSED  =>  no page carries c_id + 1 in its pg_tag and c_refcount == 0;
  *   C3 c_limit <= SLAB_MAG_MAX, 1 <= c_batchcount <= c_limit, c_shared <= SLAB_SHARED_MAX.
  *
  * Every function below that takes a cache id refuses an id that names no created cache:

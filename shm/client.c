@@ -261,7 +261,7 @@ int64_t sm_cache_reclaim_pid(struct sm_arena *a, uint32_t id, int32_t pid,
 			     p++, i = 0, scanned++) {
 				struct slab_page *pg = &a->pages[p];
 
-				if (pg->pg_cache != id + 1 ||
+				if (SLAB_TAG_CID1(pg->pg_tag) != id + 1 ||
 				    (pg->pg_state != PG_SLAB_PARTIAL && pg->pg_state != PG_SLAB_FULL))
 					continue;
 				for (; i < c->c_num && nb < SLAB_MAG_MAX; i++) {

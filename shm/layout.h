@@ -40,8 +40,10 @@
  *   I2  Every page of the arena is in exactly one of: metadata (PG_META), a free buddy block
  *       (head PG_FREE, tails PG_TAIL), an allocated block (head PG_SLAB_* / PG_AREA /
  *       PG_BLOCK, tails PG_TAIL).  A tail's pg_next is its head's page index.
- *   I3  Slab pages (head and tails) carry pg_cache == cache id + 1; every other page has
- *       pg_cache == 0.  So virt_to_head_page(obj) is pages[off >> 12], then pg_next if tail.
+ *   I3  Slab pages (head and tails) carry pg_tag == SLAB_TAG(cache id + 1, node of their
+ *       region); every other page has pg_tag == 0.  So virt_to_head_page(obj) is
+ *       pages[off >> 12], then pg_next if tail, and one 16-bit compare tells the fast free
+ *       both "a slab of this cache" and "on this thread's node".
  *   I4  A slab's pages lie in one node region; the slab belongs to that node's lists.
  *   I5  For a slab (head page h of cache c):
  *         pg_inuse + (length of the bufctl chain from pg_free) == c_num
@@ -84,7 +86,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  8u                     /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  9u                     /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -136,13 +138,22 @@ enum slab_page_state {
 struct slab_page {
 	uint32_t pg_next;   /* list link (page index) or SLAB_NIL; on a tail: head index */
 	uint32_t pg_prev;   /* list link (page index) or SLAB_NIL */
-	uint16_t pg_cache;  /* slab pages: cache id + 1; otherwise 0 (I3) */
+	uint16_t pg_tag;    /* slab pages: SLAB_TAG(cache id + 1, node); otherwise 0 (I3) */
 	uint8_t  pg_order;  /* heads: block order */
 	uint8_t  pg_state;  /* enum slab_page_state */
 	uint16_t pg_inuse;  /* slab head: objects with bufctl ACTIVE */
 	uint16_t pg_free;   /* slab head: first free object index, or BUFCTL_END (0xffff) */
 };
 static_assert(sizeof(struct slab_page) == 16, "page descriptor must stay 16 bytes");
+
+/* A slab page's tag: its cache id + 1 in the low 11 bits, its node above them. */
+#define SLAB_TAG_CID_BITS 11u
+#define SLAB_TAG(cid1, node) ((uint16_t)((cid1) | ((unsigned)(node) << SLAB_TAG_CID_BITS)))
+#define SLAB_TAG_CID1(tag)   ((unsigned)(tag) & ((1u << SLAB_TAG_CID_BITS) - 1))
+#define SLAB_TAG_NODE(tag)   ((unsigned)(tag) >> SLAB_TAG_CID_BITS)
+#define SLAB_TAG_NONE        0xffffu   /* matches no page */
+static_assert(SLAB_MAX_CACHES < (1u << SLAB_TAG_CID_BITS), "cache id + 1 fits the tag");
+static_assert(SLAB_TAG(SLAB_MAX_CACHES, SLAB_MAX_NODES - 1) < SLAB_TAG_NONE, "tags fit 16 bits");
 
 /* A doubly linked list of head pages threaded through pg_next/pg_prev. */
 struct slab_list {
@@ -260,7 +271,7 @@ struct slab_track {
 struct slab_cache_desc {
 	char     c_name[SLAB_NAME_MAX];
 	uint32_t c_state;          /* enum slab_cache_state */
-	uint32_t c_id;             /* index in the cache table; pg_cache == c_id + 1 */
+	uint32_t c_id;             /* index in the cache table; its pages' tag carries c_id + 1 */
 	uint64_t c_serial;         /* bumped each time the slot is created anew */
 	uint32_t c_object_size;    /* requested size */
 	uint32_t c_size;           /* slot size: object + padding (and debug zones) */
@@ -362,6 +373,9 @@ struct slab_mag {
 	uint32_t m_state;        /* enum slab_mag_state */
 	uint16_t m_cache;        /* cache id */
 	uint16_t m_node;         /* alien buffers: the node they return to; else SLAB_NIL16 */
+	uint32_t m_tag;          /* SLAB_TAG(m_cache + 1, the owner thread's node), the pg_tag
+				  * of the slabs whose objects the fast free may push here;
+				  * SLAB_TAG_NONE until the node is known */
 	uint64_t m_cache_serial; /* the cache's c_serial when this magazine was bound */
 	uint64_t m_stat[SLAB_STAT_NR]; /* this thread's counts, summed by stats */
 	uint64_t m_slots[];      /* sentinel, then object offsets */

@@ -18,18 +18,21 @@ void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned c
 	m->m_node = SLAB_NIL16;
 	m->m_node_first = 0;
 	m->m_node_count = UINT32_MAX; /* no alien frees until sm_mag_set_node */
+	m->m_tag = SLAB_TAG_NONE;     /* libslab's fast free: none until sm_mag_set_node */
 	m->m_cache_serial = c->c_serial;
 	m->m_state = MAG_LIVE;
 }
 
 void sm_mag_set_node(const struct sm_arena *a, struct slab_mag *m, unsigned node)
 {
-	/* The pages of the thread's node: libslab's fast free takes one range test for
-	 * "inside the arena's data" and "not alien" together. */
+	/* The pages of the thread's node (sm_mag_put's alien test), and the tag its slabs of
+	 * this cache carry: libslab's fast free tests "a slab of this cache" and "not alien"
+	 * with one compare of the page's pg_tag. */
 	if (node >= a->hdr->ah_nr_nodes)
 		node = 0;
 	m->m_node_first = a->hdr->ah_nodes[node].nr_first_page;
 	m->m_node_count = a->hdr->ah_nodes[node].nr_nr_pages;
+	m->m_tag = SLAB_TAG(m->m_cache + 1u, node);
 }
 
 void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsigned node,

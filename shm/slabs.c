@@ -284,7 +284,7 @@ void sm_do_slab_attach(struct sm_arena *a, struct slab_cache_desc *c, unsigned n
 	pg->pg_inuse = 0;
 	pg->pg_free = 0;
 	for (uint32_t i = 0; i < 1u << c->c_order; i++)
-		a->pages[head + i].pg_cache = (uint16_t)(c->c_id + 1);
+		a->pages[head + i].pg_tag = SLAB_TAG(c->c_id + 1, node);
 	pg->pg_state = PG_SLAB_FREE;
 	sm_list_add_tail(a->pages, &cn->n_free, head);
 	cn->n_free_objects += c->c_num;
@@ -300,8 +300,8 @@ static void release_slab(struct sm_arena *a, struct slab_cache_desc *c, unsigned
 {
 	a->pages[head].pg_state = PG_BLOCK;
 	for (uint32_t i = (1u << c->c_order) - 1; i > 0; i--)
-		a->pages[head + i].pg_cache = 0;
-	a->pages[head].pg_cache = 0;
+		a->pages[head + i].pg_tag = 0;
+	a->pages[head].pg_tag = 0;
 	if (sm_region_lock(a, node) == 0) {
 		sm_do_pages_free(a, node, head);
 		sm_region_unlock(a, node);

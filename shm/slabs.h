@@ -106,7 +106,7 @@ static inline enum sm_obj_err sm_obj_find(const struct slab_page *pages, uint64_
 	pg = &pages[h];
 	/* Relaxed loads: other threads move the slab between lists (pg_state) under the
 	 * node lock while we look, and slabd changes pages as it grants and reaps slabs. */
-	cid = SM_LOAD(&pg->pg_cache);
+	cid = SLAB_TAG_CID1(SM_LOAD(&pg->pg_tag));
 	if (unlikely(cid != cid1))
 		return cid ? OBJ_WRONG_CACHE : OBJ_NOT_SLAB;
 	if (SM_LOAD(&pg->pg_state) == PG_TAIL)

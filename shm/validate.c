@@ -55,7 +55,8 @@ static long check_slab(struct vctx *v, unsigned node, uint32_t h)
 
 	memset(seen, 0, (c->c_num + 7) / 8);
 	for (uint32_t t = 1; t < 1u << c->c_order; t++)
-		if (a->pages[h + t].pg_cache != c->c_id + 1 || a->pages[h + t].pg_state != PG_TAIL ||
+		if (a->pages[h + t].pg_tag != SLAB_TAG(c->c_id + 1, node) ||
+		    a->pages[h + t].pg_state != PG_TAIL ||
 		    a->pages[h + t].pg_next != h) {
 			REPORT(v, "cache %s node %u: slab %u: page %u is not its tail", c->c_name,
 			       node, h, h + t);
@@ -121,7 +122,7 @@ static uint64_t check_list(struct vctx *v, unsigned node, const struct slab_list
 		}
 		v->page_seen[x] = state;
 		walked++;
-		if (pg->pg_cache != c->c_id + 1 || !is_slab_state(pg->pg_state)) {
+		if (pg->pg_tag != SLAB_TAG(c->c_id + 1, node) || !is_slab_state(pg->pg_state)) {
 			REPORT(v, "cache %s node %u: %s list holds page %u that is not a slab of the cache",
 			       c->c_name, node, list_name(state), x);
 		} else {
@@ -254,7 +255,7 @@ unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders
 	/* Every slab of the cache must be on a list. */
 	for (uint32_t p = a->hdr->ah_meta_pages; p < a->hdr->ah_nr_pages; p++) {
 		struct slab_page *pg = &a->pages[p];
-		if (pg->pg_cache == id + 1 && pg->pg_state != PG_TAIL && !v.page_seen[p])
+		if (SLAB_TAG_CID1(pg->pg_tag) == id + 1 && pg->pg_state != PG_TAIL && !v.page_seen[p])
 			REPORT(&v, "cache %s: slab %u (state %s) is on no list", v.c->c_name, p,
 			       list_name(pg->pg_state));
 	}
@@ -281,7 +282,7 @@ unsigned sm_validate(struct sm_arena *a, sm_holder_fn holders, void *harg,
 		bad += sm_validate_cache(a, id, holders, harg, report, rarg);
 	/* Slab pages of caches that no longer exist. */
 	for (uint32_t p = a->hdr->ah_meta_pages; p < a->hdr->ah_nr_pages; p++) {
-		uint16_t cid = a->pages[p].pg_cache;
+		unsigned cid = SLAB_TAG_CID1(a->pages[p].pg_tag);
 		if (cid && (cid > a->hdr->ah_nr_caches ||
 			    sm_cache(a, cid - 1u)->c_state == CACHE_UNUSED)) {
 			report(rarg, "page %u belongs to cache id %u, which does not exist", p,
@@ -313,7 +314,7 @@ static unsigned rebuild_slab(struct sm_arena *a, struct slab_cache_desc *c, uint
 	a->pages[h].pg_free = (uint16_t)prev;
 	a->pages[h].pg_inuse = (uint16_t)inuse;
 	for (uint32_t t = 1; t < 1u << c->c_order; t++) {
-		a->pages[h + t].pg_cache = (uint16_t)(c->c_id + 1);
+		a->pages[h + t].pg_tag = SLAB_TAG(c->c_id + 1, sm_page_node(a, h));
 		a->pages[h + t].pg_state = PG_TAIL;
 		a->pages[h + t].pg_next = h;
 	}
@@ -390,7 +391,7 @@ void sm_node_repair(struct sm_arena *a, struct slab_cache_desc *c, unsigned node
 		uint8_t to;
 		unsigned inuse;
 
-		if (pg->pg_cache != c->c_id + 1 || pg->pg_state == PG_TAIL)
+		if (SLAB_TAG_CID1(pg->pg_tag) != c->c_id + 1 || pg->pg_state == PG_TAIL)
 			continue;
 		if (pg->pg_state == PG_BLOCK && pg->pg_order == c->c_order) {
 			/* sm_do_slab_attach was cut short: finish it. */

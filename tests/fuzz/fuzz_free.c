@@ -128,7 +128,7 @@ static bool oracle(unsigned k, uint64_t off, uint32_t *head, uint32_t *idx)
 		return false;
 	h = (uint32_t)(off >> SLAB_PAGE_SHIFT);
 	pg = &A.pages[h];
-	if (pg->pg_cache != c->c_id + 1)
+	if (SLAB_TAG_CID1(pg->pg_tag) != c->c_id + 1)
 		return false;
 	if (pg->pg_state == PG_TAIL)
 		h = pg->pg_next;

@@ -212,7 +212,7 @@ static uint32_t alloc_checked(struct sm_arena *a, unsigned node, unsigned o)
 	assert_int_equal(h & ((1u << o) - 1), 0); /* aligned in absolute page numbers */
 	assert_int_equal(a->pages[h].pg_state, PG_BLOCK);
 	assert_int_equal(a->pages[h].pg_order, o);
-	assert_int_equal(a->pages[h].pg_cache, 0);
+	assert_int_equal(a->pages[h].pg_tag, 0);
 	for (uint32_t t = h + 1; t < h + (1u << o); t++) {
 		assert_int_equal(a->pages[t].pg_state, PG_TAIL);
 		assert_int_equal(a->pages[t].pg_next, h);

@@ -9,6 +9,9 @@
  *   - the reciprocal turns every object offset into its index without a division, and maps
  *     every other offset to the object that contains it, so cache_from_obj (sm_obj_lookup)
  *     refuses misaligned frees;
+ *   - libslab's fast free (objcheck.h: one multiplication, one compare) accepts exactly
+ *     the object starts: never an offset inside an object, past the last one or in the
+ *     bufctl (checked against the division, over whole slabs where they are small);
  *   - bad sizes and alignments are refused with -EINVAL.
  */
 #include <errno.h>
@@ -18,10 +21,13 @@
 
 #include "testutil.h"
 
+#include "objcheck.h"
 #include "slabs.h"
 
-/* Random non-multiple offsets tried per geometry (scaled down under valgrind). */
+/* Random non-multiple offsets tried per geometry (scaled down under valgrind); whole slabs
+ * up to this many bytes get every offset checked by the fast free's test. */
 static unsigned long nr_random_deltas;
+static uint64_t exhaustive_bytes;
 static uint64_t seed = 0x9e3779b97f4a7c15ULL;
 
 /* The index sm_obj_lookup computes for an offset delta from the slab start. */
@@ -51,7 +57,7 @@ static void fake_init(struct fake *f, const struct sm_geometry *g)
 	for (uint32_t i = 0; i < n; i++) {
 		struct slab_page *pg = &fake_pages[FAKE_HEAD + i];
 
-		pg->pg_cache = FAKE_ID + 1;
+		pg->pg_tag = SLAB_TAG(FAKE_ID + 1, 0);
 		pg->pg_state = i ? PG_TAIL : PG_SLAB_PARTIAL;
 		pg->pg_order = i ? 0 : (uint8_t)g->order;
 		pg->pg_next = i ? FAKE_HEAD : SLAB_NIL;
@@ -99,6 +105,13 @@ static void check_misaligned(size_t osize, size_t align, const struct fake *f,
 		fail_msg("size %zu align %zu: offset %llu maps to index %llu, object %llu "
 			 "contains it", osize, align, (unsigned long long)delta,
 			 (unsigned long long)idx, (unsigned long long)q);
+	{
+		struct sm_objcheck oc = sm_objcheck_make(g->size, g->num);
+
+		if (sm_objcheck_ok(&oc, delta))
+			fail_msg("size %zu align %zu: the fast free's test accepts misaligned "
+				 "offset %llu", osize, align, (unsigned long long)delta);
+	}
 	e = fake_lookup(f, delta, &li);
 	if (e != OBJ_MISALIGNED)
 		fail_msg("size %zu align %zu: misaligned offset %llu: lookup gave %d (index %u)",
@@ -153,6 +166,24 @@ static void check_geometry(size_t osize, size_t align, const struct sm_geometry 
 	recip = ((1ull << 32) + g->size - 1) / g->size;
 	if (g->reciprocal != recip)
 		G_FAIL("reciprocal is not ceil(2^32 / size)");
+
+	/* The fast free's test agrees with the division at every offset of small slabs
+	 * (larger ones: object starts, the offsets past them, and the misaligned ones below). */
+	{
+		struct sm_objcheck oc = sm_objcheck_make(g->size, g->num);
+
+		if (slab <= exhaustive_bytes)
+			for (uint64_t d = 0; d < slab; d++)
+				if (sm_objcheck_ok(&oc, d) != (d % g->size == 0 && d / g->size < g->num))
+					fail_msg("size %zu align %zu: the fast free's test is wrong at "
+						 "offset %llu", osize, align, (unsigned long long)d);
+		for (uint64_t i = 0; i < g->num; i++)
+			if (!sm_objcheck_ok(&oc, i * g->size))
+				G_FAIL("the fast free's test refuses an object start");
+		for (uint64_t d = (uint64_t)g->num * g->size; d < slab; d += g->size)
+			if (sm_objcheck_ok(&oc, d) || sm_objcheck_ok(&oc, slab - 1))
+				G_FAIL("the fast free's test accepts an offset past the objects");
+	}
 
 	/* Every object lies before the bufctl, its offset maps back to its index, and the
 	 * free-time lookup (cache_from_obj) accepts it, from whichever page it starts in. */
@@ -356,5 +387,6 @@ int main(void)
 	};
 
 	nr_random_deltas = tu_scaled(64);
+	exhaustive_bytes = tu_scaled(64) >= 64 ? 4 * SLAB_PAGE_SIZE : 0;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

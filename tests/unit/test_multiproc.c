@@ -352,7 +352,7 @@ static struct truth node_truth(struct sm_arena *a, struct slab_cache_desc *c, un
 		uint8_t *slab = sm_slab_addr(a, p);
 		unsigned nfree = 0, chain = 0, x;
 
-		if (pg->pg_cache != c->c_id + 1 || pg->pg_state == PG_TAIL ||
+		if (SLAB_TAG_CID1(pg->pg_tag) != c->c_id + 1 || pg->pg_state == PG_TAIL ||
 		    pg->pg_state == PG_SLAB_DISCARD)
 			continue;
 		t.slabs++;

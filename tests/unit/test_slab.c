@@ -392,9 +392,9 @@ static void test_free_validation(void **state)
 	assert_true(ma->m_avail > 0);	/* refusals below must leave these entries alone */
 	head = head_of(f, ca, objs[0], NULL);
 	/* A page still in the page allocator (the end of the region is usually one). */
-	while (last > r->nr_first_page && a->pages[last].pg_cache)
+	while (last > r->nr_first_page && a->pages[last].pg_tag)
 		last--;
-	assert_int_equal(a->pages[last].pg_cache, 0);
+	assert_int_equal(a->pages[last].pg_tag, 0);
 	assert_true(a->pages[last].pg_state == PG_FREE || a->pages[last].pg_state == PG_TAIL);
 	assert_clean(f);
 
@@ -623,7 +623,7 @@ static void test_free_block_outcomes(void **state)
 	assert_node(f, c, 0, 1, 1, 0, num);
 	assert_int_equal(c->c_stat[STAT_FREE_SLAB], before_stat + 1);
 	assert_int_equal(r->nr_free_pages, before_pages + (1u << c->c_order));
-	assert_int_equal(a->pages[heads[1]].pg_cache, 0);
+	assert_int_equal(a->pages[heads[1]].pg_tag, 0);
 	assert_true(a->pages[heads[1]].pg_state == PG_FREE ||
 		    a->pages[heads[1]].pg_state == PG_TAIL);
 	assert_int_equal(sm_cache_reap(a, c->c_id), 0);		/* nothing left to reap */
