@@ -76,6 +76,64 @@ static void xfer_end(struct slab_cache_node *cn)
  * slabs), zeroing each entry of objs under the node lock as it leaves.  When m is the
  * magazine objs belong to, the transfer is recorded for repair.  Refused objects (not
  * out-of-slab objects of c) are dropped and counted.  Returns the number refused. */
+/* give_back for a one-node arena when all n entries of o lie in the node's region:
+ * to the shared array while it has room, the rest to free_block, all under one lock
+ * round trip, then the entries are zeroed.  Returns the number free_block refused, or -1
+ * when some entry is outside the region (zero included) or the lock could not be taken:
+ * nothing moved, and the general path sorts them out. */
+static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
+			      struct slab_mag *m, uint64_t *o, unsigned base, unsigned n,
+			      int use_shared)
+{
+	const struct slab_node_region *r = &a->hdr->ah_nodes[0];
+	struct slab_cache_node *cn = &c->c_nodes[0];
+	uint64_t lo = (uint64_t)r->nr_first_page << SLAB_PAGE_SHIFT;
+	uint64_t span = (uint64_t)r->nr_nr_pages << SLAB_PAGE_SHIFT;
+	uint64_t outside;
+	unsigned k = 0, refused = 0, i = 0;
+	/* d = o[i] - lo lies in [0, span) iff neither d nor span - 1 - d has its top bit set
+	 * (span < 2^63): OR them all and test one bit.  Two entries per step with GNU C
+	 * vectors (SSE2), unsigned so that nothing overflows. */
+	typedef uint64_t v2 __attribute__((vector_size(16)));
+	v2 acc = { 0, 0 }, vlo = { lo, lo }, vtop = { span - 1, span - 1 };
+
+	for (; i + 2 <= n; i += 2) {
+		v2 d;
+
+		memcpy(&d, &o[i], sizeof(d));
+		d -= vlo;
+		acc |= d | (vtop - d);
+	}
+	outside = acc[0] | acc[1];
+	for (; i < n; i++)
+		outside |= (o[i] - lo) | (span - 1 - (o[i] - lo));
+	outside >>= 63;
+	if (outside || sm_node_lock(a, c, 0))
+		return -1;
+	xfer_begin(a, cn, m, SLAB_INTENT_FLUSH, base, n);
+	if (m)
+		SM_STEP_LOCKED(SLAB_INTENT_FLUSH);
+	if (use_shared && cn->n_shared_avail < cn->n_shared_limit) {
+		k = cn->n_shared_limit - cn->n_shared_avail;
+		if (k > n)
+			k = n;
+		memcpy(&cn->n_shared[cn->n_shared_avail], o, k * sizeof(uint64_t));
+		SM_BARRIER(); /* entries before the count that exposes them */
+		cn->n_shared_avail += k;
+	}
+	SM_TEST_POINT("flush.locked");
+	if (k < n)
+		refused = sm_do_free_block(a, c, 0, o + k, n - k);
+	SM_BARRIER();
+	memset(o, 0, n * sizeof(uint64_t));
+	SM_BARRIER();
+	xfer_end(cn);
+	if (m)
+		SM_STEP_UNLOCKED(SLAB_INTENT_FLUSH);
+	sm_node_unlock(c, 0);
+	return (int)refused;
+}
+
 static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
 			  uint64_t *objs, unsigned n, int use_shared)
 {
@@ -87,6 +145,17 @@ static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct 
 		unsigned chunk = n - done < SLAB_MAG_MAX ? n - done : SLAB_MAG_MAX;
 		uint64_t *o = objs + done;
 
+		/* One node, every entry inside its region (the common case: a flush of
+		 * objects the fast free validated): one pass to check, no sorting by node. */
+		if (nodes == 1) {
+			int r = give_back_one_node(a, c, m, o, done, chunk, use_shared);
+
+			if (r >= 0) {
+				refused += (unsigned)r;
+				done += chunk;
+				continue;
+			}
+		}
 		for (unsigned i = 0; i < chunk; i++)
 			if (o[i] >= a->size ||
 			    sm_page_node(a, (uint32_t)(o[i] >> SLAB_PAGE_SHIFT)) == SLAB_NIL) {
