@@ -76,6 +76,27 @@ static void xfer_end(struct slab_cache_node *cn)
  * slabs), zeroing each entry of objs under the node lock as it leaves.  When m is the
  * magazine objs belong to, the transfer is recorded for repair.  Refused objects (not
  * out-of-slab objects of c) are dropped and counted.  Returns the number refused. */
+/* Under node nd's lock, inside a recorded FLUSH transfer: n objects of that node go to
+ * its shared array while there is room (when use_shared), the rest to free_block.
+ * Returns the number free_block refused. */
+static unsigned put_locked(struct sm_arena *a, struct slab_cache_desc *c, unsigned nd,
+			   const uint64_t *objs, unsigned n, int use_shared)
+{
+	struct slab_cache_node *cn = &c->c_nodes[nd];
+	unsigned k = 0;
+
+	if (use_shared && cn->n_shared_avail < cn->n_shared_limit) {
+		k = cn->n_shared_limit - cn->n_shared_avail;
+		if (k > n)
+			k = n;
+		memcpy(&cn->n_shared[cn->n_shared_avail], objs, k * sizeof(uint64_t));
+		SM_BARRIER(); /* entries before the count that exposes them */
+		cn->n_shared_avail += k;
+	}
+	SM_TEST_POINT("flush.locked");
+	return k < n ? sm_do_free_block(a, c, nd, objs + k, n - k) : 0;
+}
+
 /* give_back for a one-node arena when all n entries of o lie in the node's region:
  * to the shared array while it has room, the rest to free_block, all under one lock
  * round trip, then the entries are zeroed.  Returns the number free_block refused, or -1
@@ -90,7 +111,7 @@ static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
 	uint64_t lo = (uint64_t)r->nr_first_page << SLAB_PAGE_SHIFT;
 	uint64_t span = (uint64_t)r->nr_nr_pages << SLAB_PAGE_SHIFT;
 	uint64_t outside;
-	unsigned k = 0, refused = 0, i = 0;
+	unsigned refused, i = 0;
 	/* d = o[i] - lo lies in [0, span) iff neither d nor span - 1 - d has its top bit set
 	 * (span < 2^63): OR them all and test one bit.  Two entries per step with GNU C
 	 * vectors (SSE2), unsigned so that nothing overflows. */
@@ -113,17 +134,7 @@ static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
 	xfer_begin(a, cn, m, SLAB_INTENT_FLUSH, base, n);
 	if (m)
 		SM_STEP_LOCKED(SLAB_INTENT_FLUSH);
-	if (use_shared && cn->n_shared_avail < cn->n_shared_limit) {
-		k = cn->n_shared_limit - cn->n_shared_avail;
-		if (k > n)
-			k = n;
-		memcpy(&cn->n_shared[cn->n_shared_avail], o, k * sizeof(uint64_t));
-		SM_BARRIER(); /* entries before the count that exposes them */
-		cn->n_shared_avail += k;
-	}
-	SM_TEST_POINT("flush.locked");
-	if (k < n)
-		refused = sm_do_free_block(a, c, 0, o + k, n - k);
+	refused = put_locked(a, c, 0, o, n, use_shared);
 	SM_BARRIER();
 	memset(o, 0, n * sizeof(uint64_t));
 	SM_BARRIER();
@@ -168,7 +179,7 @@ static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct 
 			}
 		for (unsigned nd = 0; nd < nodes; nd++) {
 			struct slab_cache_node *cn = &c->c_nodes[nd];
-			unsigned cnt = 0, k = 0;
+			unsigned cnt = 0;
 
 			for (unsigned i = 0; i < chunk; i++)
 				if (o[i] && (nodes == 1 ||
@@ -185,17 +196,7 @@ static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct 
 			xfer_begin(a, cn, m, SLAB_INTENT_FLUSH, done, chunk);
 			if (m)
 				SM_STEP_LOCKED(SLAB_INTENT_FLUSH);
-			if (use_shared && cn->n_shared_avail < cn->n_shared_limit) {
-				k = cn->n_shared_limit - cn->n_shared_avail;
-				if (k > cnt)
-					k = cnt;
-				memcpy(&cn->n_shared[cn->n_shared_avail], tmp, k * sizeof(uint64_t));
-				SM_BARRIER(); /* entries before the count that exposes them */
-				cn->n_shared_avail += k;
-			}
-			SM_TEST_POINT("flush.locked");
-			if (k < cnt)
-				refused += sm_do_free_block(a, c, nd, tmp + k, cnt - k);
+			refused += put_locked(a, c, nd, tmp, cnt, use_shared);
 			SM_BARRIER();
 			for (unsigned i = 0; i < cnt; i++)
 				o[at[i]] = 0;
