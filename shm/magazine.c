@@ -97,14 +97,16 @@ static unsigned put_locked(struct sm_arena *a, struct slab_cache_desc *c, unsign
 	return k < n ? sm_do_free_block(a, c, nd, objs + k, n - k) : 0;
 }
 
-/* give_back for a one-node arena when all n entries of o lie in the node's region:
+/* give_back for a one-node arena when all n entries of o lie in the node's region (or the
+ * caller vouches for them: `trusted`, a live magazine's own flush, whose entries the free
+ * path validated on the way in, I7):
  * to the shared array while it has room, the rest to free_block, all under one lock
  * round trip, then the entries are zeroed.  Returns the number free_block refused, or -1
  * when some entry is outside the region (zero included) or the lock could not be taken:
  * nothing moved, and the general path sorts them out. */
 static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
 			      struct slab_mag *m, uint64_t *o, unsigned base, unsigned n,
-			      int use_shared)
+			      int use_shared, int trusted)
 {
 	const struct slab_node_region *r = &a->hdr->ah_nodes[0];
 	struct slab_cache_node *cn = &c->c_nodes[0];
@@ -118,7 +120,7 @@ static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
 	typedef uint64_t v2 __attribute__((vector_size(16)));
 	v2 acc = { 0, 0 }, vlo = { lo, lo }, vtop = { span - 1, span - 1 };
 
-	for (; i + 2 <= n; i += 2) {
+	for (; !trusted && i + 2 <= n; i += 2) {
 		v2 d;
 
 		memcpy(&d, &o[i], sizeof(d));
@@ -126,7 +128,7 @@ static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
 		acc |= d | (vtop - d);
 	}
 	outside = acc[0] | acc[1];
-	for (; i < n; i++)
+	for (; !trusted && i < n; i++)
 		outside |= (o[i] - lo) | (span - 1 - (o[i] - lo));
 	outside >>= 63;
 	if (outside || sm_node_lock(a, c, 0))
@@ -146,7 +148,7 @@ static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
 }
 
 static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
-			  uint64_t *objs, unsigned n, int use_shared)
+			  uint64_t *objs, unsigned n, int use_shared, int trusted)
 {
 	unsigned nodes = a->hdr->ah_nr_nodes, refused = 0;
 	uint64_t tmp[SLAB_MAG_MAX];
@@ -159,7 +161,7 @@ static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct 
 		/* One node, every entry inside its region (the common case: a flush of
 		 * objects the fast free validated): one pass to check, no sorting by node. */
 		if (nodes == 1) {
-			int r = give_back_one_node(a, c, m, o, done, chunk, use_shared);
+			int r = give_back_one_node(a, c, m, o, done, chunk, use_shared, trusted);
 
 			if (r >= 0) {
 				refused += (unsigned)r;
@@ -220,7 +222,7 @@ unsigned sm_give_back(struct sm_arena *a, struct slab_cache_desc *c, const uint6
 	for (unsigned done = 0; done < n;) {
 		unsigned chunk = n - done < SLAB_MAG_MAX ? n - done : SLAB_MAG_MAX;
 		memcpy(copy, objs + done, chunk * sizeof(uint64_t));
-		refused += give_back(a, c, NULL, copy, chunk, use_shared);
+		refused += give_back(a, c, NULL, copy, chunk, use_shared, 0);
 		done += chunk;
 	}
 	return refused;
@@ -228,13 +230,13 @@ unsigned sm_give_back(struct sm_arena *a, struct slab_cache_desc *c, const uint6
 
 /* Give back the oldest n entries of m (a FLUSH step), then close the gap. */
 static void flush_oldest(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
-			 unsigned n, int use_shared)
+			 unsigned n, int use_shared, int trusted)
 {
 	uint64_t *e = sm_mag_entries(m);
 	uint32_t avail = m->m_avail;
 
 	step_begin(m, SLAB_INTENT_FLUSH, n);
-	give_back(a, c, m, e, n, use_shared);
+	give_back(a, c, m, e, n, use_shared, trusted);
 	SM_TEST_POINT("flush.unlocked");
 	memmove(e, e + n, (avail - n) * sizeof(uint64_t));
 	SM_BARRIER();
@@ -251,7 +253,7 @@ int sm_free_alien(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	}
 	/* Home in one batch: one lock round trip on the object's node. */
 	if (alien->m_avail >= alien->m_limit)
-		flush_oldest(a, c, alien, alien->m_avail, 1);
+		flush_oldest(a, c, alien, alien->m_avail, 1, 0);
 	sm_mag_entries(alien)[alien->m_avail] = off;
 	alien->m_avail++;
 	return 0;
@@ -358,7 +360,7 @@ void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	(void)node;
 	if (!n)
 		return;
-	flush_oldest(a, c, m, n, 1);
+	flush_oldest(a, c, m, n, 1, 1); /* the owner's own flush: entries validated (I7) */
 	m->m_stat[STAT_FREE_FLUSH]++;
 }
 
@@ -377,7 +379,7 @@ void sm_mag_drain(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		  int use_shared)
 {
 	if (m->m_avail)
-		flush_oldest(a, c, m, m->m_avail, use_shared);
+		flush_oldest(a, c, m, m->m_avail, use_shared, 0);
 	sm_mag_fold(c, m);
 }
 

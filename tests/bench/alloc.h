@@ -79,8 +79,12 @@ static inline int ba_setup(struct ba *b, const char *variant, const struct ba_op
 #ifdef BA_HAVE_SLABD
 	if (!strncmp(variant, "slabd", 5)) {
 		struct slab_cache_config cfg = { .size = b->size, .node = SLAB_NODE_LOCAL };
+		const char *lim = getenv("BENCH_SLAB_LIMIT"); /* tuning experiments */
 		char name[64];
 		int rc;
+
+		if (lim)
+			cfg.limit = (unsigned)atoi(lim);
 
 		b->kind = BA_SLABD;
 		snprintf(name, sizeof(name), "bench-%zu", b->size);
