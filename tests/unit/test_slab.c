@@ -20,6 +20,13 @@
  *     name with the same geometry opens the cache, another geometry is -EEXIST; shutdown
  *     with an object out is -EBUSY with the count and leaves the cache working; names and
  *     slots are reused; a full table is -ENOSPC;
+ *   - the slab tier's batched paths change nothing but speed: on random batches (runs,
+ *     shuffles, slabs coming back, double and invalid frees mixed in, two nodes, both
+ *     bufctl widths, multi-page slabs, SLAB_DEBUG) sm_do_free_block leaves every page
+ *     descriptor, bufctl byte, list (in order) and counter as a one-object-at-a-time
+ *     reference free_block does; an empty slab hands out objects 0, 1, 2, ... and chains
+ *     the rest in order, and a corrupt chain stops alloc and parks its slab on the full
+ *     list;
  *   - sm_validate is not blind: each injected corruption is reported with the right words,
  *     and sm_node_repair rebuilds the node from the slabs' bufctl so it validates clean.
  *
@@ -34,6 +41,7 @@
 #include "testutil.h"
 
 #include "cache.h"
+#include "list.h"
 #include "magazine.h"
 #include "slabs.h"
 #include "validate.h"
@@ -45,6 +53,7 @@
 
 struct fx {
 	struct sm_arena  a;
+	struct sm_arena  b;                /* a twin, for tests that compare two arenas */
 	struct slab_mag *mags[MAX_MAGS];   /* reported to validate as holders */
 	unsigned         nr_mags;
 	unsigned         grows;            /* grow hook calls that added slabs */
@@ -86,6 +95,7 @@ static int teardown(void **state)
 		free(f->mags[i]);
 	free(f->objs);
 	sm_arena_detach(&f->a);
+	sm_arena_detach(&f->b);
 	free(f);
 	return 0;
 }
@@ -998,6 +1008,70 @@ static void victim_repaired(struct fx *f, struct victim *v)
 	assert_int_equal(f->a.pages[v->partial].pg_state, PG_SLAB_PARTIAL);
 }
 
+/* sm_give_back (what slabd's reclaim and a drain use): a batch that mixes objects with
+ * entries that are not objects goes through the general path, which returns every object
+ * and refuses and counts every other entry; a clean batch takes the one-node path; both
+ * leave the cache valid and account for every object. */
+static void test_give_back_mixed(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("giveback", 64);
+	const struct slab_node_region *r = sm_region(a, 0);
+	uint64_t end = (uint64_t)(r->nr_first_page + r->nr_nr_pages) << SLAB_PAGE_SHIFT;
+	struct sm_cache_counts cnt;
+	struct slab_cache_desc *c;
+	struct slab_mag *m;
+	uint64_t *objs, batch[64];
+	uint64_t inval0, dbl0;
+	unsigned n = 0, k = 0;
+
+	p.limit = 64;
+	p.batchcount = 32;
+	c = cache_new(f, &p);
+	m = mag_new(f, c, 64);
+	objs = hold(f, 48);
+	for (unsigned i = 0; i < 48; i++)
+		E(sm_alloc(a, c, m, 0, &objs[i]));
+	sm_mag_drain(a, c, m, 0); /* what the magazine cached goes back: only the 48 are out */
+	sm_cache_counts(a, c->c_id, &cnt);
+	assert_int_equal(cnt.active_objs, 48);
+	inval0 = c->c_stat[STAT_INVALID_FREE];
+	dbl0 = c->c_stat[STAT_DOUBLE_FREE];
+
+	/* 20 objects and 6 entries that are none: zero (an empty slot of a refill step:
+	 * dropped, not counted), the header, past the node, past the arena, inside an object,
+	 * and the same object twice (the second is a double free when it reaches its slab). */
+	for (; k < 20; k++)
+		batch[n++] = objs[k];
+	batch[n++] = 0;
+	batch[n++] = 64;
+	batch[n++] = end;
+	batch[n++] = a->size + 4096;
+	batch[n++] = objs[20] + 8;
+	batch[n++] = objs[0];
+	assert_int_equal(sm_give_back(a, c, batch, n, 0), 5);
+	assert_int_equal(c->c_stat[STAT_INVALID_FREE] - inval0, 4);
+	assert_int_equal(c->c_stat[STAT_DOUBLE_FREE] - dbl0, 1);
+	sm_cache_counts(a, c->c_id, &cnt);
+	assert_int_equal(cnt.active_objs, 28);
+	assert_clean(f);
+
+	/* The rest, clean: all returned, to the shared array first. */
+	n = 0;
+	for (; k < 48; k++)
+		batch[n++] = objs[k];
+	assert_int_equal(sm_give_back(a, c, batch, n, 1), 0);
+	sm_cache_counts(a, c->c_id, &cnt);
+	assert_int_equal(cnt.shared_avail, 28);
+	assert_int_equal(cnt.active_objs, 28);
+	assert_int_equal(c->c_stat[STAT_INVALID_FREE] - inval0, 4);
+	assert_int_equal(c->c_stat[STAT_DOUBLE_FREE] - dbl0, 1);
+	assert_clean(f);
+	free(f->objs);
+	f->objs = NULL;
+}
+
 static void test_validate_free_objects(void **state)
 {
 	struct fx *f = *state;
@@ -1118,6 +1192,441 @@ static void test_validate_broken_link(void **state)
 	assert_int_equal(f->a.pages[v.partial].pg_next, v.partial);	/* alone on its list */
 }
 
+/* ---- 6. the slab tier's batched paths ----------------------------------------------- */
+
+/* The bufctl chain of slab h as a list of indexes (at most max, stops at END or out of
+ * range); returns its length. */
+static unsigned chain_of(struct fx *f, const struct slab_cache_desc *c, uint32_t h,
+			 unsigned *out, unsigned max)
+{
+	uint8_t *slab = sm_slab_addr(&f->a, h);
+	unsigned x = f->a.pages[h].pg_free, n = 0;
+
+	while (x < c->c_num && n < max) {
+		out[n++] = x;
+		x = sm_bufctl_get(c, slab, x);
+	}
+	return n;
+}
+
+/* An empty slab hands out objects 0, 1, 2, ... whatever order its chain is in, chains the
+ * rest anew, and a corrupt chain stops alloc and parks its slab on the full list; for
+ * 1-byte and 2-byte bufctl and for a SLAB_DEBUG cache (objects marked CACHED). */
+static void alloc_empty_slab(struct fx *f, const char *name, size_t size, unsigned flags,
+			     unsigned width)
+{
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params(name, size);
+	struct slab_cache_desc *c;
+	unsigned num, k, got, idx[1024], mark;
+	uint64_t *objs, seed = 7;
+	uint32_t h;
+
+	p.flags = flags;
+	p.min_partial = 4;
+	c = cache_new(f, &p);
+	num = c->c_num;
+	assert_true(num <= SM_ARRAY_SIZE(idx));
+	mark = flags & SM_DEBUG ? BUFCTL_CACHED : BUFCTL_ACTIVE;
+	assert_int_equal(c->c_bufctl_width, width);
+	objs = calloc(num + 16, sizeof(*objs));
+	assert_non_null(objs);
+	assert_int_equal(sm_cache_grow(a, c->c_id, 0, 1), 1);
+
+	/* Part of a fresh slab: 0 .. k-1, the rest chained k, k+1, ..., END. */
+	k = num / 3;
+	assert_int_equal(alloc_objs(f, c, objs, k), k);
+	h = head_of(f, c, objs[0], NULL);
+	for (unsigned i = 0; i < k; i++) {
+		assert_int_equal(objs[i], ((uint64_t)h << SLAB_PAGE_SHIFT) + (uint64_t)i * c->c_size);
+		assert_int_equal(sm_bufctl_get(c, sm_slab_addr(a, h), i), mark);
+	}
+	assert_int_equal(a->pages[h].pg_state, PG_SLAB_PARTIAL);
+	assert_int_equal(a->pages[h].pg_inuse, k);
+	assert_int_equal(chain_of(f, c, h, idx, num), num - k);
+	for (unsigned i = 0; i < num - k; i++)
+		assert_int_equal(idx[i], k + i);
+	assert_node(f, c, 1, 0, 0, 0, num - k);
+	assert_clean(f);
+
+	/* The rest through the chain, then everything back in a shuffled order: an empty
+	 * slab (kept: min_partial) with a scrambled chain. */
+	assert_int_equal(alloc_objs(f, c, objs + k, num), num - k);
+	assert_distinct(objs, num);
+	assert_int_equal(a->pages[h].pg_state, PG_SLAB_FULL);
+	for (unsigned i = num - 1; i > 0; i--) {
+		unsigned j = (unsigned)(tu_rand(&seed) % (i + 1));
+		uint64_t t = objs[i];
+
+		objs[i] = objs[j];
+		objs[j] = t;
+	}
+	assert_int_equal(free_block(f, c, objs, num), 0);
+	assert_int_equal(a->pages[h].pg_state, PG_SLAB_FREE);
+	assert_node(f, c, 0, 0, 1, 0, num);
+	assert_clean(f);
+
+	/* A whole empty slab in one go: 0 .. num-1 in order, no chain left. */
+	assert_int_equal(alloc_objs(f, c, objs, num + 8), num);
+	for (unsigned i = 0; i < num; i++)
+		assert_int_equal(objs[i], ((uint64_t)h << SLAB_PAGE_SHIFT) + (uint64_t)i * c->c_size);
+	assert_int_equal(a->pages[h].pg_state, PG_SLAB_FULL);
+	assert_int_equal(a->pages[h].pg_free, BUFCTL_END);
+	assert_node(f, c, 0, 1, 0, 0, 0);
+	assert_clean(f);
+
+	/* A corrupt chain: ten objects back (chain of ten), the third link broken.  Alloc
+	 * takes the three objects before the break and parks the slab on the full list;
+	 * repair rebuilds the chain from bufctl and the other seven come out again. */
+	assert_int_equal(free_block(f, c, objs, 10), 0);
+	assert_int_equal(chain_of(f, c, h, idx, num), 10);
+	E(sm_node_lock(a, c, 0));
+	sm_bufctl_set(c, sm_slab_addr(a, h), idx[2], num + 3);
+	sm_node_unlock(c, 0);
+	got = alloc_objs(f, c, objs + num, 10);
+	assert_int_equal(got, 3);
+	for (unsigned i = 0; i < 3; i++) {
+		uint32_t ix;
+
+		assert_int_equal(head_of(f, c, objs[num + i], &ix), h);
+		assert_int_equal(ix, idx[i]);
+	}
+	assert_int_equal(a->pages[h].pg_state, PG_SLAB_FULL);
+	assert_reported(f, "out of range", "wrong list");
+	node_repair(f, c);
+	assert_clean(f);
+	assert_node(f, c, 1, 0, 0, 0, 7);
+	assert_int_equal(alloc_objs(f, c, objs + num + 3, 10), 7);
+	assert_distinct(objs + 10, num);	/* objs[0..9] came back as objs[num..] */
+	assert_node(f, c, 0, 1, 0, 0, 0);
+
+	/* Everything back: the slab empties, and the cache shuts down clean. */
+	{
+		uint64_t *back = calloc(num, sizeof(*back));
+		unsigned nb = 0;
+		uint64_t live = 1;
+
+		assert_non_null(back);
+		for (unsigned i = 10; i < num; i++)
+			back[nb++] = objs[i];
+		for (unsigned i = 0; i < 10; i++)
+			back[nb++] = objs[num + i];
+		assert_int_equal(nb, num);
+		assert_int_equal(free_block(f, c, back, nb), 0);
+		free(back);
+		assert_node(f, c, 0, 0, 1, 0, num);
+		assert_clean(f);
+		E(sm_cache_shutdown(a, c->c_id, &live));
+		assert_int_equal(live, 0);
+	}
+	free(objs);
+}
+
+static void test_alloc_empty_slab(void **state)
+{
+	struct fx *f = *state;
+
+	alloc_empty_slab(f, "empty-w1", 64, 0, 1);
+	alloc_empty_slab(f, "empty-w2", 8, 0, 2);
+	alloc_empty_slab(f, "empty-dbg", 64, SM_DEBUG | SM_RED_ZONE | SM_POISON, 1);
+	alloc_empty_slab(f, "empty-dbg2", 8, SM_DEBUG, 2);
+}
+
+/* free_block as it was written before the slab tier was tuned: one object at a time
+ * through the public helpers (cache_from_obj, slab_put_obj, the four outcomes).  The
+ * tuned sm_do_free_block must leave every byte it owns exactly as this does. */
+static struct slab_list *ref_list(struct slab_cache_node *n, uint8_t state)
+{
+	return state == PG_SLAB_PARTIAL ? &n->n_partial : state == PG_SLAB_FULL ? &n->n_full :
+	       state == PG_SLAB_FREE ? &n->n_free : &n->n_discard;
+}
+
+static void ref_move(struct sm_arena *a, struct slab_cache_node *n, uint32_t h, uint8_t to)
+{
+	sm_list_del(a->pages, ref_list(n, a->pages[h].pg_state), h);
+	a->pages[h].pg_state = to;
+	sm_list_add_tail(a->pages, ref_list(n, to), h);
+}
+
+static unsigned ref_free_block(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
+			       const uint64_t *objs, unsigned n)
+{
+	struct slab_cache_node *cn = &c->c_nodes[node];
+	const struct slab_node_region *r = sm_region(a, node);
+	unsigned refused = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct slab_page *pg;
+		uint32_t h, ix;
+		unsigned e;
+		int bad = -1;
+
+		if (sm_obj_lookup(a, c, objs[i], &h, &ix) != OBJ_OK ||
+		    h - r->nr_first_page >= r->nr_nr_pages)
+			bad = STAT_INVALID_FREE;
+		else if (a->pages[h].pg_state != PG_SLAB_PARTIAL &&
+			 a->pages[h].pg_state != PG_SLAB_FULL)
+			bad = STAT_DOUBLE_FREE;
+		else if ((e = sm_bufctl_get(c, sm_slab_addr(a, h), ix)) != BUFCTL_ACTIVE &&
+			 e != BUFCTL_CACHED)
+			bad = STAT_DOUBLE_FREE;
+		if (bad >= 0) {
+			c->c_stat[bad]++;
+			refused++;
+			continue;
+		}
+		pg = &a->pages[h];
+		sm_bufctl_set(c, sm_slab_addr(a, h), ix, pg->pg_free);
+		pg->pg_free = (uint16_t)ix;
+		pg->pg_inuse--;
+		cn->n_free_objects++;
+		if (pg->pg_inuse == 0) {
+			if (cn->n_free.l_count >= c->c_min_partial &&
+			    cn->n_free_objects > cn->n_free_limit) {
+				ref_move(a, cn, h, PG_SLAB_DISCARD);
+				cn->n_free_objects -= c->c_num;
+			} else {
+				ref_move(a, cn, h, PG_SLAB_FREE);
+			}
+		} else if (pg->pg_state == PG_SLAB_FULL) {
+			ref_move(a, cn, h, PG_SLAB_PARTIAL);
+		}
+	}
+	return refused;
+}
+
+/* The slab of an object of c, or (for anything else) the page it falls in. */
+static uint32_t head_or_page(struct sm_arena *a, const struct slab_cache_desc *c, uint64_t off)
+{
+	uint32_t h, i;
+
+	return sm_obj_lookup(a, c, off, &h, &i) == OBJ_OK ? h : (uint32_t)(off >> SLAB_PAGE_SHIFT);
+}
+
+#define REF_CACHES 4
+#define REF_NODES  2
+#define REF_HELD   4096
+
+/* Arenas x (tuned) and y (reference) went through the same steps: they must agree on
+ * every page descriptor, every slab's bufctl (with full, every byte of the node regions),
+ * and each cache's counters and lists. */
+static void assert_same_arenas(struct sm_arena *x, struct sm_arena *y,
+			       struct slab_cache_desc *const *cx,
+			       struct slab_cache_desc *const *cy, int full, int step)
+{
+	uint64_t data = (uint64_t)x->hdr->ah_meta_pages << SLAB_PAGE_SHIFT;
+
+	if (memcmp(x->pages, y->pages, (size_t)x->hdr->ah_nr_pages * sizeof(struct slab_page)))
+		fail_msg("step %d: page descriptors differ from the reference", step);
+	for (uint32_t p = x->hdr->ah_meta_pages; p < x->hdr->ah_nr_pages; p++) {
+		const struct slab_page *pg = &x->pages[p];
+		const struct slab_cache_desc *c;
+
+		if (!pg->pg_tag || pg->pg_state < PG_SLAB_PARTIAL)
+			continue;
+		c = sm_cache(x, SLAB_TAG_CID1(pg->pg_tag) - 1u);
+		if (memcmp(sm_slab_addr(x, p) + c->c_bufctl_off, sm_slab_addr(y, p) + c->c_bufctl_off,
+			   (size_t)c->c_num * c->c_bufctl_width))
+			fail_msg("step %d: cache %s: slab %u: bufctl differs from the reference",
+				 step, c->c_name, p);
+	}
+	if (full && memcmp(x->base + data, y->base + data, x->size - data))
+		fail_msg("step %d: slab memory differs from the reference", step);
+	for (unsigned k = 0; k < REF_CACHES; k++) {
+		if (memcmp(cx[k]->c_stat, cy[k]->c_stat, sizeof(cx[k]->c_stat)))
+			fail_msg("step %d: cache %s: counters differ from the reference", step,
+				 cx[k]->c_name);
+		for (unsigned nd = 0; nd < REF_NODES; nd++) {
+			const struct slab_cache_node *p = &cx[k]->c_nodes[nd];
+			const struct slab_cache_node *q = &cy[k]->c_nodes[nd];
+
+			if (memcmp(&p->n_partial, &q->n_partial, sizeof(p->n_partial)) ||
+			    memcmp(&p->n_full, &q->n_full, sizeof(p->n_full)) ||
+			    memcmp(&p->n_free, &q->n_free, sizeof(p->n_free)) ||
+			    memcmp(&p->n_discard, &q->n_discard, sizeof(p->n_discard)) ||
+			    p->n_free_objects != q->n_free_objects)
+				fail_msg("step %d: cache %s node %u: lists or free_objects differ from "
+					 "the reference (free_objects %llu vs %llu)", step,
+					 cx[k]->c_name, nd, (unsigned long long)p->n_free_objects,
+					 (unsigned long long)q->n_free_objects);
+		}
+	}
+}
+
+/* Random batches (runs from one slab, shuffled objects, LIFO tails, slabs coming back
+ * later in a batch, double frees inside a batch and of objects already in their slab,
+ * misaligned offsets, bufctl offsets, objects of another cache and of the other node,
+ * offsets outside the arena) through sm_do_free_block on one arena and ref_free_block on
+ * a twin; alloc, grants and reaping are the same code on both.  After every step the
+ * twins must be identical, and the tuned one must validate. */
+static void test_free_block_reference(void **state)
+{
+	struct fx *f = *state;
+	static const struct { const char *name; size_t size; unsigned flags; } cs[REF_CACHES] = {
+		{ "ref-w1", 64, 0 },                  /* 1-byte bufctl, order 0 */
+		{ "ref-w2", 8, 0 },                   /* 2-byte bufctl */
+		{ "ref-order", 1000, 0 },             /* several pages: tails */
+		{ "ref-dbg", 96, SM_DEBUG },          /* CACHED marks */
+	};
+	struct sm_arena *x = &f->a, *y = &f->b;
+	struct slab_cache_desc *cx[REF_CACHES], *cy[REF_CACHES];
+	uint64_t *held[REF_CACHES][REF_NODES], *batch, seed = 0x5eed;
+	unsigned nheld[REF_CACHES][REF_NODES] = { { 0 } };
+	unsigned long steps = tu_scaled(3000);
+
+	/* Two nodes, so objects of the other node are refused. */
+	sm_arena_detach(&f->a);
+	tu_arena(x, 16u << 20, REF_NODES);
+	tu_arena(y, 16u << 20, REF_NODES);
+	x->grow = y->grow = NULL;
+	for (unsigned k = 0; k < REF_CACHES; k++) {
+		struct sm_cache_params p = params(cs[k].name, cs[k].size);
+		uint32_t ix = SLAB_NIL, iy = SLAB_NIL;
+		bool ex;
+
+		p.flags = cs[k].flags;
+		p.min_partial = 2;
+		E(sm_cache_create(x, &p, &ix, &ex));
+		E(sm_cache_create(y, &p, &iy, &ex));
+		assert_int_equal(ix, iy);
+		cx[k] = sm_cache(x, ix);
+		cy[k] = sm_cache(y, iy);
+		for (unsigned nd = 0; nd < REF_NODES; nd++) {
+			held[k][nd] = calloc(REF_HELD, sizeof(uint64_t));
+			assert_non_null(held[k][nd]);
+		}
+	}
+	assert_int_equal(cx[0]->c_bufctl_width, 1);
+	assert_int_equal(cx[1]->c_bufctl_width, 2);
+	assert_true(cx[2]->c_order >= 1);
+	batch = calloc(2 * REF_HELD, sizeof(uint64_t));
+	assert_non_null(batch);
+
+	for (unsigned long step = 0; step < steps; step++) {
+		unsigned k = (unsigned)(tu_rand(&seed) % REF_CACHES);
+		unsigned nd = (unsigned)(tu_rand(&seed) % REF_NODES);
+		struct slab_cache_desc *c = cx[k];
+		uint64_t *h = held[k][nd];
+		unsigned *nh = &nheld[k][nd], op = (unsigned)(tu_rand(&seed) % 8);
+
+		if (op < 3 || *nh < 8) {
+			/* alloc, granting a few slabs to both twins when the node runs dry */
+			unsigned want = 1 + (unsigned)(tu_rand(&seed) % (2 * c->c_num + 2)), gx, gy;
+
+			if (want > REF_HELD - *nh)
+				want = REF_HELD - *nh;
+			E(sm_node_lock(x, cx[k], nd));
+			E(sm_node_lock(y, cy[k], nd));
+			gx = sm_do_alloc_objs(x, cx[k], nd, h + *nh, want);
+			gy = sm_do_alloc_objs(y, cy[k], nd, batch, want);
+			sm_node_unlock(cy[k], nd);
+			sm_node_unlock(cx[k], nd);
+			assert_int_equal(gx, gy);
+			assert_memory_equal(h + *nh, batch, gx * sizeof(uint64_t));
+			*nh += gx;
+			if (gx < want) {
+				unsigned nr = 1 + (unsigned)(tu_rand(&seed) % 3);
+				int rx = sm_cache_grow(x, cx[k]->c_id, nd, nr);
+
+				assert_int_equal(sm_cache_grow(y, cy[k]->c_id, nd, nr), rx);
+			}
+		} else if (op == 7) {
+			/* reap the discard queues (and sometimes the kept empty slabs) */
+			int all = (int)(tu_rand(&seed) % 4 == 0);
+
+			E(sm_node_lock(x, cx[k], nd));
+			E(sm_node_lock(y, cy[k], nd));
+			assert_int_equal(sm_do_discard(x, cx[k], nd, all),
+					 sm_do_discard(y, cy[k], nd, all));
+			sm_node_unlock(cy[k], nd);
+			sm_node_unlock(cx[k], nd);
+		} else {
+			/* a batch */
+			unsigned m = 1 + (unsigned)(tu_rand(&seed) % (*nh < 300 ? *nh : 300));
+			unsigned pat = (unsigned)(tu_rand(&seed) % 4), nb = 0, rx, ry, kept = 0;
+
+			if (pat == 0) {            /* newest first (LIFO): long runs */
+				for (unsigned i = 0; i < m; i++)
+					batch[nb++] = h[*nh - 1 - i];
+			} else if (pat == 1) {     /* oldest first */
+				for (unsigned i = 0; i < m; i++)
+					batch[nb++] = h[i];
+			} else if (pat == 2) {     /* sorted: runs, ascending */
+				for (unsigned i = 0; i < m; i++)
+					batch[nb++] = h[*nh - 1 - i];
+				qsort(batch, nb, sizeof(uint64_t), cmp_u64);
+			} else {                   /* shuffled */
+				for (unsigned i = 0; i < m; i++)
+					batch[nb++] = h[(unsigned)(tu_rand(&seed) % *nh)];
+			}
+			/* Wrong ones, anywhere in the batch. */
+			for (unsigned extra = (unsigned)(tu_rand(&seed) % 6); extra > 0; extra--) {
+				uint64_t o = batch[(unsigned)(tu_rand(&seed) % nb)], bad;
+				uint32_t hd = head_or_page(x, c, o);
+				unsigned other = (unsigned)(tu_rand(&seed) % REF_CACHES);
+
+				switch (tu_rand(&seed) % 8) {
+				case 0: bad = o; break;                            /* twice */
+				case 1: bad = o + 8; break;                        /* misaligned */
+				case 2: bad = ((uint64_t)hd << SLAB_PAGE_SHIFT) + c->c_bufctl_off; break;
+				case 3: bad = nheld[other][nd] ? held[other][nd][0] : 0; break;
+				case 4: bad = nheld[k][!nd] ? held[k][!nd][0] : 1; break; /* other node */
+				case 5: bad = x->size + 64; break;
+				case 6: bad = UINT64_MAX - 7; break;
+				default: bad = ((uint64_t)hd << SLAB_PAGE_SHIFT) +
+					       (uint64_t)(tu_rand(&seed) % c->c_num) * c->c_size;
+					 break;                                    /* maybe free */
+				}
+				if (nb < 2 * REF_HELD) {
+					unsigned at = (unsigned)(tu_rand(&seed) % (nb + 1));
+
+					memmove(&batch[at + 1], &batch[at], (nb - at) * sizeof(uint64_t));
+					batch[at] = bad;
+					nb++;
+				}
+			}
+			E(sm_node_lock(x, cx[k], nd));
+			E(sm_node_lock(y, cy[k], nd));
+			rx = sm_do_free_block(x, cx[k], nd, batch, nb);
+			ry = ref_free_block(y, cy[k], nd, batch, nb);
+			sm_node_unlock(cy[k], nd);
+			sm_node_unlock(cx[k], nd);
+			if (rx != ry)
+				fail_msg("step %lu: free_block refused %u, the reference %u", step, rx, ry);
+			/* Keep what is still out (the batch may have held repeats and strays). */
+			for (unsigned i = 0; i < *nh; i++) {
+				uint32_t hh = 0, ix = 0;
+				unsigned e;
+
+				assert_int_equal(sm_obj_lookup(x, c, h[i], &hh, &ix), OBJ_OK);
+				e = sm_bufctl_get(c, sm_slab_addr(x, hh), ix);
+				if (e == BUFCTL_ACTIVE || e == BUFCTL_CACHED)
+					h[kept++] = h[i];
+			}
+			*nh = kept;
+		}
+		assert_same_arenas(x, y, cx, cy, step % 32 == 0, (int)step);
+		if (step % 64 == 0)
+			assert_clean(f);
+	}
+	/* Everything back; both twins end with empty slabs only. */
+	for (unsigned k = 0; k < REF_CACHES; k++)
+		for (unsigned nd = 0; nd < REF_NODES; nd++) {
+			E(sm_node_lock(x, cx[k], nd));
+			E(sm_node_lock(y, cy[k], nd));
+			assert_int_equal(sm_do_free_block(x, cx[k], nd, held[k][nd], nheld[k][nd]), 0);
+			assert_int_equal(ref_free_block(y, cy[k], nd, held[k][nd], nheld[k][nd]), 0);
+			assert_int_equal(cx[k]->c_nodes[nd].n_partial.l_count +
+					 cx[k]->c_nodes[nd].n_full.l_count, 0);
+			sm_node_unlock(cy[k], nd);
+			sm_node_unlock(cx[k], nd);
+			free(held[k][nd]);
+		}
+	assert_same_arenas(x, y, cx, cy, 1, -1);
+	assert_clean(f);
+	free(batch);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1126,6 +1635,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_free_block_outcomes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_tiers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_give_back_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_shared_twice, setup, teardown),
@@ -1133,6 +1643,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_validate_bufctl_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_wrong_list, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_broken_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_alloc_empty_slab, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_block_reference, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
