@@ -121,7 +121,7 @@ check-tsan: deps
 	@$(MAKE) --no-print-directory BUILD=build/tsan CC=gcc SANITIZE="-fsanitize=thread" \
 		$(addprefix build/tsan/tests/,$(TSAN_TESTS)) build/tsan/bin/slabd
 	@for t in $(TSAN_TESTS); do \
-		TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" SLAB_TEST_SCALE=$${SLAB_TSAN_SCALE:-1} \
+		TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" SLAB_TEST_SCALE=$${SLAB_TSAN_SCALE:-1} \
 			timeout 600 build/tsan/tests/$$t > build/tsan/tests/$$t.log 2>&1 \
 			&& echo "PASS $$t (ThreadSanitizer)" \
 			|| { echo "FAIL $$t (ThreadSanitizer); see build/tsan/tests/$$t.log"; tail -40 build/tsan/tests/$$t.log; exit 1; }; \
