@@ -285,7 +285,7 @@ void commands_reap(struct slabd *d)
 		/* Every second (50 ticks): free slabs beyond the limits go back gradually
 		 * (the kernel's cache_reap -> drain_freelist), unless it is still growing. */
 		if (d->reap_ticks % 50 == 0 && now - d->last_grant_ns[id] > 1000000000ull)
-			sm_cache_trim(&d->arena, id, 16);
+			sm_cache_trim(&d->arena, id, 1024);
 		log_corruptions(d, id);
 	}
 	/* Every second: when the page allocator holds 4 MiB more free memory than at the

@@ -373,6 +373,7 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 	unsigned node;
 	int err = slab_pool_check_fork(p);
 
+	slab_pool_watch(p);
 	if (err || !(m = bind_mag(h, &err))) {
 		errno = -err;
 		return NULL;
@@ -413,6 +414,7 @@ static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off)
 	unsigned node;
 	int err = slab_pool_check_fork(p);
 
+	slab_pool_watch(p);
 	if (err || !(m = bind_mag(h, &err)))
 		return err;
 	if (sm_obj_lookup(&p->arena, h->desc, off, &head, &idx) != OBJ_OK)

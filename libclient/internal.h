@@ -80,6 +80,7 @@ struct slab_pool {
 	struct slab_pool  *next_pool;      /* all pools, for fork handling */
 	uint64_t           arena_id;       /* slabd's id of the arena (resume after restart) */
 	char             (*names)[SLAB_NAME_MAX]; /* open handles' caches (rpc_lock) */
+	uint64_t           watch_ns;       /* last slab_pool_watch look (relaxed atomics) */
 	size_t             nr_names, names_cap;
 };
 
@@ -135,6 +136,11 @@ static inline struct slab_mag *slab_tls_mag(const struct slab_cache *h)
  * decrefs) with ok true, or NULL and a negative errno in *err (the daemon's error, or
  * -ECONNRESET when the connection broke).  fields is consumed. */
 json_t *slab_rpc(slab_pool *pool, const char *cmd, json_t *fields, int *err);
+/* Slow paths: at most every 10 ms, see whether slabd's end of the connection is gone
+ * (slabd died) and if so try once to come back to a restarted slabd (resume, adoption),
+ * so that a client that never needs slabd still hands the arena to a restarted one and
+ * its dead neighbours get reaped.  Never blocks on a missing slabd. */
+void slab_pool_watch(slab_pool *p);
 /* Track open handles by cache name (reopened after a reconnect). */
 void slab_pool_note_open(slab_pool *pool, const char *name, int open);
 /* Re-register after fork() if needed; 0 or -errno.  lib_lock must NOT be held. */

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -304,6 +305,35 @@ json_t *slab_rpc(slab_pool *p, const char *cmd, json_t *fields, int *err)
 	json_decref(again);
 	pthread_mutex_unlock(&p->rpc_lock);
 	return r;
+}
+
+/* How often a slow path looks at the connection (slab_pool_watch). */
+#define WATCH_NS 10000000ull
+
+void slab_pool_watch(slab_pool *p)
+{
+	struct timespec ts;
+	uint64_t now;
+	char c;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	if (now - SM_LOAD(&p->watch_ns) < WATCH_NS || !p->arena.base)
+		return;
+	SM_STORE(&p->watch_ns, now);
+	if (pthread_mutex_trylock(&p->rpc_lock))
+		return; /* a call to slabd is under way: it sees for itself */
+	if (p->fd >= 0) {
+		ssize_t n = recv(p->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+		if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+			close(p->fd); /* slabd is gone */
+			p->fd = -1;
+		}
+	}
+	if (p->fd < 0)
+		resume_client(p); /* one try; the next watch tries again */
+	pthread_mutex_unlock(&p->rpc_lock);
 }
 
 /* Remember (or forget) an open handle's cache name, for reopening after a reconnect. */

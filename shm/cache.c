@@ -59,6 +59,26 @@ static uint64_t free_limit(const struct slab_cache_desc *c)
 	return (uint64_t)(1 + cpus) * c->c_batchcount + c->c_num;
 }
 
+/* n_free_limit moves between SLAB's free_limit (the floor) and the floor plus the empty
+ * slabs a node may keep: at most 1/SM_KEEP_SHARE of its region.  Each grant raises it
+ * by the objects granted, so a cache that needed N fresh slabs keeps N empty ones when
+ * its objects come back, instead of handing them to slabd at once and asking for them
+ * again on the next burst (in the kernel a discard is a cheap page free; here it is a
+ * trip through slabd's queue and a grant).  Each idle second halves what is above the
+ * floor, and sm_cache_trim gives back the empty slabs beyond it: the kernel's cache_reap
+ * returns free slabs the same gradual way. */
+#define SM_KEEP_SHARE 8u
+
+static uint64_t keep_limit(const struct sm_arena *a, const struct slab_cache_desc *c,
+			   unsigned node, uint64_t want)
+{
+	uint64_t floor = free_limit(c);
+	uint64_t slabs = (sm_region(a, node)->nr_nr_pages / SM_KEEP_SHARE) >> c->c_order;
+	uint64_t top = floor + slabs * c->c_num;
+
+	return want < floor ? floor : want > top ? top : want;
+}
+
 static int tunables_ok(unsigned limit, unsigned batch, unsigned shared)
 {
 	return limit >= 1 && limit <= SLAB_MAG_MAX && batch >= 1 && batch <= limit &&
@@ -209,6 +229,8 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
 	}
 	for (unsigned i = 0; i < got; i++)
 		sm_do_slab_attach(a, c, node, heads[i]);
+	c->c_nodes[node].n_free_limit = keep_limit(a, c, node, c->c_nodes[node].n_free_limit +
+						   (uint64_t)got * c->c_num);
 	sm_node_unlock(c, node);
 	return (int)got;
 }
@@ -254,8 +276,16 @@ unsigned sm_cache_trim(struct sm_arena *a, uint32_t id, unsigned max_slabs)
 		struct slab_cache_node *cn = &c->c_nodes[n];
 		unsigned done = 0;
 
-		if (SM_LOAD(&cn->n_free.l_count) <= c->c_min_partial || sm_node_lock(a, c, n))
+		if ((SM_LOAD(&cn->n_free.l_count) <= c->c_min_partial &&
+		     SM_LOAD(&cn->n_free_limit) <= free_limit(c)) || sm_node_lock(a, c, n))
 			continue;
+		/* An idle second: halve what the last grants added to the limit. */
+		{
+			uint64_t floor = free_limit(c);
+			uint64_t above = cn->n_free_limit > floor ? cn->n_free_limit - floor : 0;
+
+			cn->n_free_limit = keep_limit(a, c, n, floor + above / 2);
+		}
 		while (done < max_slabs && cn->n_free.l_count > c->c_min_partial &&
 		       cn->n_free_objects >= cn->n_free_limit + c->c_num) {
 			uint32_t h = cn->n_free.l_head;

@@ -55,7 +55,8 @@ int sm_cache_lookup(const struct sm_arena *a, const char *name, uint32_t *id);
 #define SM_GROW_MAX 256u
 
 /* Add nr fresh empty slabs to the cache on node (slabd's slab grant), at most
- * SM_GROW_MAX.  Returns the number
+ * SM_GROW_MAX, and raise the node's free_limit by their objects (bounded; see
+ * sm_cache_trim), so that a burst's slabs stay when it frees.  Returns the number
  * added (>= 1), or -ENOMEM when the node has no block of the cache's order, or -EDQUOT
  * when max_objects would be exceeded, or -EINVAL. */
 int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr);
@@ -63,10 +64,11 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr);
 /* Release the slabs waiting on every node's discard queue.  Returns slabs released. */
 unsigned sm_cache_reap(struct sm_arena *a, uint32_t id);
 
-/* cache_reap's drain_freelist: on each node, release free slabs beyond min_partial while
- * the node holds more than free_limit free objects, at most max_slabs per node per call
- * (slabd calls it every second, so memory granted in a burst goes back gradually).
- * Returns the number of slabs released. */
+/* cache_reap's drain_freelist: on each node, first halve what grants added to free_limit
+ * above SLAB's floor (see keep_limit in cache.c), then release free slabs beyond
+ * min_partial while the node holds more than free_limit free objects, at most max_slabs
+ * per node per call (slabd calls it every idle second, so memory a burst needed goes back
+ * over a few seconds).  Returns the number of slabs released. */
 unsigned sm_cache_trim(struct sm_arena *a, uint32_t id, unsigned max_slabs);
 
 /* kmem_cache_shrink: drain the shared arrays into the slabs, then release every empty

@@ -3,8 +3,9 @@
  *
  *   - the must-show: slabd SIGKILLed 20 times under a 4-process load and restarted on the
  *     same socket.  The workers allocate and free at random on one cache with a small
- *     magazine (limit 16, batchcount 8), growing and shrinking together so slabs are
- *     granted (slab.grant RPCs) and discarded all the time; every object carries cookies
+ *     magazine (limit 16, batchcount 8), growing and shrinking together, and the test
+ *     shrinks the cache before each kill, so the next growth needs slab grants (slab.grant
+ *     RPCs) while slabd is down; every object carries cookies
  *     that are checked before it is freed.  No slab_alloc / slab_free ever fails, every
  *     worker blocked in a slow path goes on within 1 s of the restart (the times are
  *     printed), each restarted slabd adopts the arena a worker hands back, and at the end
@@ -171,6 +172,15 @@ static void create_cache(const char *name)
 				   name, OBJ_SIZE);
 
 	th_assert_ok(r, "cache.create");
+	json_decref(r);
+}
+
+static void shrink_cache(const char *name)
+{
+	json_t *r = th_request_fmt(&daemon_, "{\"id\":1,\"cmd\":\"cache.shrink\",\"name\":\"%s\"}",
+				   name);
+
+	th_assert_ok(r, "cache.shrink");
 	json_decref(r);
 }
 
@@ -480,6 +490,9 @@ static void test_kill_storm(void **state)
 
 		th_sleep_ms(100 + (long)(th_rand(&seed) % 201)); /* the load runs */
 		check_alive(nr_w);
+		/* Empty slabs now go back to slabd (the cache keeps the ones a burst needed),
+		 * so the workers' next grow phase has to ask for slabs while slabd is down. */
+		shrink_cache("storm");
 		assert_int_equal(th_kill(&daemon_), 0);
 		t_kill = now_ns();
 		th_sleep_ms(50 + (long)(th_rand(&seed) % 151)); /* fast paths go on; slow paths wait */

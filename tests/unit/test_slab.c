@@ -1072,6 +1072,70 @@ static void test_give_back_mixed(void **state)
 	f->objs = NULL;
 }
 
+/* The adaptive free_limit (cache.c keep_limit): a grant raises the node's free_limit by
+ * the objects granted, so the slabs a burst needed stay as empty slabs when it frees;
+ * each sm_cache_trim (slabd's idle second) halves what is above SLAB's floor and gives
+ * back the empty slabs beyond it; shrink gives back all. */
+static void test_free_limit_adapts(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("keep", 64);
+	struct slab_cache_node *cn;
+	struct slab_cache_desc *c;
+	struct slab_mag *m;
+	uint64_t floor, *objs;
+	unsigned nobj = 4096, nslabs, kept, prev;
+
+	p.limit = 16;
+	p.batchcount = 8;
+	p.min_partial = 1;
+	c = cache_new(f, &p);
+	cn = &c->c_nodes[0];
+	floor = cn->n_free_limit;
+	m = mag_new(f, c, 16);
+	objs = hold(f, nobj);
+	for (unsigned i = 0; i < nobj; i++)
+		E(sm_alloc(a, c, m, 0, &objs[i]));
+	nslabs = cn->n_full.l_count + cn->n_partial.l_count;
+	assert_true(nslabs >= nobj / c->c_num);
+	/* every grant raised the limit by what it added */
+	assert_true(cn->n_free_limit >= floor + (uint64_t)(nslabs - 1) * c->c_num);
+	assert_true(cn->n_free_limit <= floor + (uint64_t)(nslabs + 1) * c->c_num);
+	for (unsigned i = 0; i < nobj; i++)
+		E(sm_free(a, c, m, 0, objs[i]));
+	sm_mag_drain(a, c, m, 0);
+	/* all of them kept, none went to the discard queue (the shared array still holds a
+	 * few objects, so a slab or two stay partial) */
+	assert_int_equal(cn->n_discard.l_count, 0);
+	assert_int_equal(cn->n_free.l_count + cn->n_partial.l_count, nslabs);
+	assert_true(cn->n_free.l_count + 2 >= nslabs);
+	assert_clean(f);
+
+	/* idle seconds: the allowance halves and empty slabs beyond it go back */
+	prev = cn->n_free.l_count;
+	for (int sec = 0; sec < 40 && cn->n_free_limit > floor; sec++) {
+		uint64_t above = cn->n_free_limit - floor;
+
+		sm_cache_trim(a, c->c_id, 1024);
+		assert_int_equal(cn->n_free_limit - floor, above / 2);
+		assert_true(cn->n_free.l_count <= prev);
+		assert_true(cn->n_free_objects < cn->n_free_limit + c->c_num ||
+			    cn->n_free.l_count <= c->c_min_partial);
+		prev = cn->n_free.l_count;
+	}
+	assert_int_equal(cn->n_free_limit, floor);
+	kept = cn->n_free.l_count;
+	assert_true((uint64_t)kept * c->c_num <= floor + c->c_num);
+	assert_true(kept >= c->c_min_partial);
+	assert_clean(f);
+	sm_cache_shrink(a, c->c_id);
+	assert_int_equal(cn->n_free.l_count, 0);
+	assert_clean(f);
+	free(f->objs);
+	f->objs = NULL;
+}
+
 static void test_validate_free_objects(void **state)
 {
 	struct fx *f = *state;
@@ -1636,6 +1700,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tiers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_give_back_mixed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_free_limit_adapts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_shared_twice, setup, teardown),
