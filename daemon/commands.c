@@ -705,6 +705,10 @@ static json_t *cmd_clients_list(struct conn *c, json_t *req, struct err *e)
 /* The loop's next turn restocks (cache id, node), packed in the event's argument so
  * nothing is allocated (and nothing leaks if slabd stops first). */
 static struct slabd *restock_d;
+#define RESTOCK_STEP 32u  /* slabs per restock turn */
+#define GRANT_SYNC   32u  /* most slabs a grant request waits for */
+
+static void schedule_restock(struct slabd *d, uint32_t id, unsigned node);
 
 static void on_restock(evutil_socket_t fd, short what, void *arg)
 {
@@ -721,9 +725,13 @@ static void on_restock(evutil_socket_t fd, short what, void *arg)
 		return;
 	cd = sm_cache(&d->arena, id);
 	want = d->grant_streak[id];
+	/* Two batches ahead, so a cache that keeps growing finds slabs ready while slabd
+	 * prepares more; RESTOCK_STEP slabs a turn, so that a grant request waits for one
+	 * step at most, not for the whole reserve. */
 	if (cd->c_state == CACHE_LIVE && want &&
-	    SM_LOAD(&cd->c_nodes[node].n_free.l_count) < want)
-		sm_cache_grow(&d->arena, id, node, want);
+	    SM_LOAD(&cd->c_nodes[node].n_free.l_count) < 2 * want &&
+	    sm_cache_grow(&d->arena, id, node, want < RESTOCK_STEP ? want : RESTOCK_STEP) > 0)
+		schedule_restock(d, id, node);
 }
 
 static void schedule_restock(struct slabd *d, uint32_t id, unsigned node)
@@ -756,9 +764,10 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	cd = sm_cache(&d->arena, id);
 	if (cd->c_node >= 0)
 		node = (uint64_t)cd->c_node;
-	/* Grant in growing batches (up to 4 MiB or 256 slabs beyond what was asked) so a
-	 * cache that is filling up costs few round trips; what a burst leaves unused goes
-	 * back after a second (sm_cache_trim). */
+	/* Grant in growing batches (the streak: up to 4 MiB or 256 slabs) so a cache that is
+	 * filling up costs few round trips: at most GRANT_SYNC of them while the client
+	 * waits, the rest by the restock right after; what a burst leaves unused goes back
+	 * over the next idle seconds (sm_cache_trim). */
 	streak = &d->grant_streak[id];
 	cap = (uint32_t)((4u << 20) >> (SLAB_PAGE_SHIFT + cd->c_order));
 	if (cap > SM_GROW_MAX)
@@ -769,10 +778,14 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	if (*streak > cap)
 		*streak = cap;
 	if (nr < *streak)
-		nr = *streak;
+		nr = *streak < GRANT_SYNC ? *streak : GRANT_SYNC; /* the rest: the restock */
 	if (!nr)
 		nr = 1;
-	rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
+	/* The restock may have put slabs there since the client looked: it takes those. */
+	if (SM_LOAD(&cd->c_nodes[node].n_free.l_count))
+		rc = 0;
+	else
+		rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
 	if (rc == -EDQUOT)
 		return fail(e, EDQUOT, "cache '%s' reached its quota of %llu objects", cd->c_name,
 			    (unsigned long long)cd->c_max_objects);

@@ -187,6 +187,12 @@ static sm_always_inline unsigned get_objs_w(struct sm_arena *a, struct slab_cach
 	if (inuse == 0) {
 		uint64_t o = base;
 
+		/* Read before the first write: on a page this process has not touched yet, a
+		 * read fault maps the neighbouring pages slabd already faulted in as well
+		 * (the kernel's fault-around), where a write fault maps one page.  A cache
+		 * taking fresh slabs then faults once per 16 pages instead of once per page. */
+		(void)*(volatile const uint8_t *)b;
+
 		/* Four at a time: this loop is most of the cost of a refill. */
 		for (; dend - d >= 4; d += 4, o += 4 * size) {
 			__atomic_store_n(&d[0], o, __ATOMIC_RELAXED);
