@@ -777,15 +777,16 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	*streak = *streak ? *streak * 2 : 1;
 	if (*streak > cap)
 		*streak = cap;
-	if (nr < *streak)
-		nr = *streak < GRANT_SYNC ? *streak : GRANT_SYNC; /* the rest: the restock */
 	if (!nr)
 		nr = 1;
 	/* The restock may have put slabs there since the client looked: it takes those. */
-	if (SM_LOAD(&cd->c_nodes[node].n_free.l_count))
+	if (SM_LOAD(&cd->c_nodes[node].n_free.l_count) >= nr) {
 		rc = 0;
-	else
+	} else {
+		if (nr < *streak) /* the client waits for GRANT_SYNC at most: the rest restocks */
+			nr = *streak < GRANT_SYNC ? *streak : GRANT_SYNC;
 		rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
+	}
 	if (rc == -EDQUOT)
 		return fail(e, EDQUOT, "cache '%s' reached its quota of %llu objects", cd->c_name,
 			    (unsigned long long)cd->c_max_objects);
