@@ -86,7 +86,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  9u                     /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  10u                    /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -232,7 +232,7 @@ struct slab_cache_node {
 	uint32_t         n_xfer_kind;
 	uint32_t         n_xfer_base;    /* first entry index (0-based) */
 	uint32_t         n_xfer_count;
-	uint32_t         n_pad;
+	uint32_t         n_spin;         /* lockers' spin budget for n_lock (lock.c; racy hint) */
 	uint64_t         n_shared[SLAB_SHARED_MAX]; /* object offsets (SLAB's shared array) */
 };
 

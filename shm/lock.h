@@ -26,6 +26,13 @@ int sm_mutex_init(slab_mutex_t *m);
  * (-ENOTRECOVERABLE, -EINVAL, -EDEADLK) when it was not locked. */
 #define SM_LOCK_OWNERDEAD 1
 int sm_mutex_lock(slab_mutex_t *m);
+/* The same, watching a held lock for up to *budget pauses before sleeping on it, and
+ * adapting *budget (shared by the lock's users, updated without atomics: a hint) to
+ * whether watching paid: it grows when the lock came free while watched and halves when
+ * the waiter had to sleep anyway, so waiting on holders that run on another CPU costs no
+ * futex sleep, while with more runnable threads than CPUs (holders preempted) little CPU
+ * goes to watching. */
+int sm_mutex_lock_spin(slab_mutex_t *m, uint32_t *budget);
 void sm_mutex_unlock(slab_mutex_t *m);
 /* Mark m consistent after repair; m must be held. */
 void sm_mutex_consistent(slab_mutex_t *m);

@@ -102,7 +102,7 @@ int sm_calculate_geometry(size_t object_size, size_t align, unsigned flags,
 int sm_node_lock(struct sm_arena *a, struct slab_cache_desc *c, unsigned node)
 {
 	struct slab_cache_node *n = &c->c_nodes[node];
-	int rc = sm_mutex_lock(&n->n_lock);
+	int rc = sm_mutex_lock_spin(&n->n_lock, &n->n_spin);
 
 	if (rc == SM_LOCK_OWNERDEAD) {
 		sm_node_repair(a, c, node);
