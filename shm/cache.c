@@ -53,11 +53,16 @@ static unsigned default_min_partial(uint32_t size)
 /* SLAB's free_limit: (1 + nr_cpus) * batchcount + objects per slab. */
 static uint64_t free_limit(const struct slab_cache_desc *c)
 {
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	static long cpus; /* read once: sysconf reads a file, and the trim asks every second */
+	long n = SM_LOAD(&cpus);
 
-	if (cpus < 1)
-		cpus = 1;
-	return (uint64_t)(1 + cpus) * c->c_batchcount + c->c_num;
+	if (n < 1) {
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+		if (n < 1)
+			n = 1;
+		SM_STORE(&cpus, n);
+	}
+	return (uint64_t)(1 + n) * c->c_batchcount + c->c_num;
 }
 
 /* n_free_limit moves between SLAB's free_limit (the floor) and the floor plus the empty
