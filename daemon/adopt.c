@@ -119,7 +119,7 @@ void adopt_after(struct slabd *d)
 		c->c_refcount = 0;
 		if (c->c_state == CACHE_DYING)
 			__atomic_store_n(&c->c_state, CACHE_LIVE, __ATOMIC_RELEASE);
-		d->corrupt_seen[id] = SM_LOAD(&c->c_corruptions);
+		d->track[id].corrupt_seen = SM_LOAD(&c->c_corruptions);
 	}
 	bad = sm_validate(a, NULL, NULL, log_problem, d);
 	for (uint32_t s = 0; s < a->hdr->ah_nr_clients; s++)
@@ -142,13 +142,9 @@ int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
 	if (d->arena.hdr && fresh.hdr->ah_nr_caches > d->arena.hdr->ah_nr_caches) {
 		/* The per-cache arrays were sized for the fresh arena. */
 		uint32_t n = fresh.hdr->ah_nr_caches;
-		uint32_t *gs = calloc(n, sizeof(*gs));
-		uint64_t *lg = calloc(n, sizeof(*lg)), *cs = calloc(n, sizeof(*cs));
+		struct cache_track *tr = calloc(n, sizeof(*tr));
 
-		if (!gs || !lg || !cs) {
-			free(gs);
-			free(lg);
-			free(cs);
+		if (!tr) {
 			sm_arena_detach(&fresh);
 			snprintf(err, errlen, "out of memory");
 			return -ENOMEM;
@@ -163,9 +159,7 @@ int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
 			r = realloc(x->refs, n * sizeof(*r));
 			if (!r) {
 				/* The arrays grown so far stay grown: harmless. */
-				free(gs);
-				free(lg);
-				free(cs);
+				free(tr);
 				sm_arena_detach(&fresh);
 				snprintf(err, errlen, "out of memory");
 				return -ENOMEM;
@@ -173,12 +167,8 @@ int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
 			memset(r + old, 0, (n - old) * sizeof(*r));
 			x->refs = r;
 		}
-		free(d->grant_streak);
-		free(d->last_grant_ns);
-		free(d->corrupt_seen);
-		d->grant_streak = gs;
-		d->last_grant_ns = lg;
-		d->corrupt_seen = cs;
+		free(d->track);
+		d->track = tr;
 	}
 	sm_arena_detach(&d->arena);
 	d->arena = fresh;

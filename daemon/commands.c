@@ -168,8 +168,7 @@ static int try_shutdown(struct slabd *d, uint32_t id, uint64_t *live)
 	memcpy(name, cd->c_name, sizeof(name));
 	rc = sm_cache_shutdown(&d->arena, id, live);
 	if (rc == 0) {
-		d->grant_streak[id] = 0;
-		d->corrupt_seen[id] = 0;
+		memset(&d->track[id], 0, sizeof(d->track[id]));
 		slabd_log(d, LOG_INFO, "cache %s destroyed", name);
 	} else {
 		__atomic_store_n(&cd->c_state, CACHE_LIVE, __ATOMIC_RELEASE);
@@ -211,7 +210,7 @@ void commands_drop_refs(struct conn *c)
 static void log_corruptions(struct slabd *d, uint32_t id)
 {
 	struct slab_cache_desc *cd = sm_cache(&d->arena, id);
-	uint64_t total = SM_LOAD(&cd->c_corruptions), i = d->corrupt_seen[id];
+	uint64_t total = SM_LOAD(&cd->c_corruptions), i = d->track[id].corrupt_seen;
 
 	if (total < i)
 		i = 0; /* the cache was created anew */
@@ -224,7 +223,7 @@ static void log_corruptions(struct slabd *d, uint32_t id)
 			  sm_corruption_name(r->sc_kind), (unsigned long long)r->sc_found,
 			  (int)r->sc_pid);
 	}
-	d->corrupt_seen[id] = total;
+	d->track[id].corrupt_seen = total;
 }
 
 /* Give large free ranges back to the OS (MADV_REMOVE punches holes in the memfd or the
@@ -275,8 +274,8 @@ void commands_reap(struct slabd *d)
 		if (cd->c_state == CACHE_UNUSED)
 			continue;
 		/* A cache that stopped growing starts again from single-slab grants. */
-		if (d->grant_streak[id] && now - d->last_grant_ns[id] > 1000000000ull)
-			d->grant_streak[id] = 0;
+		if (d->track[id].grant_streak && now - d->track[id].last_grant_ns > 1000000000ull)
+			d->track[id].grant_streak = 0;
 		for (n = 0; n < d->arena.hdr->ah_nr_nodes; n++)
 			if (SM_LOAD(&cd->c_nodes[n].n_discard.l_count))
 				break;
@@ -284,7 +283,7 @@ void commands_reap(struct slabd *d)
 			sm_cache_reap(&d->arena, id);
 		/* Every second (50 ticks): free slabs beyond the limits go back gradually
 		 * (the kernel's cache_reap -> drain_freelist), unless it is still growing. */
-		if (d->reap_ticks % 50 == 0 && now - d->last_grant_ns[id] > 1000000000ull)
+		if (d->reap_ticks % 50 == 0 && now - d->track[id].last_grant_ns > 1000000000ull)
 			sm_cache_trim(&d->arena, id, 1024);
 		log_corruptions(d, id);
 	}
@@ -724,7 +723,7 @@ static void on_restock(evutil_socket_t fd, short what, void *arg)
 	if (!d || id >= d->arena.hdr->ah_nr_caches || node >= d->arena.hdr->ah_nr_nodes)
 		return;
 	cd = sm_cache(&d->arena, id);
-	want = d->grant_streak[id];
+	want = d->track[id].grant_streak;
 	/* Two batches ahead, so a cache that keeps growing finds slabs ready while slabd
 	 * prepares more; RESTOCK_STEP slabs a turn, so that a grant request waits for one
 	 * step at most, not for the whole reserve. */
@@ -768,7 +767,7 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	 * filling up costs few round trips: at most GRANT_SYNC of them while the client
 	 * waits, the rest by the restock right after; what a burst leaves unused goes back
 	 * over the next idle seconds (sm_cache_trim). */
-	streak = &d->grant_streak[id];
+	streak = &d->track[id].grant_streak;
 	cap = (uint32_t)((4u << 20) >> (SLAB_PAGE_SHIFT + cd->c_order));
 	if (cap > SM_GROW_MAX)
 		cap = SM_GROW_MAX;
@@ -794,7 +793,7 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 		return fail(e, ENOMEM, "arena exhausted on node %llu", (unsigned long long)node);
 	if (rc < 0)
 		return fail(e, EIO, "cannot grow cache '%s': %s", cd->c_name, strerror(-rc));
-	d->last_grant_ns[id] = d->last_any_grant_ns = slabd_now_ns();
+	d->track[id].last_grant_ns = d->last_any_grant_ns = slabd_now_ns();
 	schedule_restock(d, (uint32_t)id, (unsigned)node);
 	return json_pack("{s:i}", "granted", rc);
 }

@@ -359,11 +359,9 @@ int main(int argc, char **argv)
 	d.pristine = true;
 	if (make_arena(&d))
 		return 1;
-	d.grant_streak = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.grant_streak));
-	d.last_grant_ns = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.last_grant_ns));
-	d.corrupt_seen = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.corrupt_seen));
+	d.track = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.track));
 	d.base = event_base_new();
-	if (!d.grant_streak || !d.last_grant_ns || !d.corrupt_seen || !d.base) {
+	if (!d.track || !d.base) {
 		slabd_log(&d, LOG_ERR, "out of memory");
 		return 1;
 	}
@@ -402,9 +400,7 @@ int main(int argc, char **argv)
 	event_free(d.sigint);
 	event_free(d.sigterm);
 	event_base_free(d.base);
-	free(d.grant_streak);
-	free(d.last_grant_ns);
-	free(d.corrupt_seen);
+	free(d.track);
 	sm_arena_detach(&d.arena);
 	slabd_log(&d, LOG_INFO, "stopped");
 	return 0;

@@ -107,6 +107,15 @@ struct slabd_options {
 #define SLABD_SET_MAX_PENDING      0x4u
 #define SLABD_SET_MAX_LINE         0x8u
 
+/* What slabd remembers about one cache slot between requests; zeroed when the slot's
+ * cache is destroyed. */
+struct cache_track {
+	uint32_t grant_streak;             /* slabs of the last grant */
+	uint64_t last_grant_ns;            /* when it was granted last */
+	uint64_t corrupt_seen;             /* corruptions already logged */
+	uint64_t counters[SLAB_STAT_NR];   /* the counters cache.stats reported last */
+};
+
 struct slabd {
 	struct slabd_options   opt;
 	char                   socket_path[108];
@@ -123,9 +132,7 @@ struct slabd {
 	uint64_t               last_any_grant_ns; /* when any cache was granted slabs last */
 	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
 	bool                   adopt_at_start; /* --arena-file held an arena */
-	uint32_t              *grant_streak;  /* per cache id: slabs of the last grant */
-	uint64_t              *last_grant_ns; /* per cache id: when it was granted last */
-	uint64_t              *corrupt_seen;  /* per cache id: corruptions already logged */
+	struct cache_track    *track;         /* per cache id (ah_nr_caches entries) */
 	struct dead_client     dead[SLABD_DEAD_KEPT]; /* ring of the last dead clients */
 	unsigned               nr_dead;       /* total ever; dead[nr_dead % KEPT] is next */
 };

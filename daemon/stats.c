@@ -118,21 +118,29 @@ json_t *stats_cache_summary(struct slabd *d, uint32_t id)
 
 /* The counters of cache id: c_stat plus every live magazine's, read again if a magazine
  * was folded into c_stat meanwhile (sm_mag_fold), so they never appear to go backwards.
- * A fold left half-done by a dying client stops the retries after a while. */
+ * The retries are bounded (a fold left half-done by a dying client never ends, and
+ * clients that close caches all the time can keep folding through every try); a read
+ * that never came out clean reports no counter below what it reported last. */
 static void read_counters(struct slabd *d, uint32_t id, struct mag_sum *ms,
 			  uint64_t out[SLAB_STAT_NR])
 {
 	struct slab_cache_desc *c = sm_cache(&d->arena, id);
+	uint64_t *last = d->track[id].counters;
+	bool clean = false;
 
-	for (int tries = 0; tries < 1000; tries++) {
+	for (int tries = 0; tries < 1000 && !clean; tries++) {
 		uint64_t b1 = __atomic_load_n(&c->c_fold_begin, __ATOMIC_SEQ_CST);
 		uint64_t e1 = __atomic_load_n(&c->c_fold_end, __ATOMIC_SEQ_CST);
 
 		sum_mags(d, id, -1, ms);
 		for (unsigned i = 0; i < SLAB_STAT_NR; i++)
 			out[i] = SM_LOAD(&c->c_stat[i]) + ms->stat[i];
-		if (b1 == e1 && __atomic_load_n(&c->c_fold_begin, __ATOMIC_SEQ_CST) == b1)
-			return;
+		clean = b1 == e1 && __atomic_load_n(&c->c_fold_begin, __ATOMIC_SEQ_CST) == b1;
+	}
+	for (unsigned i = 0; i < SLAB_STAT_NR; i++) {
+		if (!clean && out[i] < last[i])
+			out[i] = last[i];
+		last[i] = out[i];
 	}
 }
 

@@ -102,11 +102,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		fprintf(stderr, "fuzz: sm_arena_create: %s\n", err);
 		abort();
 	}
-	d.grant_streak = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.grant_streak));
-	d.last_grant_ns = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.last_grant_ns));
-	d.corrupt_seen = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.corrupt_seen));
+	d.track = calloc(d.arena.hdr->ah_nr_caches, sizeof(*d.track));
 	d.base = event_base_new();
-	if (!d.grant_streak || !d.last_grant_ns || !d.corrupt_seen || !d.base)
+	if (!d.track || !d.base)
 		abort();
 	for (unsigned n = 0; n < d.arena.hdr->ah_nr_nodes; n++)
 		free_pages[n] = sm_region(&d.arena, n)->nr_free_pages;
@@ -230,9 +228,7 @@ static void reset_arena(void)
 				"request can allocate one\n", cd->c_name, (unsigned long long)live);
 			abort();
 		}
-		d.grant_streak[id] = 0;
-		d.last_grant_ns[id] = 0;
-		d.corrupt_seen[id] = 0;
+		memset(&d.track[id], 0, sizeof(d.track[id]));
 	}
 	for (uint32_t s = 0; s < d.arena.hdr->ah_nr_clients; s++) {
 		if (sm_client(&d.arena, s)->cl_state != CLIENT_UNUSED) {
