@@ -798,7 +798,10 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	return json_pack("{s:i}", "granted", rc);
 }
 
-/* Internal (libslab): one more block for the client's magazines. */
+/* Internal (libslab): one more block for the client's magazines.  Order 3 (32 KiB): a
+ * magazine of a small-object cache may grow to 1008 entries (8 KiB, magazine.h), and a
+ * block should hold a few. */
+#define AREA_BLOCK_ORDER 3u
 static json_t *cmd_area_grow(struct conn *c, json_t *req, struct err *e)
 {
 	uint64_t node;
@@ -808,7 +811,7 @@ static json_t *cmd_area_grow(struct conn *c, json_t *req, struct err *e)
 		return NULL;
 	if (sm_client(&c->d->arena, c->slot)->cl_area_pages >= 4096)
 		return fail(e, ENOMEM, "client area limit reached (16 MiB of magazines)");
-	if (sm_area_grow(&c->d->arena, c->slot, (unsigned)node, 2, &block))
+	if (sm_area_grow(&c->d->arena, c->slot, (unsigned)node, AREA_BLOCK_ORDER, &block))
 		return fail(e, ENOMEM, "arena exhausted on node %llu", (unsigned long long)node);
 	return json_pack("{s:i}", "block", (int)block);
 }

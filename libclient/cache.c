@@ -130,7 +130,7 @@ static struct slab_mag *bind_mag(slab_cache *h, int *err)
 		return NULL;
 	}
 	pthread_mutex_lock(&slab_lib_lock);
-	m = slab_area_mag(h->pool, SM_LOAD(&h->desc->c_limit), err);
+	m = slab_area_mag(h->pool, sm_mag_capacity(SM_LOAD(&h->desc->c_limit)), err);
 	if (!m) {
 		pthread_mutex_unlock(&slab_lib_lock);
 		free(b);

@@ -86,7 +86,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  10u                    /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  11u                    /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -352,7 +352,9 @@ enum slab_mag_state {
 #define SLAB_INTENT_FLUSH  2u
 
 /* SLAB's array_cache: one thread's objects of one cache.  Only the owning thread writes it
- * (see the "who writes" rules above).  Invariants: m_avail <= m_limit <= m_capacity;
+ * (see the "who writes" rules above).  Invariants: m_avail <= m_capacity, m_limit <=
+ * m_capacity, and m_avail <= m_limit except between a resize that made it smaller and the
+ * next free, which flushes down to it;
  * m_slots[0] == 0 (a sentinel: no object has offset 0, so the freshest-double-free check
  * needs no test for an empty magazine); m_slots[1 .. m_avail] are object offsets of cache
  * m_cache, oldest first (I7).  sm_mag_entries(m) is &m_slots[1]. */
@@ -376,6 +378,13 @@ struct slab_mag {
 	uint32_t m_tag;          /* SLAB_TAG(m_cache + 1, the owner thread's node), the pg_tag
 				  * of the slabs whose objects the fast free may push here;
 				  * SLAB_TAG_NONE until the node is known */
+	/* Magazine resizing (Bonwick's, driven by lock contention; magazine.c): the limit
+	 * and batchcount in use are the cache's shifted left by m_shift, within m_capacity.
+	 * m_cont and m_calm count this magazine's slow-path transfers since the last
+	 * decision that found the node lock held by someone else, and all of them. */
+	uint16_t m_shift;
+	uint16_t m_cont;
+	uint32_t m_calm;
 	uint64_t m_cache_serial; /* the cache's c_serial when this magazine was bound */
 	uint64_t m_stat[SLAB_STAT_NR]; /* this thread's counts, summed by stats */
 	uint64_t m_slots[];      /* sentinel, then object offsets */

@@ -50,9 +50,17 @@ int sm_mutex_lock(slab_mutex_t *m)
 
 int sm_mutex_lock_spin(slab_mutex_t *m, uint32_t *budget)
 {
+	int contended;
+
+	return sm_mutex_lock_spin_c(m, budget, &contended);
+}
+
+int sm_mutex_lock_spin_c(slab_mutex_t *m, uint32_t *budget, int *contended)
+{
 	int rc = pthread_mutex_trylock(m);
 	uint32_t b, i = 0;
 
+	*contended = rc == EBUSY;
 	if (rc != EBUSY)
 		return lock_slow(m, rc);
 	b = SM_LOAD(budget);

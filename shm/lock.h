@@ -33,6 +33,8 @@ int sm_mutex_lock(slab_mutex_t *m);
  * futex sleep, while with more runnable threads than CPUs (holders preempted) little CPU
  * goes to watching. */
 int sm_mutex_lock_spin(slab_mutex_t *m, uint32_t *budget);
+/* The same, also telling (*contended) whether the first try found m held. */
+int sm_mutex_lock_spin_c(slab_mutex_t *m, uint32_t *budget, int *contended);
 void sm_mutex_unlock(slab_mutex_t *m);
 /* Mark m consistent after repair; m must be held. */
 void sm_mutex_consistent(slab_mutex_t *m);

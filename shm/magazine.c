@@ -106,7 +106,7 @@ static unsigned put_locked(struct sm_arena *a, struct slab_cache_desc *c, unsign
  * nothing moved, and the general path sorts them out. */
 static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
 			      struct slab_mag *m, uint64_t *o, unsigned base, unsigned n,
-			      int use_shared, int trusted)
+			      int use_shared, int trusted, int *contended)
 {
 	const struct slab_node_region *r = &a->hdr->ah_nodes[0];
 	struct slab_cache_node *cn = &c->c_nodes[0];
@@ -131,7 +131,7 @@ static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
 	for (; !trusted && i < n; i++)
 		outside |= (o[i] - lo) | (span - 1 - (o[i] - lo));
 	outside >>= 63;
-	if (outside || sm_node_lock(a, c, 0))
+	if (outside || sm_node_lock_c(a, c, 0, contended))
 		return -1;
 	xfer_begin(a, cn, m, SLAB_INTENT_FLUSH, base, n);
 	if (m)
@@ -148,9 +148,10 @@ static int give_back_one_node(struct sm_arena *a, struct slab_cache_desc *c,
 }
 
 static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
-			  uint64_t *objs, unsigned n, int use_shared, int trusted)
+			  uint64_t *objs, unsigned n, int use_shared, int trusted, int *contended)
 {
 	unsigned nodes = a->hdr->ah_nr_nodes, refused = 0;
+	int busy = 0;
 	uint64_t tmp[SLAB_MAG_MAX];
 	uint16_t at[SLAB_MAG_MAX];
 
@@ -161,8 +162,10 @@ static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct 
 		/* One node, every entry inside its region (the common case: a flush of
 		 * objects the fast free validated): one pass to check, no sorting by node. */
 		if (nodes == 1) {
-			int r = give_back_one_node(a, c, m, o, done, chunk, use_shared, trusted);
+			int r = give_back_one_node(a, c, m, o, done, chunk, use_shared, trusted,
+						   &busy);
 
+			*contended |= busy;
 			if (r >= 0) {
 				refused += (unsigned)r;
 				done += chunk;
@@ -191,10 +194,11 @@ static unsigned give_back(struct sm_arena *a, struct slab_cache_desc *c, struct 
 				}
 			if (!cnt)
 				continue;
-			if (sm_node_lock(a, c, nd)) {
+			if (sm_node_lock_c(a, c, nd, &busy)) {
 				refused += cnt;
 				continue;
 			}
+			*contended |= busy;
 			xfer_begin(a, cn, m, SLAB_INTENT_FLUSH, done, chunk);
 			if (m)
 				SM_STEP_LOCKED(SLAB_INTENT_FLUSH);
@@ -218,29 +222,33 @@ unsigned sm_give_back(struct sm_arena *a, struct slab_cache_desc *c, const uint6
 {
 	uint64_t copy[SLAB_MAG_MAX];
 	unsigned refused = 0;
+	int contended = 0;
 
 	for (unsigned done = 0; done < n;) {
 		unsigned chunk = n - done < SLAB_MAG_MAX ? n - done : SLAB_MAG_MAX;
 		memcpy(copy, objs + done, chunk * sizeof(uint64_t));
-		refused += give_back(a, c, NULL, copy, chunk, use_shared, 0);
+		refused += give_back(a, c, NULL, copy, chunk, use_shared, 0, &contended);
 		done += chunk;
 	}
 	return refused;
 }
 
-/* Give back the oldest n entries of m (a FLUSH step), then close the gap. */
-static void flush_oldest(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
-			 unsigned n, int use_shared, int trusted)
+/* Give back the oldest n entries of m (a FLUSH step), then close the gap.  Returns
+ * whether a node lock was found held by someone else. */
+static int flush_oldest(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+			unsigned n, int use_shared, int trusted)
 {
 	uint64_t *e = sm_mag_entries(m);
 	uint32_t avail = m->m_avail;
+	int contended = 0;
 
 	step_begin(m, SLAB_INTENT_FLUSH, n);
-	give_back(a, c, m, e, n, use_shared, trusted);
+	give_back(a, c, m, e, n, use_shared, trusted, &contended);
 	SM_TEST_POINT("flush.unlocked");
 	memmove(e, e + n, (avail - n) * sizeof(uint64_t));
 	SM_BARRIER();
 	step_done(m, avail - n);
+	return contended;
 }
 
 int sm_free_alien(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
@@ -259,31 +267,70 @@ int sm_free_alien(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	return 0;
 }
 
-/* Pick up tunables changed by slabd (cache.tune) on the slow path. */
+/* The limit and batchcount in use: the cache's tunables (slabd may change them at any
+ * time: cache.tune), shifted by the magazine's resizing, within its capacity.  Applied
+ * on the slow path. */
 static void refresh_limits(const struct slab_cache_desc *c, struct slab_mag *m)
 {
-	uint32_t lim = SM_LOAD(&c->c_limit), batch = SM_LOAD(&c->c_batchcount);
+	uint64_t lim = SM_LOAD(&c->c_limit), batch = SM_LOAD(&c->c_batchcount);
 
+	lim <<= m->m_shift;
+	batch <<= m->m_shift;
 	if (lim > m->m_capacity)
 		lim = m->m_capacity;
 	if (batch > lim)
 		batch = lim;
-	m->m_limit = lim;
-	m->m_batchcount = batch ? batch : 1;
+	m->m_limit = (uint32_t)lim;
+	m->m_batchcount = batch ? (uint32_t)batch : 1;
+}
+
+/* Magazine resizing (Bonwick and Adams, "Magazines and Vmem", 2001: the depot grows the
+ * magazine size when its lock is contended).  A refill or flush costs one node lock
+ * round trip per batch, cheap while the lock line stays on one CPU and dear when
+ * threads on other CPUs take the same lock (a producer refilling what a consumer
+ * flushes): then each transfer moves the lock's and the shared array's cache lines
+ * between CPUs, and waits.  So the owner thread doubles its magazine (limit and
+ * batchcount alike, so each transfer moves twice the objects for the same round trip)
+ * when SM_MAG_GROW_AFTER transfers found the lock held within a window of
+ * SM_MAG_CALM_WINDOW transfers, up to its capacity (libslab binds sm_mag_capacity(limit):
+ * 4 times the cache's limit), and halves it again after a whole window found it free
+ * (the gap between 4 and 0 in 1024 keeps a magazine from flapping at a steady rate).  A thread that never meets
+ * another on the lock keeps the cache's tunables, and with them what they bound: the
+ * objects it may keep away from the other threads. */
+#define SM_MAG_GROW_AFTER  4u
+#define SM_MAG_CALM_WINDOW 1024u
+
+static void mag_resize(const struct slab_cache_desc *c, struct slab_mag *m, int contended)
+{
+	m->m_calm++;
+	if (contended && ++m->m_cont >= SM_MAG_GROW_AFTER) {
+		if (m->m_shift < SM_MAG_MAX_SHIFT && m->m_limit < m->m_capacity)
+			m->m_shift++;
+		m->m_cont = 0;
+		m->m_calm = 0;
+	} else if (m->m_calm >= SM_MAG_CALM_WINDOW) {
+		if (m->m_cont == 0 && m->m_shift)
+			m->m_shift--;
+		m->m_cont = 0;
+		m->m_calm = 0;
+	}
+	refresh_limits(c, m);
 }
 
 /* Take up to want objects of node into dst (entries of m from index base): the shared
  * array first (newest entries), then the slabs.  Each object is written to dst before it
  * leaves its source (see sm_node_repair).  Returns how many. */
 static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
-		     unsigned node, uint32_t base, unsigned want)
+		     unsigned node, uint32_t base, unsigned want, int *contended)
 {
 	struct slab_cache_node *cn = &c->c_nodes[node];
 	uint64_t *dst = &sm_mag_entries(m)[base];
 	unsigned got = 0;
+	int busy = 0;
 
-	if (sm_node_lock(a, c, node))
+	if (sm_node_lock_c(a, c, node, &busy))
 		return 0;
+	*contended |= busy;
 	xfer_begin(a, cn, m, SLAB_INTENT_REFILL, base, want);
 	SM_STEP_LOCKED(SLAB_INTENT_REFILL);
 	if (cn->n_shared_avail) {
@@ -326,18 +373,19 @@ int sm_mag_refill(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	/* Other processes may take a granted slab before this one gets to it, so keep
 	 * asking while grants succeed; the grant itself says when memory or the quota
 	 * runs out.  The bound only guards against a livelock. */
-	for (int attempt = 0; attempt < 1000; attempt++) {
-		unsigned got = take(a, c, m, home, avail, want);
+	for (int attempt = 0, contended = 0; attempt < 1000; attempt++) {
+		unsigned got = take(a, c, m, home, avail, want, &contended);
 
 		/* Local node dry: other nodes' objects before asking for fresh slabs. */
 		for (unsigned n = 0; !got && c->c_node < 0 && n < nodes; n++)
 			if (n != home)
-				got = take(a, c, m, n, avail, want);
+				got = take(a, c, m, n, avail, want, &contended);
 		if (got) {
 			SM_TEST_POINT("refill.unlocked");
 			SM_BARRIER();
 			step_done(m, avail + got);
 			m->m_stat[STAT_ALLOC_REFILL]++;
+			mag_resize(c, m, contended);
 			return (int)(avail + got);
 		}
 		if (!a->grow)
@@ -360,7 +408,8 @@ void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	(void)node;
 	if (!n)
 		return;
-	flush_oldest(a, c, m, n, 1, 1); /* the owner's own flush: entries validated (I7) */
+	/* the owner's own flush: entries validated (I7) */
+	mag_resize(c, m, flush_oldest(a, c, m, n, 1, 1));
 	m->m_stat[STAT_FREE_FLUSH]++;
 }
 
@@ -401,7 +450,8 @@ int sm_free_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag 
 {
 	m->m_stat[STAT_FREE_SLOWPATH]++;
 	refresh_limits(c, m);
-	if (m->m_avail >= m->m_limit)
+	/* More than one flush only when the magazine was just made smaller. */
+	while (m->m_avail >= m->m_limit && m->m_avail)
 		sm_mag_flush(a, c, m, node);
 	if (m->m_avail >= m->m_capacity) /* limit 0 on a zero-capacity magazine */
 		return sm_give_back(a, c, &off, 1, 1) ? -EINVAL : 0;

@@ -53,6 +53,17 @@ void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsi
 /* Record the owner thread's node in m (slow paths: the thread may have moved). */
 void sm_mag_set_node(const struct sm_arena *a, struct slab_mag *m, unsigned node);
 
+/* Magazine resizing (magazine.c:mag_resize): a magazine may grow to the cache's limit
+ * << SM_MAG_MAX_SHIFT when its capacity allows; libslab binds magazines with
+ * sm_mag_capacity(cache's limit). */
+#define SM_MAG_MAX_SHIFT 2u
+static inline unsigned sm_mag_capacity(unsigned limit)
+{
+	unsigned cap = limit << SM_MAG_MAX_SHIFT;
+
+	return cap < limit || cap > SLAB_MAG_MAX ? SLAB_MAG_MAX : cap;
+}
+
 /* Objects an alien buffer holds before it goes home (SLAB's alien limit is 12). */
 #define SLAB_ALIEN_LIMIT 16u
 

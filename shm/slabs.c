@@ -101,8 +101,16 @@ int sm_calculate_geometry(size_t object_size, size_t align, unsigned flags,
 
 int sm_node_lock(struct sm_arena *a, struct slab_cache_desc *c, unsigned node)
 {
+	int contended;
+
+	return sm_node_lock_c(a, c, node, &contended);
+}
+
+int sm_node_lock_c(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
+		   int *contended)
+{
 	struct slab_cache_node *n = &c->c_nodes[node];
-	int rc = sm_mutex_lock_spin(&n->n_lock, &n->n_spin);
+	int rc = sm_mutex_lock_spin_c(&n->n_lock, &n->n_spin, contended);
 
 	if (rc == SM_LOCK_OWNERDEAD) {
 		sm_node_repair(a, c, node);

@@ -140,6 +140,9 @@ static inline unsigned sm_slab_node(const struct sm_arena *a, uint32_t head)
 /* Lock cache c's node, rebuilding the node from its slabs' bufctl if the previous holder
  * died (validate.c:sm_node_repair).  0 or -errno (the lock is not held then). */
 int sm_node_lock(struct sm_arena *a, struct slab_cache_desc *c, unsigned node);
+/* The same, setting *contended when another holder had the lock at the first try. */
+int sm_node_lock_c(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
+		   int *contended);
 void sm_node_unlock(struct slab_cache_desc *c, unsigned node);
 
 /* Take up to want objects out of node's slabs (partial first, then free) into dst as

@@ -33,6 +33,9 @@
  * Repair after a lock holder died is exercised across processes in test_multiproc.c.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1136,6 +1139,136 @@ static void test_free_limit_adapts(void **state)
 	f->objs = NULL;
 }
 
+/* ---- magazine resizing ------------------------------------------------------------- */
+
+/* A thread that holds a cache node's lock for a few milliseconds, so that the next slow
+ * path of the test's magazine finds it held. */
+struct lock_holder {
+	struct sm_arena *a;
+	struct slab_cache_desc *c;
+	pthread_t t;
+	volatile int held;
+};
+
+static void *hold_lock(void *arg)
+{
+	struct lock_holder *h = arg;
+	struct timespec ts = { 0, 3 * 1000 * 1000 };
+
+	assert_int_equal(sm_node_lock(h->a, h->c, 0), 0);
+	__atomic_store_n(&h->held, 1, __ATOMIC_RELEASE);
+	nanosleep(&ts, NULL);
+	sm_node_unlock(h->c, 0);
+	return NULL;
+}
+
+static void lock_elsewhere(struct lock_holder *h)
+{
+	__atomic_store_n(&h->held, 0, __ATOMIC_RELAXED);
+	assert_int_equal(pthread_create(&h->t, NULL, hold_lock, h), 0);
+	while (!__atomic_load_n(&h->held, __ATOMIC_ACQUIRE))
+		sched_yield();
+}
+
+/* One transfer of m with the node lock held elsewhere at its start: a refill when
+ * `refill`, else a flush.  objs/held: the objects the test holds. */
+static void contended_transfer(struct fx *f, struct slab_cache_desc *c, struct slab_mag *m,
+			       uint64_t *objs, unsigned *held, int refill)
+{
+	struct lock_holder h = { .a = &f->a, .c = c };
+	uint64_t refills = m->m_stat[STAT_ALLOC_REFILL], flushes = m->m_stat[STAT_FREE_FLUSH];
+
+	if (refill) {
+		while (m->m_avail)
+			E(sm_alloc(&f->a, c, m, 0, &objs[(*held)++]));
+		lock_elsewhere(&h);
+		E(sm_alloc(&f->a, c, m, 0, &objs[(*held)++]));
+		assert_int_equal(m->m_stat[STAT_ALLOC_REFILL], refills + 1);
+	} else {
+		while (*held <= m->m_limit)	/* enough to fill it and one more */
+			E(sm_alloc(&f->a, c, m, 0, &objs[(*held)++]));
+		flushes = m->m_stat[STAT_FREE_FLUSH];
+		while (m->m_avail < m->m_limit)
+			E(sm_free(&f->a, c, m, 0, objs[--(*held)]));
+		lock_elsewhere(&h);
+		E(sm_free(&f->a, c, m, 0, objs[--(*held)]));
+		assert_int_equal(m->m_stat[STAT_FREE_FLUSH], flushes + 1);
+	}
+	assert_int_equal(pthread_join(h.t, NULL), 0);
+}
+
+/* A magazine doubles after 4 transfers that found the node lock held, up to its capacity
+ * and 4x the cache's limit, and halves after 1024 transfers that found it free; one
+ * bound with only the cache's limit as capacity never grows. */
+static void test_mag_resize(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("resize", 64);
+	struct slab_cache_desc *c;
+	struct slab_mag *m, *fixed;
+	uint64_t *objs;
+	unsigned held = 0, transfers = 0;
+
+	p.limit = 16;
+	p.batchcount = 8;
+	c = cache_new(f, &p);
+	objs = hold(f, 4096);
+	assert_int_equal(sm_mag_capacity(16), 64);
+	m = mag_new(f, c, sm_mag_capacity(c->c_limit));
+	assert_int_equal(m->m_limit, 16);
+
+	/* three contended refills and a contended flush: doubled */
+	for (int i = 0; i < 3; i++) {
+		contended_transfer(f, c, m, objs, &held, 1);
+		assert_int_equal(m->m_limit, 16);
+	}
+	contended_transfer(f, c, m, objs, &held, 0);
+	assert_int_equal(m->m_shift, 1);
+	assert_int_equal(m->m_limit, 32);
+	assert_int_equal(m->m_batchcount, 16);
+	for (int i = 0; i < 4; i++)
+		contended_transfer(f, c, m, objs, &held, i & 1);
+	assert_int_equal(m->m_limit, 64);
+	assert_int_equal(m->m_batchcount, 32);
+	/* at its capacity it stays */
+	for (int i = 0; i < 4; i++)
+		contended_transfer(f, c, m, objs, &held, 1);
+	assert_int_equal(m->m_shift, 2);
+	assert_int_equal(m->m_limit, 64);
+	assert_clean(f);
+
+	/* free locks: refill and flush in turn until a whole window passed without
+	 * contention, then once more: halved once, not more */
+	while (m->m_shift == 2) {
+		uint64_t before = m->m_stat[STAT_ALLOC_REFILL] + m->m_stat[STAT_FREE_FLUSH];
+
+		while (m->m_avail)
+			E(sm_alloc(a, c, m, 0, &objs[held++]));
+		E(sm_alloc(a, c, m, 0, &objs[held++]));
+		while (held)
+			E(sm_free(a, c, m, 0, objs[--held]));
+		transfers += (unsigned)(m->m_stat[STAT_ALLOC_REFILL] + m->m_stat[STAT_FREE_FLUSH] -
+					before);
+		assert_true(transfers <= 1024 + 64);
+	}
+	assert_true(transfers >= 1024);
+	assert_int_equal(m->m_shift, 1);
+	assert_int_equal(m->m_limit, 32);
+	assert_true(m->m_avail <= m->m_limit); /* the free that found it smaller flushed down */
+	assert_clean(f);
+
+	/* capacity == the cache's limit: contention changes nothing */
+	fixed = mag_new(f, c, c->c_limit);
+	for (int i = 0; i < 8; i++)
+		contended_transfer(f, c, fixed, objs, &held, 1);
+	assert_int_equal(fixed->m_limit, 16);
+	assert_int_equal(fixed->m_batchcount, 8);
+	while (held)
+		E(sm_free(a, c, fixed, 0, objs[--held]));
+	assert_clean(f);
+}
+
 static void test_validate_free_objects(void **state)
 {
 	struct fx *f = *state;
@@ -1701,6 +1834,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_give_back_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_limit_adapts, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mag_resize, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_shared_twice, setup, teardown),
