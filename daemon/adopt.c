@@ -102,7 +102,7 @@ static void make_ghost(struct slabd *d, uint32_t slot)
 void adopt_after(struct slabd *d)
 {
 	struct sm_arena *a = &d->arena;
-	unsigned bad, ghosts = 0;
+	unsigned bad, orphans, ghosts = 0;
 
 	a->hdr->ah_generation++;
 	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++)
@@ -121,6 +121,10 @@ void adopt_after(struct slabd *d)
 			__atomic_store_n(&c->c_state, CACHE_LIVE, __ATOMIC_RELEASE);
 		d->track[id].corrupt_seen = SM_LOAD(&c->c_corruptions);
 	}
+	orphans = sm_depot_orphans(a, 1);
+	if (orphans)
+		slabd_log(d, LOG_WARN, "released %u shared array block(s) no cache used "
+			  "(a slabd died while resizing one)", orphans);
 	bad = sm_validate(a, NULL, NULL, log_problem, d);
 	for (uint32_t s = 0; s < a->hdr->ah_nr_clients; s++)
 		if (sm_client(a, s)->cl_state == CLIENT_LIVE) {

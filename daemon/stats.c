@@ -163,10 +163,12 @@ json_t *stats_cache(struct slabd *d, uint32_t id)
 	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++) {
 		struct sm_node_counts *nc = &cnt.node[n];
 		json_array_append_new(nodes, json_pack(
-			"{s:i, s:i, s:i, s:i, s:i, s:I, s:i, s:I}", "node", (int)n,
+			"{s:i, s:i, s:i, s:i, s:i, s:I, s:i, s:i, s:I, s:I}", "node", (int)n,
 			"partial", (int)nc->nr_partial, "full", (int)nc->nr_full, "free",
 			(int)nc->nr_free, "discard", (int)nc->nr_discard, "free_objects",
 			(json_int_t)nc->free_objects, "shared_avail", (int)nc->shared_avail,
+			"shared_limit", (int)nc->shared_limit,
+			"depot_bytes", (json_int_t)nc->depot_bytes,
 			"free_limit", (json_int_t)c->c_nodes[n].n_free_limit));
 	}
 	uint64_t free_objs = 0;
@@ -244,6 +246,7 @@ json_t *stats_arena(struct slabd *d)
 	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
 		struct slab_node_region *r = sm_region(a, n);
 		uint32_t slabs[4] = { 0 };
+		uint64_t depot = 0;
 		int largest;
 		uint32_t free_pages;
 
@@ -255,6 +258,9 @@ json_t *stats_arena(struct slabd *d)
 			slabs[1] += SM_LOAD(&c->c_nodes[n].n_full.l_count);
 			slabs[2] += SM_LOAD(&c->c_nodes[n].n_free.l_count);
 			slabs[3] += SM_LOAD(&c->c_nodes[n].n_discard.l_count);
+			if (SM_LOAD(&c->c_nodes[n].n_depot) != SLAB_NIL)
+				depot += (uint64_t)SLAB_PAGE_SIZE <<
+					 SM_LOAD(&c->c_nodes[n].n_depot_order);
 		}
 		if (sm_region_lock(a, n) == 0) {
 			largest = sm_buddy_largest(a, n);
@@ -265,8 +271,9 @@ json_t *stats_arena(struct slabd *d)
 			free_pages = 0;
 		}
 		json_array_append_new(nodes, json_pack(
-			"{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:{s:i, s:i, s:i, s:i}}",
+			"{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:{s:i, s:i, s:i, s:i}}",
 			"node", (int)n, "os_node", (int)r->nr_os_node,
+			"depot_bytes", (json_int_t)depot,
 			"resident_bytes", (json_int_t)node_resident(d, n),
 			"blocks_allocated", (json_int_t)SM_LOAD(&r->nr_alloc_blocks),
 			"blocks_freed", (json_int_t)SM_LOAD(&r->nr_free_blocks),

@@ -19,8 +19,8 @@
 
 static int is_alloc_head(uint8_t state)
 {
-	return state == PG_BLOCK || state == PG_AREA || (state >= PG_SLAB_PARTIAL &&
-							 state <= PG_SLAB_DISCARD);
+	return state == PG_BLOCK || state == PG_AREA || state == PG_DEPOT ||
+	       (state >= PG_SLAB_PARTIAL && state <= PG_SLAB_DISCARD);
 }
 
 static void make_free(struct sm_arena *a, struct slab_node_region *r, uint32_t head,

@@ -85,6 +85,98 @@ static uint64_t keep_limit(const struct sm_arena *a, const struct slab_cache_des
 	return want < floor ? floor : want > top ? top : want;
 }
 
+/* The shared array's size follows the node's free_limit: the objects a node may keep
+ * free anyway are cheaper to keep as offsets in its shared array, where a refill copies
+ * them out, than back in their slabs, where free_block validates, chains and counts each
+ * one and a refill walks the chains again (a batch of 100,000 objects costs about 60
+ * instructions per object through the slabs, 2 through the array).  Objects in the array
+ * still hold their slabs, so it grows the same way as the empty slabs a node keeps: it is
+ * what grants added to free_limit above SLAB's floor (halved each idle second, reset by
+ * cache.tune), at least the tunable `shared`, and with storage of at most
+ * 1/SM_DEPOT_SHARE of the node's pages (8 bytes an entry: 1/128 of the node covers 1/16
+ * of it in 64-byte objects).  Beyond SLAB_SHARED_MAX entries it lives in a PG_DEPOT
+ * block slabd allocates on the node. */
+#define SM_DEPOT_SHARE 128u
+
+static uint64_t depot_target(const struct sm_arena *a, const struct slab_cache_desc *c,
+			     unsigned node)
+{
+	uint64_t fl = c->c_nodes[node].n_free_limit, floor = free_limit(c);
+	uint64_t want = fl > floor ? fl - floor : 0;
+	uint64_t top = ((uint64_t)sm_region(a, node)->nr_nr_pages << SLAB_PAGE_SHIFT) /
+		       SM_DEPOT_SHARE / sizeof(uint64_t);
+
+	if (top > sm_depot_entries(SLAB_MAX_ORDER))
+		top = sm_depot_entries(SLAB_MAX_ORDER);
+	if (want > top)
+		want = top;
+	return want < c->c_shared ? c->c_shared : want;
+}
+
+static void depot_free(struct sm_arena *a, unsigned node, uint32_t blk)
+{
+	a->pages[blk].pg_state = PG_BLOCK;
+	if (sm_region_lock(a, node) == 0) {
+		sm_do_pages_free(a, node, blk);
+		sm_region_unlock(a, node);
+	}
+}
+
+/* Size node's shared array to depot_target (n_lock held; slabd only: it allocates pages).
+ * Storage changes only when the target needs another block order (inline up to
+ * SLAB_SHARED_MAX): a new block is allocated, the entries copied, the node switched to
+ * it, the old block freed.  When the target shrinks below what the array holds, the
+ * oldest entries go back to their slabs first.  If no block can be had the array keeps
+ * its storage and is capped by its capacity. */
+static void depot_fit(struct sm_arena *a, struct slab_cache_desc *c, unsigned node)
+{
+	struct slab_cache_node *cn = &c->c_nodes[node];
+	uint64_t want = depot_target(a, c, node);
+	uint64_t *from = sm_shared(a, cn), *to;
+	uint32_t old = cn->n_depot, blk = SLAB_NIL, limit;
+	unsigned order = 0;
+
+	if (want > SLAB_SHARED_MAX) {
+		while (sm_depot_entries(order) < want)
+			order++;
+		if (old != SLAB_NIL && cn->n_depot_order == order) {
+			blk = old;
+		} else if (sm_region_lock(a, node) == 0) {
+			if (sm_do_pages_alloc(a, node, order, &blk) == 0)
+				a->pages[blk].pg_state = PG_DEPOT;
+			else
+				blk = SLAB_NIL;
+			sm_region_unlock(a, node);
+		}
+		if (blk == SLAB_NIL) { /* no block: stay where it is */
+			blk = old;
+			order = cn->n_depot_order;
+		}
+	}
+	limit = blk == SLAB_NIL ? SLAB_SHARED_MAX : sm_depot_entries(order);
+	if (limit > want)
+		limit = (uint32_t)want;
+	if (cn->n_shared_avail > limit) {
+		uint32_t extra = cn->n_shared_avail - limit;
+
+		sm_do_free_block(a, c, node, from, extra);
+		memmove(from, from + extra, (size_t)limit * sizeof(uint64_t));
+		cn->n_shared_avail = limit;
+	}
+	if (blk != old) {
+		/* Entries first, then the switch, then the old block: a slabd that dies in
+		 * between leaks a block at most (validate reports it) and loses nothing. */
+		to = blk == SLAB_NIL ? cn->n_shared : (uint64_t *)sm_slab_addr(a, blk);
+		memcpy(to, from, (size_t)cn->n_shared_avail * sizeof(uint64_t));
+		SM_BARRIER();
+		cn->n_depot_order = blk == SLAB_NIL ? 0 : order;
+		SM_STORE(&cn->n_depot, blk);
+		if (old != SLAB_NIL)
+			depot_free(a, node, old);
+	}
+	cn->n_shared_limit = limit;
+}
+
 static int tunables_ok(unsigned limit, unsigned batch, unsigned shared)
 {
 	return limit >= 1 && limit <= SLAB_MAG_MAX && batch >= 1 && batch <= limit &&
@@ -179,6 +271,8 @@ int sm_cache_create(struct sm_arena *a, const struct sm_cache_params *p, uint32_
 		cn->n_free_limit = free_limit(c);
 		cn->n_shared_avail = 0;
 		cn->n_shared_limit = shared;
+		cn->n_depot = SLAB_NIL;
+		cn->n_depot_order = 0;
 	}
 	__atomic_store_n(&c->c_state, CACHE_LIVE, __ATOMIC_RELEASE);
 	*id = c->c_id;
@@ -262,6 +356,7 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
 		sm_do_slab_attach(a, c, node, heads[i]);
 	c->c_nodes[node].n_free_limit = keep_limit(a, c, node, c->c_nodes[node].n_free_limit +
 						   (uint64_t)got * c->c_num);
+	depot_fit(a, c, node);
 	sm_node_unlock(c, node);
 	return (int)got;
 }
@@ -277,6 +372,50 @@ static struct slab_cache_desc *live_cache(struct sm_arena *a, uint32_t id)
 	return c->c_state == CACHE_UNUSED ? NULL : c;
 }
 
+/* The cache node whose shared array lives in depot block h, or NULL. */
+static struct slab_cache_node *depot_owner(struct sm_arena *a, uint32_t h)
+{
+	for (uint32_t id = 0; id < a->hdr->ah_nr_caches; id++) {
+		struct slab_cache_desc *c = sm_cache(a, id);
+
+		if (c->c_state == CACHE_UNUSED)
+			continue;
+		for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++)
+			if (SM_LOAD(&c->c_nodes[n].n_depot) == h)
+				return &c->c_nodes[n];
+	}
+	return NULL;
+}
+
+unsigned sm_depot_orphans(struct sm_arena *a, int release)
+{
+	unsigned found = 0;
+
+	for (uint32_t p = a->hdr->ah_meta_pages; p < a->hdr->ah_nr_pages; p++) {
+		if (a->pages[p].pg_state != PG_DEPOT || depot_owner(a, p))
+			continue;
+		found++;
+		if (release)
+			depot_free(a, sm_page_node(a, p), p);
+	}
+	return found;
+}
+
+/* An empty shared array back to its inline storage, its block to the page allocator
+ * (shrink and shutdown; the next grant sizes it again). */
+static void depot_release(struct sm_arena *a, struct slab_cache_desc *c, unsigned node)
+{
+	struct slab_cache_node *cn = &c->c_nodes[node];
+	uint32_t old = cn->n_depot;
+
+	if (old == SLAB_NIL || cn->n_shared_avail)
+		return;
+	cn->n_shared_limit = c->c_shared;
+	cn->n_depot_order = 0;
+	SM_STORE(&cn->n_depot, SLAB_NIL);
+	depot_free(a, node, old);
+}
+
 static unsigned for_each_node_discard(struct sm_arena *a, uint32_t id, int shrink)
 {
 	struct slab_cache_desc *c = live_cache(a, id);
@@ -288,8 +427,10 @@ static unsigned for_each_node_discard(struct sm_arena *a, uint32_t id, int shrin
 	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
 		if (sm_node_lock(a, c, n))
 			continue;
-		if (shrink)
+		if (shrink) {
 			sm_do_drain_shared(a, c, n);
+			depot_release(a, c, n);
+		}
 		released += sm_do_discard(a, c, n, shrink);
 		sm_node_unlock(c, n);
 	}
@@ -308,7 +449,8 @@ unsigned sm_cache_trim(struct sm_arena *a, uint32_t id, unsigned max_slabs)
 		unsigned done = 0;
 
 		if ((SM_LOAD(&cn->n_free.l_count) <= c->c_min_partial &&
-		     SM_LOAD(&cn->n_free_limit) <= free_limit(c)) || sm_node_lock(a, c, n))
+		     SM_LOAD(&cn->n_free_limit) <= free_limit(c) &&
+		     SM_LOAD(&cn->n_depot) == SLAB_NIL) || sm_node_lock(a, c, n))
 			continue;
 		/* An idle second: halve what the last grants added to the limit. */
 		{
@@ -316,6 +458,7 @@ unsigned sm_cache_trim(struct sm_arena *a, uint32_t id, unsigned max_slabs)
 			uint64_t above = cn->n_free_limit > floor ? cn->n_free_limit - floor : 0;
 
 			cn->n_free_limit = keep_limit(a, c, n, floor + above / 2);
+			depot_fit(a, c, n);
 		}
 		while (done < max_slabs && cn->n_free.l_count > c->c_min_partial &&
 		       cn->n_free_objects >= cn->n_free_limit + c->c_num) {
@@ -369,15 +512,10 @@ int sm_cache_tune(struct sm_arena *a, uint32_t id, unsigned limit, unsigned batc
 		struct slab_cache_node *cn = &c->c_nodes[n];
 		if (sm_node_lock(a, c, n))
 			continue;
-		if (cn->n_shared_avail > s) {
-			/* Give the oldest objects beyond the new size back to their slabs. */
-			unsigned extra = cn->n_shared_avail - s;
-			sm_do_free_block(a, c, n, cn->n_shared, extra);
-			memmove(cn->n_shared, cn->n_shared + extra, s * sizeof(uint64_t));
-			cn->n_shared_avail = s;
-		}
-		cn->n_shared_limit = s;
+		/* free_limit back to SLAB's, and the shared array to its size (the oldest
+		 * objects beyond it go back to their slabs). */
 		cn->n_free_limit = free_limit(c);
+		depot_fit(a, c, n);
 		sm_node_unlock(c, n);
 	}
 	return 0;
@@ -405,6 +543,7 @@ int sm_cache_shutdown(struct sm_arena *a, uint32_t id, uint64_t *live)
 	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
 		if (sm_node_lock(a, c, n))
 			return -EIO;
+		depot_release(a, c, n);
 		sm_do_discard(a, c, n, 1);
 		sm_node_unlock(c, n);
 	}
@@ -432,6 +571,9 @@ void sm_cache_counts(struct sm_arena *a, uint32_t id, struct sm_cache_counts *ou
 		nc->nr_discard = cn->n_discard.l_count;
 		nc->free_objects = cn->n_free_objects;
 		nc->shared_avail = cn->n_shared_avail;
+		nc->shared_limit = cn->n_shared_limit;
+		nc->depot_bytes = cn->n_depot == SLAB_NIL ? 0 :
+				  (uint64_t)SLAB_PAGE_SIZE << cn->n_depot_order;
 		if (locked)
 			sm_node_unlock(c, n);
 		out->num_slabs += nc->nr_partial + nc->nr_full + nc->nr_free;

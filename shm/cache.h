@@ -71,6 +71,11 @@ unsigned sm_cache_reap(struct sm_arena *a, uint32_t id);
  * over a few seconds).  Returns the number of slabs released. */
 unsigned sm_cache_trim(struct sm_arena *a, uint32_t id, unsigned max_slabs);
 
+/* Depot blocks (PG_DEPOT) that no live cache node's shared array uses: left by a slabd
+ * that died inside depot_fit (cache.c) between allocating and switching.  Returns how
+ * many; with release, gives them back to the page allocator (slabd, adopting an arena). */
+unsigned sm_depot_orphans(struct sm_arena *a, int release);
+
 /* kmem_cache_shrink: drain the shared arrays into the slabs, then release every empty
  * slab.  Returns the number of slabs released. */
 unsigned sm_cache_shrink(struct sm_arena *a, uint32_t id);
@@ -89,6 +94,8 @@ struct sm_node_counts {
 	uint32_t nr_partial, nr_full, nr_free, nr_discard;
 	uint64_t free_objects;
 	uint32_t shared_avail;
+	uint32_t shared_limit;   /* the shared array's size now (it follows free_limit) */
+	uint64_t depot_bytes;    /* its external storage (0: inline in the cache node) */
 };
 struct sm_cache_counts {
 	uint64_t num_slabs;      /* partial + full + free (discard queue not counted) */

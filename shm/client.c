@@ -256,7 +256,7 @@ int64_t sm_cache_reclaim_pid(struct sm_arena *a, uint32_t id, int32_t pid,
 			if (sm_node_lock(a, c, n))
 				break;
 			for (unsigned k = 0; k < c->c_nodes[n].n_shared_avail; k++)
-				held_add(&h, c->c_nodes[n].n_shared[k], NULL);
+				held_add(&h, sm_shared(a, &c->c_nodes[n])[k], NULL);
 			for (; p < end && nb < SLAB_MAG_MAX && scanned < RECLAIM_SCAN;
 			     p++, i = 0, scanned++) {
 				struct slab_page *pg = &a->pages[p];

@@ -39,7 +39,7 @@
  *       together cover [ah_meta_pages, ah_nr_pages).  ah_size == ah_nr_pages << 12.
  *   I2  Every page of the arena is in exactly one of: metadata (PG_META), a free buddy block
  *       (head PG_FREE, tails PG_TAIL), an allocated block (head PG_SLAB_* / PG_AREA /
- *       PG_BLOCK, tails PG_TAIL).  A tail's pg_next is its head's page index.
+ *       PG_DEPOT / PG_BLOCK, tails PG_TAIL).  A tail's pg_next is its head's page index.
  *   I3  Slab pages (head and tails) carry pg_tag == SLAB_TAG(cache id + 1, node of their
  *       region); every other page has pg_tag == 0.  So virt_to_head_page(obj) is
  *       pages[off >> 12], then pg_next if tail, and one 16-bit compare tells the fast free
@@ -86,7 +86,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  11u                    /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  12u                    /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -116,6 +116,10 @@
 #define BUFCTL16_CACHED  0xfffdu
 #define SLAB_BUFCTL8_MAX 0xfcu    /* objects per slab with 1-byte entries */
 #define SLAB_MAX_OBJS    0xfffcu
+/* Inside a repair only (validate.c:sm_node_repair, under the node lock): an object of the
+ * shared array already kept.  No index reaches it (above); sm_bufctl_set stores its low
+ * byte in 1-byte entries; a repair that finds it reads it as free. */
+#define BUFCTL_SEEN      0xfffcu
 
 typedef pthread_mutex_t slab_mutex_t;   /* always PTHREAD_PROCESS_SHARED + ROBUST (lock.h) */
 
@@ -131,6 +135,7 @@ enum slab_page_state {
 	PG_SLAB_FULL,
 	PG_SLAB_FREE,
 	PG_SLAB_DISCARD,   /* empty, on the discard queue for the page allocator */
+	PG_DEPOT,          /* head of a cache node's external shared array (n_depot) */
 };
 
 /* One per 4 KiB page (the kernel's struct page); 16 bytes keeps the descriptor array at
@@ -213,7 +218,13 @@ enum slab_stat {
 };
 
 /* kmem_cache_node: one cache's state on one node, all guarded by n_lock.
- * Invariants: I5, I6 above; 0 <= n_shared_avail <= n_shared_limit <= SLAB_SHARED_MAX. */
+ * Invariants: I5, I6 above; 0 <= n_shared_avail <= n_shared_limit <= the storage's
+ * capacity: SLAB_SHARED_MAX entries inline (n_shared[], n_depot == SLAB_NIL), or a
+ * PG_DEPOT block of 2^n_depot_order pages on this node holding (4096 << order) / 8
+ * entries (n_depot its head page).  Only slabd allocates, switches and frees that
+ * block (cache.c:depot_fit): the shared array grows with the node's free_limit, so a
+ * cache that needed N fresh objects keeps up to N of them as plain offsets instead of
+ * back in their slabs (Bonwick's depot; SLAB's shared array, sized by use). */
 struct slab_cache_node {
 	slab_mutex_t     n_lock;         /* list_lock */
 	struct slab_list n_partial;      /* 0 < inuse < num */
@@ -233,7 +244,10 @@ struct slab_cache_node {
 	uint32_t         n_xfer_base;    /* first entry index (0-based) */
 	uint32_t         n_xfer_count;
 	uint32_t         n_spin;         /* lockers' spin budget for n_lock (lock.c; racy hint) */
-	uint64_t         n_shared[SLAB_SHARED_MAX]; /* object offsets (SLAB's shared array) */
+	uint32_t         n_depot;        /* external shared array block (page), or SLAB_NIL */
+	uint32_t         n_depot_order;  /* its order */
+	uint64_t         n_shared[SLAB_SHARED_MAX]; /* object offsets (SLAB's shared array),
+						     * while n_depot is SLAB_NIL */
 };
 
 /* A corruption found by a debug cache (SLAB_POISON, SLAB_RED_ZONE, SLAB_DEBUG), written by

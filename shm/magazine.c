@@ -89,7 +89,7 @@ static unsigned put_locked(struct sm_arena *a, struct slab_cache_desc *c, unsign
 		k = cn->n_shared_limit - cn->n_shared_avail;
 		if (k > n)
 			k = n;
-		memcpy(&cn->n_shared[cn->n_shared_avail], objs, k * sizeof(uint64_t));
+		memcpy(&sm_shared(a, cn)[cn->n_shared_avail], objs, k * sizeof(uint64_t));
 		SM_BARRIER(); /* entries before the count that exposes them */
 		cn->n_shared_avail += k;
 	}
@@ -335,7 +335,7 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 	SM_STEP_LOCKED(SLAB_INTENT_REFILL);
 	if (cn->n_shared_avail) {
 		got = cn->n_shared_avail < want ? cn->n_shared_avail : want;
-		memcpy(dst, &cn->n_shared[cn->n_shared_avail - got], got * sizeof(uint64_t));
+		memcpy(dst, &sm_shared(a, cn)[cn->n_shared_avail - got], got * sizeof(uint64_t));
 		SM_BARRIER();
 		SM_TEST_POINT("refill.locked");
 		cn->n_shared_avail -= got;

@@ -518,6 +518,6 @@ void sm_do_drain_shared(struct sm_arena *a, struct slab_cache_desc *c, unsigned 
 {
 	struct slab_cache_node *cn = &c->c_nodes[node];
 
-	sm_do_free_block(a, c, node, cn->n_shared, cn->n_shared_avail);
+	sm_do_free_block(a, c, node, sm_shared(a, cn), cn->n_shared_avail);
 	cn->n_shared_avail = 0;
 }

@@ -50,6 +50,22 @@ static inline uint8_t *sm_slab_addr(const struct sm_arena *a, uint32_t head)
 	return a->base + ((uint64_t)head << SLAB_PAGE_SHIFT);
 }
 
+/* A cache node's shared array: its entries and its storage's capacity (layout.h). */
+static inline uint32_t sm_depot_entries(unsigned order)
+{
+	return (SLAB_PAGE_SIZE << order) / sizeof(uint64_t);
+}
+
+static inline uint64_t *sm_shared(const struct sm_arena *a, struct slab_cache_node *cn)
+{
+	return cn->n_depot == SLAB_NIL ? cn->n_shared : (uint64_t *)sm_slab_addr(a, cn->n_depot);
+}
+
+static inline uint32_t sm_shared_cap(const struct slab_cache_node *cn)
+{
+	return cn->n_depot == SLAB_NIL ? SLAB_SHARED_MAX : sm_depot_entries(cn->n_depot_order);
+}
+
 static inline unsigned sm_bufctl_get(const struct slab_cache_desc *c, const uint8_t *slab,
 				     unsigned i)
 {

@@ -9,6 +9,7 @@
 #include "lock.h"
 #include "debug.h"
 #include "magazine.h"
+#include "cache.h"
 
 struct vctx {
 	struct sm_arena         *a;
@@ -179,6 +180,20 @@ static void add_cached(void *ctx, uint64_t off, const char *where)
 	v->obj_seen[(off >> 3) / 64] |= 1ull << ((off >> 3) % 64);
 }
 
+/* n_depot is SLAB_NIL or the head of a PG_DEPOT block of order n_depot_order that lies
+ * in node's region. */
+static int depot_ok(const struct sm_arena *a, unsigned node, const struct slab_cache_node *cn)
+{
+	const struct slab_node_region *r = sm_region(a, node);
+	uint32_t h = cn->n_depot;
+
+	if (h == SLAB_NIL)
+		return 1;
+	return cn->n_depot_order <= SLAB_MAX_ORDER && h >= r->nr_first_page &&
+	       h - r->nr_first_page < r->nr_nr_pages && a->pages[h].pg_state == PG_DEPOT &&
+	       a->pages[h].pg_order == cn->n_depot_order;
+}
+
 static void check_node(struct vctx *v, unsigned node)
 {
 	struct slab_cache_desc *c = v->c;
@@ -194,16 +209,23 @@ static void check_node(struct vctx *v, unsigned node)
 		REPORT(v, "cache %s node %u: free_objects is %llu, slabs hold %llu free",
 		       c->c_name, node, (unsigned long long)cn->n_free_objects,
 		       (unsigned long long)free_objs);
-	if (cn->n_shared_avail > cn->n_shared_limit || cn->n_shared_limit > SLAB_SHARED_MAX) {
+	if (!depot_ok(v->a, node, cn)) {
+		REPORT(v, "cache %s node %u: shared array block %u (order %u) is not a depot "
+		       "block of the node", c->c_name, node, cn->n_depot, cn->n_depot_order);
+		return;
+	}
+	if (cn->n_shared_avail > cn->n_shared_limit || cn->n_shared_limit > sm_shared_cap(cn)) {
 		REPORT(v, "cache %s node %u: shared array avail %u limit %u out of range",
 		       c->c_name, node, cn->n_shared_avail, cn->n_shared_limit);
 		return;
 	}
 	snprintf(where, sizeof(where), "node %u shared array", node);
 	for (unsigned i = 0; i < cn->n_shared_avail; i++) {
+		uint64_t off = sm_shared(v->a, cn)[i];
 		uint32_t h, ix;
-		add_cached(v, cn->n_shared[i], where);
-		if (sm_obj_lookup(v->a, c, cn->n_shared[i], &h, &ix) == OBJ_OK &&
+
+		add_cached(v, off, where);
+		if (sm_obj_lookup(v->a, c, off, &h, &ix) == OBJ_OK &&
 		    sm_slab_node(v->a, h) != node)
 			REPORT(v, "cache %s: node %u shared array holds an object of node %u",
 			       c->c_name, node, sm_slab_node(v->a, h));
@@ -280,6 +302,14 @@ unsigned sm_validate(struct sm_arena *a, sm_holder_fn holders, void *harg,
 	}
 	for (uint32_t id = 0; id < a->hdr->ah_nr_caches; id++)
 		bad += sm_validate_cache(a, id, holders, harg, report, rarg);
+	{
+		unsigned orphans = sm_depot_orphans(a, 0);
+
+		if (orphans) {
+			report(rarg, "%u shared array block(s) belong to no cache node", orphans);
+			bad += orphans;
+		}
+	}
 	/* Slab pages of caches that no longer exist. */
 	for (uint32_t p = a->hdr->ah_meta_pages; p < a->hdr->ah_nr_pages; p++) {
 		unsigned cid = SLAB_TAG_CID1(a->pages[p].pg_tag);
@@ -362,10 +392,9 @@ static void repair_xfer(struct sm_arena *a, struct slab_cache_desc *c, unsigned 
 		if (!off || sm_obj_lookup(a, c, off, &h, &ix) != OBJ_OK ||
 		    sm_slab_node(a, h) != node)
 			continue;
+		/* free in its slab, or in the shared array (marked SEEN by the caller) */
 		e = sm_bufctl_get(c, sm_slab_addr(a, h), ix);
 		back = e != BUFCTL_ACTIVE && e != BUFCTL_CACHED;
-		for (unsigned j = 0; j < cn->n_shared_avail && !back; j++)
-			back = cn->n_shared[j] == off;
 		if (back)
 			sm_mag_entries(m)[i] = 0;
 	}
@@ -378,6 +407,7 @@ void sm_node_repair(struct sm_arena *a, struct slab_cache_desc *c, unsigned node
 	const struct slab_node_region *r = sm_region(a, node);
 	uint32_t end = r->nr_first_page + r->nr_nr_pages;
 	unsigned kept = 0;
+	uint64_t *sh;
 
 	sm_list_init(&cn->n_partial);
 	sm_list_init(&cn->n_full);
@@ -415,27 +445,43 @@ void sm_node_repair(struct sm_arena *a, struct slab_cache_desc *c, unsigned node
 		p += (1u << c->c_order) - 1;
 	}
 	/* Keep the shared array's entries that are still out-of-slab objects of this
-	 * node, once each. */
-	if (cn->n_shared_limit > SLAB_SHARED_MAX)
-		cn->n_shared_limit = SLAB_SHARED_MAX;
+	 * node, once each.  A storage block that is not one (a client wrote over the node)
+	 * cannot be trusted: its entries are dropped (their objects stay ACTIVE, lost to
+	 * validate's report, never handed out twice). */
+	if (!depot_ok(a, node, cn)) {
+		cn->n_depot = SLAB_NIL;
+		cn->n_depot_order = 0;
+		cn->n_shared_avail = 0;
+	}
+	if (cn->n_shared_limit > sm_shared_cap(cn))
+		cn->n_shared_limit = sm_shared_cap(cn);
 	if (cn->n_shared_avail > cn->n_shared_limit)
 		cn->n_shared_avail = cn->n_shared_limit;
+	/* Duplicates without a search (the array may hold hundreds of thousands): each kept
+	 * entry's bufctl turns SEEN (a value no index or marker takes), so a second copy
+	 * finds SEEN and is dropped; repair_xfer reads SEEN as "back in the array"; then
+	 * every SEEN turns back into what a shared array's object carries. */
+	sh = sm_shared(a, cn);
 	for (unsigned i = 0; i < cn->n_shared_avail; i++) {
-		uint64_t off = cn->n_shared[i];
+		uint64_t off = sh[i];
 		uint32_t h, ix;
 		unsigned e;
-		int dup = 0;
 
 		if (sm_obj_lookup(a, c, off, &h, &ix) != OBJ_OK || sm_slab_node(a, h) != node)
 			continue;
 		e = sm_bufctl_get(c, sm_slab_addr(a, h), ix);
 		if (e != BUFCTL_ACTIVE && e != BUFCTL_CACHED)
-			continue;
-		for (unsigned j = 0; j < kept && !dup; j++)
-			dup = cn->n_shared[j] == off;
-		if (!dup)
-			cn->n_shared[kept++] = off;
+			continue; /* free in its slab, or SEEN: a copy */
+		sm_bufctl_set(c, sm_slab_addr(a, h), ix, BUFCTL_SEEN);
+		sh[kept++] = off;
 	}
 	cn->n_shared_avail = kept;
 	repair_xfer(a, c, node);
+	for (unsigned i = 0; i < kept; i++) {
+		uint32_t h, ix;
+
+		if (sm_obj_lookup(a, c, sh[i], &h, &ix) == OBJ_OK)
+			sm_bufctl_set(c, sm_slab_addr(a, h), ix,
+				      c->c_flags & SM_DEBUG ? BUFCTL_CACHED : BUFCTL_ACTIVE);
+	}
 }

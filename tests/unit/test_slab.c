@@ -43,6 +43,7 @@
 
 #include "testutil.h"
 
+#include "buddy.h"
 #include "cache.h"
 #include "list.h"
 #include "magazine.h"
@@ -727,6 +728,13 @@ static void test_tiers(void **state)
 	assert_int_equal(cnt.num_objs, (uint64_t)slabs * c->c_num);
 	assert_clean(f);
 
+	/* The grants above grew free_limit and with it the shared array (cache.c:
+	 * depot_fit); cache.tune puts both back to SLAB's sizes, which the model below
+	 * assumes. */
+	E(sm_cache_tune(a, c->c_id, 0, 0, 0, 0));
+	assert_int_equal(c->c_nodes[0].n_shared_limit, c->c_shared);
+	assert_int_equal(c->c_nodes[0].n_depot, SLAB_NIL);
+
 	/* Model of the free side: a free that finds the magazine at its limit flushes the
 	 * oldest batchcount objects, to the shared array while it has room, else to the
 	 * slabs. */
@@ -1108,8 +1116,12 @@ static void test_free_limit_adapts(void **state)
 	for (unsigned i = 0; i < nobj; i++)
 		E(sm_free(a, c, m, 0, objs[i]));
 	sm_mag_drain(a, c, m, 0);
-	/* all of them kept, none went to the discard queue (the shared array still holds a
-	 * few objects, so a slab or two stay partial) */
+	/* the shared array grew with free_limit and holds most of them: back to the slabs */
+	assert_true(cn->n_shared_avail > SLAB_SHARED_MAX / 2);
+	E(sm_node_lock(a, c, 0));
+	sm_do_drain_shared(a, c, 0);
+	sm_node_unlock(c, 0);
+	/* all of them kept, none went to the discard queue */
 	assert_int_equal(cn->n_discard.l_count, 0);
 	assert_int_equal(cn->n_free.l_count + cn->n_partial.l_count, nslabs);
 	assert_true(cn->n_free.l_count + 2 >= nslabs);
@@ -1269,6 +1281,136 @@ static void test_mag_resize(void **state)
 	assert_clean(f);
 }
 
+/* ---- the shared array grows with free_limit ------------------------------------------ */
+
+/* A burst of N objects that needed grants comes back into the shared array (a PG_DEPOT
+ * block past SLAB_SHARED_MAX entries) and not into its slabs, and the next burst takes
+ * it from there without a grant; repair deduplicates a large array; idle trims shrink it
+ * back inline, and shutdown returns every page. */
+static void test_depot(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("depot", 64);
+	const struct slab_node_region *r = sm_region(a, 0);
+	const unsigned nobj = 20000;
+	struct slab_cache_node *cn;
+	struct slab_cache_desc *c;
+	struct slab_mag *m;
+	uint64_t *objs, *again, live = 1;
+	uint32_t free0 = r->nr_free_pages, blk, order;
+	unsigned grows, nslabs, spare;
+
+	c = cache_new(f, &p);
+	cn = &c->c_nodes[0];
+	assert_int_equal(cn->n_depot, SLAB_NIL);
+	assert_int_equal(cn->n_shared_limit, c->c_shared);
+	m = mag_new(f, c, c->c_limit);
+	objs = hold(f, 2 * (size_t)nobj);
+	again = objs + nobj;
+	for (unsigned i = 0; i < nobj; i++)
+		E(sm_alloc(a, c, m, 0, &objs[i]));
+	blk = cn->n_depot;
+	order = cn->n_depot_order;
+	assert_int_not_equal(blk, SLAB_NIL);
+	assert_int_equal(a->pages[blk].pg_state, PG_DEPOT);
+	assert_int_equal(a->pages[blk].pg_order, order);
+	assert_int_equal(a->pages[blk].pg_tag, 0);
+	assert_true(cn->n_shared_limit >= nobj - c->c_num);
+	assert_true(cn->n_shared_limit <= sm_depot_entries(order));
+	assert_true(sm_depot_entries(order) < 2 * cn->n_shared_limit);
+	nslabs = cn->n_full.l_count + cn->n_partial.l_count;
+	spare = m->m_avail; /* the last refill's rest */
+	assert_clean(f);
+
+	/* Back: into the array, not the slabs (free_block never ran: no slab has a free
+	 * object but the last grant's). */
+	for (unsigned i = 0; i < nobj; i++)
+		E(sm_free(a, c, m, 0, objs[i]));
+	assert_int_equal(cn->n_shared_avail + m->m_avail, nobj + spare);
+	assert_true(cn->n_free_objects <= (uint64_t)nslabs * c->c_num - nobj - spare);
+	assert_clean(f);
+
+	/* Again: the same objects, no grant. */
+	grows = f->grows;
+	for (unsigned i = 0; i < nobj; i++)
+		E(sm_alloc(a, c, m, 0, &again[i]));
+	assert_int_equal(f->grows, grows);
+	qsort(objs, nobj, sizeof(uint64_t), cmp_u64);
+	qsort(again, nobj, sizeof(uint64_t), cmp_u64);
+	assert_memory_equal(objs, again, (size_t)nobj * sizeof(uint64_t));
+	for (unsigned i = 0; i < nobj; i++)
+		E(sm_free(a, c, m, 0, again[i]));
+	sm_mag_drain(a, c, m, 1);
+	assert_int_equal(cn->n_shared_avail, nobj + spare);
+	/* the spare ones back to their slabs: the array holds exactly nobj */
+	E(sm_node_lock(a, c, 0));
+	assert_int_equal(sm_do_free_block(a, c, 0, sm_shared(a, cn), spare), 0);
+	memmove(sm_shared(a, cn), sm_shared(a, cn) + spare, (size_t)nobj * sizeof(uint64_t));
+	cn->n_shared_avail = nobj;
+	sm_node_unlock(c, 0);
+	assert_clean(f);
+
+	/* Repair keeps each entry once, whatever the array's size: every entry twice
+	 * (a second copy of the first half over the back half) and nothing lost. */
+	E(sm_node_lock(a, c, 0));
+	{
+		uint64_t *sh = sm_shared(a, cn);
+
+		memcpy(again, sh, (size_t)nobj * sizeof(uint64_t));
+		memcpy(sh + nobj / 2, sh, (size_t)(nobj / 2) * sizeof(uint64_t));
+	}
+	sm_node_unlock(c, 0);
+	node_repair(f, c);
+	assert_int_equal(cn->n_shared_avail, nobj / 2);
+	assert_memory_equal(sm_shared(a, cn), again, (size_t)(nobj / 2) * sizeof(uint64_t));
+	/* the back half's objects are lost to the array: ACTIVE, held by no one */
+	for (unsigned i = nobj / 2; i < nobj; i++) {
+		uint32_t h = 0, ix = 0;
+
+		assert_int_equal(sm_obj_lookup(a, c, again[i], &h, &ix), OBJ_OK);
+		assert_int_equal(sm_bufctl_get(c, sm_slab_addr(a, h), ix), BUFCTL_ACTIVE);
+	}
+	/* give them back as a reclaim would */
+	assert_int_equal(sm_give_back(a, c, again + nobj / 2, nobj / 2, 0), 0);
+	assert_clean(f);
+
+	/* Idle seconds: free_limit halves, the array follows it back inline. */
+	for (int sec = 0; sec < 40 && cn->n_depot != SLAB_NIL; sec++) {
+		uint32_t before = cn->n_shared_limit;
+
+		sm_cache_trim(a, c->c_id, 1024);
+		assert_true(cn->n_shared_limit <= before);
+		assert_true(cn->n_shared_avail <= cn->n_shared_limit);
+		assert_clean(f);
+	}
+	assert_int_equal(cn->n_depot, SLAB_NIL);
+	assert_int_equal(cn->n_shared_limit, c->c_shared);
+
+	/* Grow again, then shutdown: every page back, the depot block included. */
+	for (unsigned i = 0; i < nobj; i++)
+		E(sm_alloc(a, c, m, 0, &objs[i]));
+	assert_int_not_equal(cn->n_depot, SLAB_NIL);
+	for (unsigned i = 0; i < nobj; i++)
+		E(sm_free(a, c, m, 0, objs[i]));
+	sm_mag_drain(a, c, m, 1);
+	E(sm_cache_shutdown(a, c->c_id, &live));
+	assert_int_equal(live, 0);
+	assert_int_equal(r->nr_free_pages, free0);
+	assert_clean(f);
+
+	/* A depot block no cache node uses (a slabd died inside depot_fit): reported, and
+	 * released by sm_depot_orphans (slabd's adoption). */
+	E(sm_pages_alloc(a, 0, 2, &blk));
+	a->pages[blk].pg_state = PG_DEPOT;
+	assert_reported(f, "belong to no cache node", NULL);
+	assert_int_equal(sm_depot_orphans(a, 0), 1);
+	assert_int_equal(sm_depot_orphans(a, 1), 1);
+	assert_int_equal(sm_depot_orphans(a, 0), 0);
+	assert_int_equal(r->nr_free_pages, free0);
+	assert_clean(f);
+}
+
 static void test_validate_free_objects(void **state)
 {
 	struct fx *f = *state;
@@ -1302,14 +1444,14 @@ static void test_validate_shared_twice(void **state)
 
 	victim_build(f, &v);
 	E(sm_node_lock(&f->a, v.c, 0));
-	v.cn->n_shared[v.cn->n_shared_avail++] = v.objs[3];
-	v.cn->n_shared[v.cn->n_shared_avail++] = v.objs[3];
+	sm_shared(&f->a, v.cn)[v.cn->n_shared_avail++] = v.objs[3];
+	sm_shared(&f->a, v.cn)[v.cn->n_shared_avail++] = v.objs[3];
 	sm_node_unlock(v.c, 0);
 	assert_reported(f, "two lists", NULL);
 	/* Repair keeps a shared entry once. */
 	node_repair(f, v.c);
 	assert_int_equal(v.cn->n_shared_avail, 1);
-	assert_int_equal(v.cn->n_shared[0], v.objs[3]);
+	assert_int_equal(sm_shared(&f->a, v.cn)[0], v.objs[3]);
 	assert_clean(f);
 }
 
@@ -1325,7 +1467,7 @@ static void test_validate_shared_free_obj(void **state)
 	pg = &f->a.pages[v.partial];
 	assert_true(pg->pg_free < v.c->c_num);
 	off = ((uint64_t)v.partial << SLAB_PAGE_SHIFT) + (uint64_t)pg->pg_free * v.c->c_size;
-	v.cn->n_shared[v.cn->n_shared_avail++] = off;
+	sm_shared(&f->a, v.cn)[v.cn->n_shared_avail++] = off;
 	sm_node_unlock(v.c, 0);
 	assert_reported(f, "two lists", NULL);
 	/* Repair drops a shared entry whose object is free in its slab. */
@@ -1835,6 +1977,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_give_back_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_limit_adapts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mag_resize, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_depot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_shared_twice, setup, teardown),
