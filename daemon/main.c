@@ -391,7 +391,14 @@ int main(int argc, char **argv)
 		  d.opt.max_line, d.opt.config ? "; config " : "",
 		  d.opt.config ? d.opt.config : "");
 
-	event_base_dispatch(d.base);
+	/* The loop, with the slab restock's steps between its turns: while restock work is
+	 * pending, each turn only looks at what is ready (requests first), then one step. */
+	for (bool more = false;;) {
+		if (event_base_loop(d.base, more ? EVLOOP_NONBLOCK : EVLOOP_ONCE) < 0 ||
+		    event_base_got_exit(d.base) || event_base_got_break(d.base))
+			break;
+		more = slabd_restock(&d);
+	}
 
 	server_close_all(&d);
 	if (d.accept_retry)

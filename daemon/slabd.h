@@ -109,6 +109,8 @@ struct slabd_options {
 
 /* What slabd remembers about one cache slot between requests; zeroed when the slot's
  * cache is destroyed. */
+#define SLABD_RESTOCK_MAX 64u  /* (cache, node) pairs restocking at once */
+
 struct cache_track {
 	uint32_t grant_streak;             /* slabs of the last grant */
 	uint64_t last_grant_ns;            /* when it was granted last */
@@ -133,6 +135,8 @@ struct slabd {
 	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
 	bool                   adopt_at_start; /* --arena-file held an arena */
 	struct cache_track    *track;         /* per cache id (ah_nr_caches entries) */
+	uint32_t               restock[SLABD_RESTOCK_MAX]; /* pending restock work (commands.c) */
+	unsigned               nr_restock;
 	struct dead_client     dead[SLABD_DEAD_KEPT]; /* ring of the last dead clients */
 	unsigned               nr_dead;       /* total ever; dead[nr_dead % KEPT] is next */
 };
@@ -170,6 +174,9 @@ void server_watch_pid(struct conn *c);
 /* commands.c */
 /* Handle one request line; returns false when the connection must be closed. */
 bool commands_dispatch(struct conn *c, const char *line, size_t len);
+/* One step of pending slab restock work (main.c runs it between loop turns).  Returns
+ * whether more is pending. */
+bool slabd_restock(struct slabd *d);
 /* Drop every reference c holds (a closing or dead client). */
 void commands_drop_refs(struct conn *c);
 /* Punch holes for free blocks of 64 KiB and more; returns the pages handed back. */
