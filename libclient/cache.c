@@ -365,6 +365,33 @@ static sm_noinline void *alloc_debug(slab_cache *h, uint64_t off, void *caller)
 	return obj;
 }
 
+/* Ask for a cache line for writing (the line in exclusive state, so the first store
+ * needs no second trip).  x86 PREFETCHW (Broadwell and later; older CPUs execute the
+ * opcode as a no-op); elsewhere the compiler's write prefetch. */
+static inline void prefetch_for_write(const void *p)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("prefetchw (%0)" : : "r"(p));
+#else
+	__builtin_prefetch(p, 1);
+#endif
+}
+
+/* A refill's objects are about to be handed out, and most callers write an object as
+ * soon as they get it.  Objects that come back through a shared array come in the order
+ * they were freed, which after scattered frees is no order at all, and in a producer and
+ * consumer pair each one was last touched on the other CPU: either way every first write
+ * would miss on its own, one after the other.  Asking for all their lines at once lets
+ * the misses overlap; the fast path stays as it is (the kernel's SLUB prefetches the next
+ * object there instead).  For writing: a plain prefetch fetched the consumer's lines
+ * shared and every write then paid an upgrade (prodcons 120 -> 48 M objects/s); with
+ * PREFETCHW prodcons went 119 -> 133 and batch 5.0 -> 4.2 ns per operation. */
+static void prefetch_refill(slab_cache *h, const struct slab_mag *m)
+{
+	for (unsigned k = m->m_avail; k > 0; k--)
+		prefetch_for_write(h->base + m->m_slots[k]);
+}
+
 static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 {
 	slab_pool *p = h->pool;
@@ -386,6 +413,7 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 			errno = -err;
 			return NULL;
 		}
+		prefetch_refill(h, m);
 	}
 	if (h->debug)
 		return alloc_debug(h, off, caller);
