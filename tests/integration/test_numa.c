@@ -536,29 +536,43 @@ static void create_cache(struct th_daemon *d, const char *name, int node, unsign
 
 /* Make the agent allocate exactly what node still has of cache (its shared array, its
  * slabs' free objects, and the agent's own magazine, which holds only that node's
- * objects): afterwards the node has nothing to lend.  Returns the offsets (*n of them). */
+ * objects): afterwards the node has nothing to lend.  slabd may still be restocking the
+ * node's reserve in the background after the last grant (it stops at twice the last
+ * grant), so this takes what is there until a round finds nothing more, within a bound.
+ * Returns the offsets (*n of them). */
 static uint64_t *drain_node(struct th_daemon *d, struct agent *ag, const char *cache,
 			    unsigned node, size_t *n)
 {
-	json_t *st = th_cache_stats(d, cache);
-	struct nstat s;
-	uint64_t *offs;
-	long long extra;
+	uint64_t *offs = NULL;
+	size_t have = 0;
 
-	assert_non_null(st);
-	s = node_stat(st, node);
-	extra = s.free_objects + s.shared_avail + client_cached(d, ag->pid, cache);
-	json_decref(st);
-	offs = extra ? agent_alloc_n(ag, (size_t)extra) : NULL;
-	st = th_cache_stats(d, cache);
-	assert_non_null(st);
-	s = node_stat(st, node);
-	if (s.free_objects || s.shared_avail || client_cached(d, ag->pid, cache)) {
-		dump("cache.stats", st);
-		fail_msg("%s: node %u still has objects after the drain", cache, node);
+	for (int round = 0;; round++) {
+		json_t *st = th_cache_stats(d, cache);
+		struct nstat s;
+		long long extra;
+		uint64_t *more;
+
+		assert_non_null(st);
+		s = node_stat(st, node);
+		extra = s.free_objects + s.shared_avail + client_cached(d, ag->pid, cache);
+		if (!extra) {
+			json_decref(st);
+			break;
+		}
+		if (round == 50) {
+			dump("cache.stats", st);
+			fail_msg("%s: node %u still has objects after the drain", cache, node);
+		}
+		json_decref(st);
+		more = agent_alloc_n(ag, (size_t)extra);
+		offs = realloc(offs, (have + (size_t)extra) * sizeof(*offs));
+		assert_non_null(offs);
+		memcpy(offs + have, more, (size_t)extra * sizeof(*offs));
+		free(more);
+		have += (size_t)extra;
+		usleep(2000); /* a restock step takes about 50 us */
 	}
-	json_decref(st);
-	*n = (size_t)extra;
+	*n = have;
 	return offs;
 }
 
