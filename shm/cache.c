@@ -113,15 +113,6 @@ static uint64_t depot_target(const struct sm_arena *a, const struct slab_cache_d
 	return want < c->c_shared ? c->c_shared : want;
 }
 
-static void depot_free(struct sm_arena *a, unsigned node, uint32_t blk)
-{
-	a->pages[blk].pg_state = PG_BLOCK;
-	if (sm_region_lock(a, node) == 0) {
-		sm_do_pages_free(a, node, blk);
-		sm_region_unlock(a, node);
-	}
-}
-
 /* Size node's shared array to depot_target (n_lock held; slabd only: it allocates pages).
  * Storage changes only when the target needs another block order (inline up to
  * SLAB_SHARED_MAX): a new block is allocated, the entries copied, the node switched to
@@ -139,15 +130,12 @@ static void depot_fit(struct sm_arena *a, struct slab_cache_desc *c, unsigned no
 	if (want > SLAB_SHARED_MAX) {
 		while (sm_depot_entries(order) < want)
 			order++;
-		if (old != SLAB_NIL && cn->n_depot_order == order) {
+		if (old != SLAB_NIL && cn->n_depot_order == order)
 			blk = old;
-		} else if (sm_region_lock(a, node) == 0) {
-			if (sm_do_pages_alloc(a, node, order, &blk) == 0)
-				a->pages[blk].pg_state = PG_DEPOT;
-			else
-				blk = SLAB_NIL;
-			sm_region_unlock(a, node);
-		}
+		else if (sm_pages_alloc(a, node, order, &blk) == 0)
+			a->pages[blk].pg_state = PG_DEPOT;
+		else
+			blk = SLAB_NIL;
 		if (blk == SLAB_NIL) { /* no block: stay where it is */
 			blk = old;
 			order = cn->n_depot_order;
@@ -172,7 +160,7 @@ static void depot_fit(struct sm_arena *a, struct slab_cache_desc *c, unsigned no
 		cn->n_depot_order = blk == SLAB_NIL ? 0 : order;
 		SM_STORE(&cn->n_depot, blk);
 		if (old != SLAB_NIL)
-			depot_free(a, node, old);
+			sm_pages_free(a, old);
 	}
 	cn->n_shared_limit = limit;
 }
@@ -396,7 +384,7 @@ unsigned sm_depot_orphans(struct sm_arena *a, int release)
 			continue;
 		found++;
 		if (release)
-			depot_free(a, sm_page_node(a, p), p);
+			sm_pages_free(a, p);
 	}
 	return found;
 }
@@ -413,7 +401,7 @@ static void depot_release(struct sm_arena *a, struct slab_cache_desc *c, unsigne
 	cn->n_shared_limit = c->c_shared;
 	cn->n_depot_order = 0;
 	SM_STORE(&cn->n_depot, SLAB_NIL);
-	depot_free(a, node, old);
+	sm_pages_free(a, old);
 }
 
 static unsigned for_each_node_discard(struct sm_arena *a, uint32_t id, int shrink)
