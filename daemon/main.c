@@ -367,18 +367,23 @@ int main(int argc, char **argv)
 	}
 	if (d.adopt_at_start)
 		adopt_after(&d);
-	if (server_listen(&d, err, sizeof(err))) {
-		slabd_log(&d, LOG_ERR, "%s", err);
-		sm_arena_detach(&d.arena);
-		event_base_free(d.base);
-		return 1;
-	}
+	/* Signals first: slabd is ready once its socket accepts connections, and a SIGTERM
+	 * from then on must be a clean stop (the socket removed), not the default death. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	d.sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
 	d.reap_timer = event_new(d.base, -1, EV_PERSIST, on_reap, &d);
 	if (!d.sigterm || !d.sigint || !d.reap_timer || event_add(d.sigterm, NULL) ||
 	    event_add(d.sigint, NULL) || event_add(d.reap_timer, &reap_every)) {
 		slabd_log(&d, LOG_ERR, "cannot set up events");
+		return 1;
+	}
+	if (server_listen(&d, err, sizeof(err))) {
+		slabd_log(&d, LOG_ERR, "%s", err);
+		event_free(d.reap_timer);
+		event_free(d.sigint);
+		event_free(d.sigterm);
+		sm_arena_detach(&d.arena);
+		event_base_free(d.base);
 		return 1;
 	}
 	slabd_log(&d, LOG_INFO, "ready: socket %s, arena %llu MiB over %u node(s), %u cache slots",
