@@ -424,16 +424,10 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
  * (their TLS entry stays on the empty magazine). */
 void *slab_alloc(slab_cache *h)
 {
-	struct slab_mag *m = slab_tls_mag(h);
-	uint64_t avail = m->m_avail, a;
+	uint64_t off;
 
-	/* sm_mag_pop, written so that the decrement's borrow is the empty test and the
-	 * slot is addressed from the new count (10 instructions, not 12) */
-	if (likely(!__builtin_sub_overflow(avail, 1u, &a))) {
-		m->m_avail = (uint32_t)a;
-		m->m_stat[STAT_ALLOC_FASTPATH]++;
-		return h->base + m->m_slots[a + 1];
-	}
+	if (likely(sm_mag_pop(slab_tls_mag(h), &off)))
+		return h->base + off;
 	return alloc_slow(h, __builtin_return_address(0));
 }
 

@@ -48,14 +48,7 @@ int sm_mutex_lock(slab_mutex_t *m)
 	return lock_slow(m, pthread_mutex_trylock(m));
 }
 
-int sm_mutex_lock_spin(slab_mutex_t *m, uint32_t *budget)
-{
-	int contended;
-
-	return sm_mutex_lock_spin_c(m, budget, &contended);
-}
-
-int sm_mutex_lock_spin_c(slab_mutex_t *m, uint32_t *budget, int *contended)
+int sm_mutex_lock_spin(slab_mutex_t *m, uint32_t *budget, int *contended)
 {
 	int rc = pthread_mutex_trylock(m);
 	uint32_t b, i = 0;

@@ -31,10 +31,8 @@ int sm_mutex_lock(slab_mutex_t *m);
  * whether watching paid: it grows when the lock came free while watched and halves when
  * the waiter had to sleep anyway, so waiting on holders that run on another CPU costs no
  * futex sleep, while with more runnable threads than CPUs (holders preempted) little CPU
- * goes to watching. */
-int sm_mutex_lock_spin(slab_mutex_t *m, uint32_t *budget);
-/* The same, also telling (*contended) whether the first try found m held. */
-int sm_mutex_lock_spin_c(slab_mutex_t *m, uint32_t *budget, int *contended);
+ * goes to watching.  *contended tells whether the first try found m held. */
+int sm_mutex_lock_spin(slab_mutex_t *m, uint32_t *budget, int *contended);
 void sm_mutex_unlock(slab_mutex_t *m);
 /* Mark m consistent after repair; m must be held. */
 void sm_mutex_consistent(slab_mutex_t *m);

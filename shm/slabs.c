@@ -110,7 +110,7 @@ int sm_node_lock_c(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
 		   int *contended)
 {
 	struct slab_cache_node *n = &c->c_nodes[node];
-	int rc = sm_mutex_lock_spin_c(&n->n_lock, &n->n_spin, contended);
+	int rc = sm_mutex_lock_spin(&n->n_lock, &n->n_spin, contended);
 
 	if (rc == SM_LOCK_OWNERDEAD) {
 		sm_node_repair(a, c, node);
