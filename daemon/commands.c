@@ -236,6 +236,8 @@ uint64_t commands_punch(struct slabd *d)
 	struct sm_arena *a = &d->arena;
 	uint64_t pages = 0;
 
+	/* Clients' premap bitmaps (arena.h) are stale from here on. */
+	__atomic_store_n(&a->hdr->ah_punch_gen, a->hdr->ah_punch_gen + 1, __ATOMIC_RELEASE);
 	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
 		struct slab_node_region *r = sm_region(a, n);
 		uint64_t here = 0;

@@ -86,7 +86,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  12u                    /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  13u                    /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -423,6 +423,8 @@ struct slab_arena_hdr {
 	uint32_t ah_nr_pages;       /* descriptors: one per page of the whole arena */
 	uint32_t ah_meta_pages;     /* pages [0, ah_meta_pages) are metadata */
 	uint64_t ah_created_ns;
+	uint64_t ah_punch_gen;      /* bumped by slabd before it punches holes (clients'
+				     * premap bitmaps, arena.h, go stale then) */
 	struct slab_node_region ah_nodes[SLAB_MAX_NODES];
 };
 static_assert(sizeof(struct slab_arena_hdr) <= SLAB_PAGE_SIZE, "header fits page 0");
