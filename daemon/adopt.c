@@ -106,8 +106,10 @@ void adopt_after(struct slabd *d)
 
 	a->hdr->ah_generation++;
 	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++)
-		if (sm_region_lock(a, n) == 0)
+		if (sm_region_lock(a, n) == 0) {
+			sm_reserve_rebuild(a, n); /* a block the last slabd was stocking */
 			sm_region_unlock(a, n);
+		}
 	for (uint32_t id = 0; id < a->hdr->ah_nr_caches; id++) {
 		struct slab_cache_desc *c = sm_cache(a, id);
 
@@ -132,6 +134,7 @@ void adopt_after(struct slabd *d)
 			ghosts++;
 		}
 	d->pristine = false;
+	commands_reserve_init(d);
 	slabd_log(d, LOG_INFO, "adopted the arena (generation %llu): %u problems, %u clients to come back",
 		  (unsigned long long)a->hdr->ah_generation, bad, ghosts);
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -57,7 +58,7 @@ static void usage(FILE *f)
 		"usage: slabd [--socket PATH] [--arena-size SIZE] [--nodes N] [--allow-uid U]...\n"
 		"             [--allow-gid G]... [--config FILE] [--max-connections N]\n"
 		"             [--max-connections-per-uid N] [--max-pending N] [--max-line BYTES]\n"
-		"             [--arena-file PATH] [--log-level L]\n"
+		"             [--arena-file PATH] [--reserve SIZE] [--log-level L]\n"
 		"\n"
 		"slabd owns a shared-memory arena of slabs and serves libslab clients and slabctl\n"
 		"over a Unix socket (newline-delimited JSON, see daemon/PROTOCOL.md).  It runs in\n"
@@ -98,6 +99,10 @@ static void usage(FILE *f)
 		"                         line gets EMSGSIZE and the connection is closed\n"
 		"  -f, --arena-file PATH  put the arena in this file (tmpfs or hugetlbfs) instead of\n"
 		"                         an anonymous sealed memfd\n"
+		"  -r, --reserve SIZE     free memory per node kept faulted in, so that growing\n"
+		"                         caches get resident pages (default 16M; at most 1/8 of\n"
+		"                         a node; 0: none).  A shrink gives it back; the next\n"
+		"                         grant stocks it again\n"
 		"  -l, --log-level L      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n"
 		"  -V, --version          print the version\n",
@@ -128,6 +133,7 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 		{ "max-connections-per-uid", required_argument, NULL, 'U' },
 		{ "max-pending", required_argument, NULL, 'P' },
 		{ "max-line", required_argument, NULL, 'L' },
+		{ "reserve", required_argument, NULL, 'r' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -139,12 +145,13 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 	int ch;
 
 	o->arena_size = 256u << 20;
+	o->reserve = SLABD_DEF_RESERVE;
 	o->log_level = LOG_INFO;
 	o->max_connections = SLABD_DEF_MAX_CONNECTIONS;
 	o->max_conn_per_uid = SLABD_DEF_MAX_CONN_PER_UID;
 	o->max_pending = SLABD_DEF_MAX_PENDING;
 	o->max_line = SLABD_MAX_LINE;
-	while ((ch = getopt_long(argc, argv, "s:a:n:u:g:f:l:c:hV", longs, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:a:n:u:g:f:r:l:c:hV", longs, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			o->socket = optarg;
@@ -177,6 +184,12 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 			break;
 		case 'f':
 			o->arena_file = optarg;
+			break;
+		case 'r':
+			if (config_parse_size(optarg, &o->reserve)) {
+				fprintf(stderr, "slabd: bad --reserve '%s' (e.g. 16M, or 0)\n", optarg);
+				return 2;
+			}
 			break;
 		case 'c':
 			o->config = optarg;
@@ -367,6 +380,8 @@ int main(int argc, char **argv)
 	}
 	if (d.adopt_at_start)
 		adopt_after(&d);
+	else
+		commands_reserve_init(&d);
 	/* Signals first: slabd is ready once its socket accepts connections, and a SIGTERM
 	 * from then on must be a clean stop (the socket removed), not the default death. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);

@@ -34,6 +34,7 @@
 #define SLABD_DEF_MAX_CONNECTIONS 1024u
 #define SLABD_DEF_MAX_CONN_PER_UID 256u
 #define SLABD_DEF_MAX_PENDING     256u
+#define SLABD_DEF_RESERVE         (16ull << 20) /* --reserve, per node */
 #define SLABD_MIN_LINE            256u        /* --max-line range */
 #define SLABD_MAX_MAX_LINE        (64u << 20)
 
@@ -92,6 +93,7 @@ struct slabd_options {
 	gid_t       allow_gid[SLABD_MAX_ALLOW];
 	unsigned    nr_allow_gid;
 	const char *arena_file;
+	uint64_t    reserve;           /* --reserve: bytes per node kept faulted in */
 	int         log_level;
 	const char *config;            /* --config FILE, or NULL */
 	unsigned    max_connections;   /* in total */
@@ -137,6 +139,8 @@ struct slabd {
 	struct cache_track    *track;         /* per cache id (ah_nr_caches entries) */
 	uint32_t               restock[SLABD_RESTOCK_MAX]; /* pending restock work (commands.c) */
 	unsigned               nr_restock;
+	uint32_t               reserve_target[SLAB_MAX_NODES]; /* pages, per node (commands.c) */
+	bool                   reserve_armed; /* stock the reserves: set by grants, cleared by shrink */
 	struct dead_client     dead[SLABD_DEAD_KEPT]; /* ring of the last dead clients */
 	unsigned               nr_dead;       /* total ever; dead[nr_dead % KEPT] is next */
 };
@@ -177,6 +181,8 @@ bool commands_dispatch(struct conn *c, const char *line, size_t len);
 /* One step of pending slab restock work (main.c runs it between loop turns).  Returns
  * whether more is pending. */
 bool slabd_restock(struct slabd *d);
+/* Size the per-node reserves from --reserve and stock them (start-up, after an adopt). */
+void commands_reserve_init(struct slabd *d);
 /* Drop every reference c holds (a closing or dead client). */
 void commands_drop_refs(struct conn *c);
 /* Punch holes for free blocks of 64 KiB and more; returns the pages handed back. */

@@ -248,7 +248,7 @@ json_t *stats_arena(struct slabd *d)
 		uint32_t slabs[4] = { 0 };
 		uint64_t depot = 0;
 		int largest;
-		uint32_t free_pages;
+		uint32_t free_pages, reserve_pages;
 
 		for (uint32_t id = 0; id < a->hdr->ah_nr_caches; id++) {
 			struct slab_cache_desc *c = sm_cache(a, id);
@@ -264,14 +264,15 @@ json_t *stats_arena(struct slabd *d)
 		}
 		if (sm_region_lock(a, n) == 0) {
 			largest = sm_buddy_largest(a, n);
-			free_pages = r->nr_free_pages;
+			reserve_pages = r->nr_reserve_pages;
+			free_pages = r->nr_free_pages + reserve_pages;
 			sm_region_unlock(a, n);
 		} else {
 			largest = -1;
-			free_pages = 0;
+			free_pages = reserve_pages = 0;
 		}
 		json_array_append_new(nodes, json_pack(
-			"{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:{s:i, s:i, s:i, s:i}}",
+			"{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:{s:i, s:i, s:i, s:i}}",
 			"node", (int)n, "os_node", (int)r->nr_os_node,
 			"depot_bytes", (json_int_t)depot,
 			"resident_bytes", (json_int_t)node_resident(d, n),
@@ -280,6 +281,7 @@ json_t *stats_arena(struct slabd *d)
 			"punched_bytes", (json_int_t)(SM_LOAD(&r->nr_punched_pages) << SLAB_PAGE_SHIFT),
 			"total_bytes", (json_int_t)((uint64_t)r->nr_nr_pages << SLAB_PAGE_SHIFT),
 			"free_bytes", (json_int_t)((uint64_t)free_pages << SLAB_PAGE_SHIFT),
+			"reserve_bytes", (json_int_t)((uint64_t)reserve_pages << SLAB_PAGE_SHIFT),
 			"used_bytes", (json_int_t)((uint64_t)(r->nr_nr_pages - free_pages) << SLAB_PAGE_SHIFT),
 			"largest_free_order", largest,
 			"largest_free_bytes", (json_int_t)(largest < 0 ? 0 : (uint64_t)SLAB_PAGE_SIZE << largest),

@@ -421,8 +421,6 @@ static int register_client(slab_pool *p)
 			goto fail;
 		p->arena.grow = grow_rpc;
 		p->arena.grow_arg = p;
-		/* Best effort: without the bitmap, fresh slabs fault in page by page. */
-		(void)sm_premap_init(&p->arena);
 	}
 	close(arena_fd);
 	p->pid = getpid();

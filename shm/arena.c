@@ -270,89 +270,8 @@ int sm_arena_attach(int fd, struct sm_arena *out, char *err, size_t errlen)
 	return 0;
 }
 
-int sm_premap_init(struct sm_arena *a)
-{
-	size_t bytes = ((size_t)a->hdr->ah_nr_pages + 63) / 64 * sizeof(uint64_t);
-	void *m;
-
-	if (a->mapped)
-		return 0;
-	m = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-		 -1, 0);
-	if (m == MAP_FAILED)
-		return -errno;
-	a->mapped_bytes = bytes;
-	a->mapped_gen = SM_LOAD(&a->hdr->ah_punch_gen);
-	a->mapped = m;
-	return 0;
-}
-
-static int premapped(const struct sm_arena *a, uint32_t head, unsigned pages)
-{
-	for (uint32_t p = head; p < head + pages; p++)
-		if (!(SM_LOAD(&a->mapped[p / 64]) & (1ull << (p % 64))))
-			return 0;
-	return 1;
-}
-
-unsigned sm_premap_collect(struct sm_arena *a, const struct slab_cache_desc *c,
-			   const struct slab_cache_node *cn, uint32_t *heads, unsigned max)
-{
-	unsigned pages = 1u << c->c_order, n = 0, budget = SM_PREMAP_PAGES;
-	uint64_t gen = SM_LOAD(&a->hdr->ah_punch_gen);
-	uint32_t h = cn->n_free.l_head;
-
-	if (h == SLAB_NIL)
-		return 0;
-	if (gen != SM_LOAD(&a->mapped_gen)) {
-		/* Holes were punched since: whatever this process mapped may be gone.  Another
-		 * thread clearing at the same time, or setting a bit meanwhile, only loses
-		 * hints. */
-		madvise(a->mapped, a->mapped_bytes, MADV_DONTNEED);
-		SM_STORE(&a->mapped_gen, gen);
-	}
-	if (premapped(a, h, pages))
-		return 0;
-	/* The free list is walked at most its length (it is a ring) and at most the budget
-	 * of pages: a list slabd attached in one grant runs up the addresses. */
-	for (uint32_t i = 0; i < cn->n_free.l_count && n < max && budget >= pages; i++) {
-		if (h >= a->hdr->ah_nr_pages || h + pages > a->hdr->ah_nr_pages)
-			break; /* a damaged link: repair's business, not ours */
-		if (!premapped(a, h, pages)) {
-			heads[n++] = h;
-			budget -= pages;
-		}
-		h = a->pages[h].pg_next;
-		if (h == cn->n_free.l_head)
-			break;
-	}
-	return n;
-}
-
-void sm_premap(struct sm_arena *a, const uint32_t *heads, unsigned n, unsigned order)
-{
-	uint32_t pages = 1u << order;
-
-	for (unsigned i = 0; i < n;) {
-		unsigned j = i + 1;
-
-		while (j < n && heads[j] == heads[j - 1] + pages)
-			j++;
-#ifdef MADV_POPULATE_WRITE
-		madvise(a->base + ((uint64_t)heads[i] << SLAB_PAGE_SHIFT),
-			((size_t)(j - i) * pages) << SLAB_PAGE_SHIFT, MADV_POPULATE_WRITE);
-#endif
-		/* Set even when the call failed (a kernel before 5.14): no second try. */
-		for (uint32_t p = heads[i]; p < heads[j - 1] + pages; p++)
-			__atomic_fetch_or(&a->mapped[p / 64], 1ull << (p % 64), __ATOMIC_RELAXED);
-		i = j;
-	}
-}
-
 void sm_arena_detach(struct sm_arena *a)
 {
-	if (a->mapped)
-		munmap(a->mapped, a->mapped_bytes);
 	if (a->base)
 		munmap(a->base, a->size);
 	if (a->fd >= 0 && a->base)

@@ -34,9 +34,6 @@ struct sm_arena {
 	int32_t                pid;       /* this process, as debug caches record it */
 	sm_grow_fn             grow;      /* NULL: refill fails with -ENOMEM when dry */
 	void                  *grow_arg;
-	uint64_t              *mapped;    /* premap bitmap (below); NULL: premap off */
-	size_t                 mapped_bytes;
-	uint64_t               mapped_gen; /* hdr->ah_punch_gen the bitmap is good for */
 };
 
 struct sm_arena_params {
@@ -68,36 +65,6 @@ int sm_arena_check(const void *base, uint64_t size, char *err, size_t errlen);
 
 /* Unmap and close. Safe on a zeroed view. */
 void sm_arena_detach(struct sm_arena *a);
-
-/* ---- premap: a client maps fresh slabs in runs ----------------------------------
- *
- * A page slabd has faulted in is still unmapped in every other process, and a client's
- * first write to it is a page fault of its own (about 0.75 us on the test machine, or
- * 12 ns per 64-byte object).  When a refill is about to open slabs from a node's free
- * list, the client maps the next run of them (at most SM_PREMAP_PAGES pages) with one
- * MADV_POPULATE_WRITE instead (about 0.3 us a page), and remembers them in a bitmap of
- * process memory, one bit per arena page.  slabd bumps hdr->ah_punch_gen before it
- * punches holes, which unmaps pages everywhere; a bitmap of an older generation is
- * cleared before its next use.
- *
- * Invariants: a set bit means this process mapped the page since the generation
- * mapped_gen (a hint only: a clear bit costs a system call, a stale set bit a fault;
- * neither changes what the arena holds).  Slabs on a free list are resident (their
- * bufctl was written by the attach), so mapping them allocates nothing. */
-#define SM_PREMAP_PAGES 64u
-
-/* Allocate the bitmap (anonymous memory, touched only where used).  0 or -errno. */
-int sm_premap_init(struct sm_arena *a);
-
-/* Under the node lock, before a refill takes from cn's free list: the heads (at most
- * SM_PREMAP_PAGES pages' worth, at most max) of the free list's first slabs that this
- * process has not mapped, if its first slab is one of them; else 0. */
-unsigned sm_premap_collect(struct sm_arena *a, const struct slab_cache_desc *c,
-			   const struct slab_cache_node *cn, uint32_t *heads, unsigned max);
-
-/* After the lock is dropped: map those slabs (one system call per run of adjacent
- * slabs) and set their bits.  Best effort: an error leaves the pages to fault in. */
-void sm_premap(struct sm_arena *a, const uint32_t *heads, unsigned n, unsigned order);
 
 /* Compute the layout for params without creating anything (for tests and sizing).
  * Fills hdr's geometry fields.  0 or -EINVAL. */

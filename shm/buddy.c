@@ -13,13 +13,14 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "list.h"
 #include "lock.h"
 
 static int is_alloc_head(uint8_t state)
 {
-	return state == PG_BLOCK || state == PG_AREA || state == PG_DEPOT ||
+	return state == PG_BLOCK || state == PG_AREA || state == PG_DEPOT || state == PG_RESERVE ||
 	       (state >= PG_SLAB_PARTIAL && state <= PG_SLAB_DISCARD);
 }
 
@@ -61,7 +62,10 @@ void sm_buddy_init(struct sm_arena *a, unsigned node)
 
 	for (unsigned k = 0; k <= SLAB_MAX_ORDER; k++)
 		sm_list_init(&r->nr_free[k]);
+	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
+		sm_list_init(&r->nr_reserve[k]);
 	r->nr_free_pages = 0;
+	r->nr_reserve_pages = 0;
 	carve(a, r, r->nr_first_page, r->nr_first_page + r->nr_nr_pages);
 }
 
@@ -83,37 +87,83 @@ void sm_region_unlock(struct sm_arena *a, unsigned node)
 	sm_mutex_unlock(&sm_region(a, node)->nr_lock);
 }
 
-int sm_do_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head)
+/* Make [h, h + 2^order) an allocated block in state st: its head and its tails. */
+static void make_alloc(struct sm_arena *a, uint32_t h, unsigned order, uint8_t st)
 {
-	struct slab_node_region *r = sm_region(a, node);
-	unsigned k = order;
-	uint32_t h;
-
-	while (k <= SLAB_MAX_ORDER && r->nr_free[k].l_head == SLAB_NIL)
-		k++;
-	if (k > SLAB_MAX_ORDER)
-		return -ENOMEM;
-	h = sm_list_pop(a->pages, &r->nr_free[k]);
-	r->nr_free_pages -= 1u << k;
-	while (k > order) {
-		k--;
-		make_free(a, r, h + (1u << k), k);
-	}
-	a->pages[h].pg_state = PG_BLOCK;
+	a->pages[h].pg_state = st;
 	a->pages[h].pg_order = (uint8_t)order;
 	a->pages[h].pg_tag = 0;
+	a->pages[h].pg_inuse = a->pages[h].pg_free = 0;
 	for (uint32_t i = h + 1; i < h + (1u << order); i++) {
 		a->pages[i].pg_state = PG_TAIL;
 		a->pages[i].pg_next = h;
 	}
+}
+
+static void make_reserve(struct sm_arena *a, struct slab_node_region *r, uint32_t h,
+			 unsigned order)
+{
+	make_alloc(a, h, order, PG_RESERVE);
+	sm_list_add_tail(a->pages, &r->nr_reserve[order], h);
+	r->nr_reserve_pages += 1u << order;
+}
+
+/* The smallest block that fits off lists[order .. max] (counted in *pages), split down to
+ * 2^order pages, the upper halves going back with put; the block's own page states are
+ * the caller's. */
+static int take_split(struct sm_arena *a, struct slab_node_region *r, struct slab_list *lists,
+		      unsigned max, uint32_t *pages, unsigned order, uint32_t *head,
+		      void (*put)(struct sm_arena *, struct slab_node_region *, uint32_t, unsigned))
+{
+	unsigned k = order;
+	uint32_t h;
+
+	while (k <= max && lists[k].l_head == SLAB_NIL)
+		k++;
+	if (k > max)
+		return -ENOMEM;
+	h = sm_list_pop(a->pages, &lists[k]);
+	*pages -= 1u << k;
+	while (k > order) {
+		k--;
+		put(a, r, h + (1u << k), k);
+	}
+	*head = h;
+	return 0;
+}
+
+static int buddy_take(struct sm_arena *a, struct slab_node_region *r, unsigned order,
+		      uint32_t *head)
+{
+	return take_split(a, r, r->nr_free, SLAB_MAX_ORDER, &r->nr_free_pages, order, head,
+			  make_free);
+}
+
+/* From the reserve: its pieces stay in it, so that consecutive takes run up the
+ * addresses. */
+static int reserve_take(struct sm_arena *a, struct slab_node_region *r, unsigned order,
+			uint32_t *head)
+{
+	return take_split(a, r, r->nr_reserve, SLAB_RESERVE_ORDER, &r->nr_reserve_pages, order,
+			  head, make_reserve);
+}
+
+int sm_do_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head)
+{
+	struct slab_node_region *r = sm_region(a, node);
+	uint32_t h;
+
+	if (reserve_take(a, r, order, &h) && buddy_take(a, r, order, &h))
+		return -ENOMEM;
+	make_alloc(a, h, order, PG_BLOCK);
 	r->nr_alloc_blocks++;
 	*head = h;
 	return 0;
 }
 
-void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head)
+/* Back to the free lists, merged with its free buddies. */
+static void buddy_put(struct sm_arena *a, struct slab_node_region *r, uint32_t head)
 {
-	struct slab_node_region *r = sm_region(a, node);
 	struct slab_page *p = a->pages;
 	unsigned k = p[head].pg_order;
 
@@ -141,7 +191,90 @@ void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head)
 		k++;
 	}
 	make_free(a, r, head, k);
+}
+
+void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head)
+{
+	struct slab_node_region *r = sm_region(a, node);
+
+	buddy_put(a, r, head);
 	r->nr_free_blocks++;
+}
+
+int sm_reserve_stock(struct sm_arena *a, unsigned node)
+{
+	struct slab_node_region *r = sm_region(a, node);
+	const unsigned order = SLAB_RESERVE_ORDER;
+	uint8_t *p;
+	uint32_t h;
+	int rc = sm_region_lock(a, node);
+
+	if (rc)
+		return rc;
+	if (buddy_take(a, r, order, &h)) {
+		sm_region_unlock(a, node);
+		return 0;
+	}
+	/* Held off the lists while its pages fault in: only slabd allocates, and slabd is
+	 * this thread, so nothing else looks for it meanwhile (adopt lists a block left
+	 * here by a slabd that died). */
+	make_alloc(a, h, order, PG_RESERVE);
+	sm_region_unlock(a, node);
+	p = a->base + ((uint64_t)h << SLAB_PAGE_SHIFT);
+#ifdef MADV_POPULATE_WRITE
+	if (madvise(p, (size_t)SLAB_PAGE_SIZE << order, MADV_POPULATE_WRITE))
+#endif
+		for (size_t off = 0; off < (size_t)SLAB_PAGE_SIZE << order; off += SLAB_PAGE_SIZE)
+			*(volatile uint8_t *)(p + off) = 0; /* free memory: any byte will do */
+	rc = sm_region_lock(a, node);
+	if (rc)
+		return rc;
+	sm_list_add_tail(a->pages, &r->nr_reserve[order], h);
+	r->nr_reserve_pages += 1u << order;
+	sm_region_unlock(a, node);
+	return 1 << order;
+}
+
+int sm_reserve_drain(struct sm_arena *a, unsigned node)
+{
+	struct slab_node_region *r = sm_region(a, node);
+	uint32_t pages, h;
+	int rc = sm_region_lock(a, node);
+
+	if (rc)
+		return rc;
+	pages = r->nr_reserve_pages;
+	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
+		while ((h = sm_list_pop(a->pages, &r->nr_reserve[k])) != SLAB_NIL)
+			buddy_put(a, r, h);
+	r->nr_reserve_pages = 0;
+	sm_region_unlock(a, node);
+	return (int)pages;
+}
+
+void sm_reserve_rebuild(struct sm_arena *a, unsigned node)
+{
+	struct slab_node_region *r = sm_region(a, node);
+	uint32_t end = r->nr_first_page + r->nr_nr_pages;
+
+	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
+		sm_list_init(&r->nr_reserve[k]);
+	r->nr_reserve_pages = 0;
+	for (uint32_t i = r->nr_first_page; i < end; i++) {
+		struct slab_page *pg = &a->pages[i];
+		unsigned k = pg->pg_order;
+
+		if (pg->pg_state != PG_RESERVE || k > SLAB_MAX_ORDER || (i & ((1u << k) - 1)) ||
+		    i + (1u << k) > end)
+			continue; /* not a block head at all: validate reports it (B1) */
+		if (k > SLAB_RESERVE_ORDER) {
+			buddy_put(a, r, i); /* not one the reserve makes: free memory anyway */
+		} else {
+			sm_list_add_tail(a->pages, &r->nr_reserve[k], i);
+			r->nr_reserve_pages += 1u << k;
+		}
+		i += (1u << k) - 1;
+	}
 }
 
 int sm_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head)
@@ -214,6 +347,7 @@ void sm_buddy_repair(struct sm_arena *a, unsigned node)
 	}
 	if (run != SLAB_NIL)
 		carve(a, r, run, end);
+	sm_reserve_rebuild(a, node);
 }
 
 int sm_buddy_largest(const struct sm_arena *a, unsigned node)
@@ -226,13 +360,43 @@ int sm_buddy_largest(const struct sm_arena *a, unsigned node)
 	return -1;
 }
 
+/* Walk list l of node (free or reserve blocks of order k, heads in state st); returns
+ * the entries walked, each problem reported and counted in *bad. */
+static uint32_t check_list(const struct sm_arena *a, unsigned node, const struct slab_list *l,
+			   uint8_t st, unsigned k, const char *what, sm_report_fn report,
+			   void *arg, unsigned *bad)
+{
+	const struct slab_node_region *r = &a->hdr->ah_nodes[node];
+	const struct slab_page *p = a->pages;
+	uint32_t x = l->l_head, seen = 0, end = r->nr_first_page + r->nr_nr_pages;
+
+	while (x != SLAB_NIL && seen <= l->l_count) {
+		if (x < r->nr_first_page || x >= end || p[x].pg_state != st || p[x].pg_order != k) {
+			report(arg, "node %u: %s list %u holds page %u that is not a %s block of "
+			       "that order", node, what, k, x, what);
+			(*bad)++;
+			break;
+		}
+		seen++;
+		x = p[x].pg_next;
+		if (x == l->l_head)
+			break;
+	}
+	if (seen != l->l_count) {
+		report(arg, "node %u: %s list %u counts %u blocks, walked %u", node, what, k,
+		       l->l_count, seen);
+		(*bad)++;
+	}
+	return seen;
+}
+
 unsigned sm_buddy_check(const struct sm_arena *a, unsigned node, sm_report_fn report,
 			void *arg)
 {
 	const struct slab_node_region *r = &a->hdr->ah_nodes[node];
 	const struct slab_page *p = a->pages;
 	uint32_t i = r->nr_first_page, end = i + r->nr_nr_pages;
-	uint64_t free_pages = 0, listed = 0;
+	uint64_t free_pages = 0, listed = 0, reserve_pages = 0, reserve_listed = 0;
 	unsigned bad = 0;
 
 	/* B1: walk the region block by block. */
@@ -265,6 +429,8 @@ unsigned sm_buddy_check(const struct sm_arena *a, unsigned node, sm_report_fn re
 				break;
 			}
 		}
+		if (pg->pg_state == PG_RESERVE)
+			reserve_pages += n;
 		if (pg->pg_state == PG_FREE) {
 			uint32_t b = i ^ n;
 			free_pages += n;
@@ -277,30 +443,18 @@ unsigned sm_buddy_check(const struct sm_arena *a, unsigned node, sm_report_fn re
 		}
 		i += n;
 	}
-	/* B2: lists against page states. */
-	for (unsigned k = 0; k <= SLAB_MAX_ORDER; k++) {
-		const struct slab_list *l = &r->nr_free[k];
-		uint32_t x = l->l_head, seen = 0;
-
-		while (x != SLAB_NIL && seen <= l->l_count) {
-			if (x < r->nr_first_page || x >= end || p[x].pg_state != PG_FREE ||
-			    p[x].pg_order != k) {
-				report(arg, "node %u: free list %u holds page %u that is not a free "
-				       "block of that order", node, k, x);
-				bad++;
-				break;
-			}
-			seen++;
-			x = p[x].pg_next;
-			if (x == l->l_head)
-				break;
-		}
-		if (seen != l->l_count) {
-			report(arg, "node %u: free list %u counts %u blocks, walked %u", node, k,
-			       l->l_count, seen);
-			bad++;
-		}
-		listed += (uint64_t)seen << k;
+	/* B2, B4: lists against page states. */
+	for (unsigned k = 0; k <= SLAB_MAX_ORDER; k++)
+		listed += (uint64_t)check_list(a, node, &r->nr_free[k], PG_FREE, k, "free", report,
+					       arg, &bad) << k;
+	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
+		reserve_listed += (uint64_t)check_list(a, node, &r->nr_reserve[k], PG_RESERVE, k,
+						       "reserve", report, arg, &bad) << k;
+	if (reserve_pages != r->nr_reserve_pages || reserve_listed != reserve_pages) {
+		report(arg, "node %u: %u reserve pages counted, %llu in reserve blocks, %llu on "
+		       "lists", node, r->nr_reserve_pages, (unsigned long long)reserve_pages,
+		       (unsigned long long)reserve_listed);
+		bad++;
 	}
 	if (free_pages != r->nr_free_pages || listed != free_pages) {
 		report(arg, "node %u: %u free pages counted, %llu in free blocks, %llu on lists",

@@ -11,6 +11,17 @@
  *   B2 nr_free_pages == sum of free block sizes; list counts match the lists;
  *   B3 no two free buddies of the same order coexist (they would have merged).
  *
+ * The reserve (DESIGN.md: "a per-node reserve the daemon keeps stocked in the arena"):
+ * blocks slabd took from the free lists and faulted in ahead of need, PG_RESERVE heads on
+ * nr_reserve[k] (k <= SLAB_RESERVE_ORDER), tails pointing at their heads as in any
+ * allocated block.  sm_do_pages_alloc hands out reserve pages first (the smallest block
+ * that fits, split like a buddy block, the pieces staying in the reserve), so a growing
+ * cache gets pages that are already resident instead of paying a page fault for each;
+ * then the free lists.  The reserve is free memory: stats count it in free_bytes.
+ *   B4 nr_reserve_pages == sum of reserve block sizes; list counts match the lists; a
+ *      PG_RESERVE head is on nr_reserve[its order] (slabd's stocking, single-threaded,
+ *      holds one off the list while it faults it in; adopt lists it again).
+ *
  * Only slabd calls the allocating/freeing functions in production; they take the region's
  * robust nr_lock and repair the free lists from the page states (sm_buddy_repair) when a
  * previous holder died.
@@ -37,6 +48,18 @@ int sm_pages_free(struct sm_arena *a, uint32_t head);
 int sm_do_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head);
 void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head);
 
+/* slabd: take one free block of SLAB_RESERVE_ORDER into node's reserve, faulting its
+ * pages in (MADV_POPULATE_WRITE) with the region lock dropped.  Returns the pages added:
+ * 0 when no free block of that order is left.  Errors: -errno of the lock. */
+int sm_reserve_stock(struct sm_arena *a, unsigned node);
+
+/* slabd: every reserve block of node back to the free lists (a shrink, before holes are
+ * punched).  Returns the pages released.  Errors: -errno of the lock. */
+int sm_reserve_drain(struct sm_arena *a, unsigned node);
+
+/* Rebuild node's reserve lists from the page states (PG_RESERVE heads).  Lock held. */
+void sm_reserve_rebuild(struct sm_arena *a, unsigned node);
+
 /* Lock a node region, repairing its free lists if the last holder died.  0 or -errno. */
 int sm_region_lock(struct sm_arena *a, unsigned node);
 void sm_region_unlock(struct sm_arena *a, unsigned node);
@@ -52,7 +75,7 @@ int sm_buddy_largest(const struct sm_arena *a, unsigned node);
 typedef void (*sm_report_fn)(void *arg, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
-/* Check B1-B3 on node; returns the number of problems, each reported.  Lock held. */
+/* Check B1-B4 on node; returns the number of problems, each reported.  Lock held. */
 unsigned sm_buddy_check(const struct sm_arena *a, unsigned node, sm_report_fn report,
 			void *arg);
 

@@ -334,6 +334,10 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
 	if (!got)
 		return -ENOMEM;
 	populate(a, c, heads, got);
+	/* The slabs' own bytes before the node lock, which clients wait for: the lock is
+	 * held only to link them in. */
+	for (unsigned i = 0; i < got; i++)
+		sm_slab_prepare(a, c, heads[i]);
 	rc = sm_node_lock(a, c, node);
 	if (rc) {
 		for (unsigned i = 0; i < got; i++)
@@ -341,7 +345,7 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
 		return rc;
 	}
 	for (unsigned i = 0; i < got; i++)
-		sm_do_slab_attach(a, c, node, heads[i]);
+		sm_do_slab_link(a, c, node, heads[i]);
 	c->c_nodes[node].n_free_limit = keep_limit(a, c, node, c->c_nodes[node].n_free_limit +
 						   (uint64_t)got * c->c_num);
 	depot_fit(a, c, node);

@@ -136,6 +136,7 @@ enum slab_page_state {
 	PG_SLAB_FREE,
 	PG_SLAB_DISCARD,   /* empty, on the discard queue for the page allocator */
 	PG_DEPOT,          /* head of a cache node's external shared array (n_depot) */
+	PG_RESERVE,        /* head of a block of the node's reserve (nr_reserve) */
 };
 
 /* One per 4 KiB page (the kernel's struct page); 16 bytes keeps the descriptor array at
@@ -168,9 +169,12 @@ struct slab_list {
 
 /* ---- nodes and their page allocators ----------------------------------------------- */
 
-/* One node's region and its buddy allocator.
+/* One node's region, its buddy allocator and its reserve.
  * Invariants: nr_free_pages == sum over orders k of (nr_free[k].l_count << k);
- * each free block's head is PG_FREE with pg_order k and is on nr_free[k]. */
+ * each free block's head is PG_FREE with pg_order k and is on nr_free[k];
+ * nr_reserve_pages == sum over k of (nr_reserve[k].l_count << k), and each block on
+ * nr_reserve[k] is a PG_RESERVE head of order k whose tails point at it (buddy.h). */
+#define SLAB_RESERVE_ORDER 5u  /* reserve blocks are stocked 2^5 pages (128 KiB) at a time */
 struct slab_node_region {
 	slab_mutex_t     nr_lock;                     /* guards everything below */
 	uint32_t         nr_first_page;               /* region = [first, first + nr_pages) */
@@ -181,6 +185,9 @@ struct slab_node_region {
 	uint64_t         nr_alloc_blocks;             /* counters, for stats */
 	uint64_t         nr_free_blocks;
 	uint64_t         nr_punched_pages;            /* pages given back to the OS */
+	struct slab_list nr_reserve[SLAB_RESERVE_ORDER + 1]; /* reserve blocks by order */
+	uint32_t         nr_reserve_pages;
+	uint32_t         nr_pad;
 };
 
 /* ---- caches ---------------------------------------------------------------------- */
@@ -423,8 +430,6 @@ struct slab_arena_hdr {
 	uint32_t ah_nr_pages;       /* descriptors: one per page of the whole arena */
 	uint32_t ah_meta_pages;     /* pages [0, ah_meta_pages) are metadata */
 	uint64_t ah_created_ns;
-	uint64_t ah_punch_gen;      /* bumped by slabd before it punches holes (clients'
-				     * premap bitmaps, arena.h, go stale then) */
 	struct slab_node_region ah_nodes[SLAB_MAX_NODES];
 };
 static_assert(sizeof(struct slab_arena_hdr) <= SLAB_PAGE_SIZE, "header fits page 0");

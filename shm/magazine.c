@@ -325,8 +325,7 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 {
 	struct slab_cache_node *cn = &c->c_nodes[node];
 	uint64_t *dst = &sm_mag_entries(m)[base];
-	uint32_t ahead[SM_PREMAP_PAGES];
-	unsigned got = 0, nahead = 0;
+	unsigned got = 0;
 	int busy = 0;
 
 	if (sm_node_lock_c(a, c, node, &busy))
@@ -341,21 +340,14 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 		SM_TEST_POINT("refill.locked");
 		cn->n_shared_avail -= got;
 	}
-	if (got < want) {
-		/* libslab: the free list's first slabs, if this process has not mapped them,
-		 * get mapped in one go after the unlock (arena.h, premap). */
-		if (a->mapped)
-			nahead = sm_premap_collect(a, c, cn, ahead, SM_ARRAY_SIZE(ahead));
+	if (got < want)
 		got += sm_do_alloc_objs(a, c, node, dst + got, want - got);
-	}
 	/* SLAB_STORE_USER: objects in a magazine name the magazine's process. */
 	for (unsigned i = 0; (c->c_flags & SM_STORE_USER) && i < got; i++)
 		sm_track(a, c, dst[i])->t_pid = a->pid;
 	xfer_end(cn);
 	SM_STEP_UNLOCKED(SLAB_INTENT_REFILL);
 	sm_node_unlock(c, node);
-	if (nahead)
-		sm_premap(a, ahead, nahead, c->c_order);
 	return got;
 }
 

@@ -454,12 +454,9 @@ unsigned sm_do_free_block(struct sm_arena *a, struct slab_cache_desc *c, unsigne
 	return free_block_w(a, c, node, objs, n, 2);
 }
 
-void sm_do_slab_attach(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
-		       uint32_t head)
+void sm_slab_prepare(struct sm_arena *a, struct slab_cache_desc *c, uint32_t head)
 {
-	struct slab_cache_node *cn = &c->c_nodes[node];
 	uint8_t *slab = sm_slab_addr(a, head);
-	struct slab_page *pg = &a->pages[head];
 
 	for (unsigned i = 0; i < c->c_num; i++) {
 		sm_bufctl_set(c, slab, i, i + 1 < c->c_num ? i + 1 : BUFCTL16_END);
@@ -467,6 +464,21 @@ void sm_do_slab_attach(struct sm_arena *a, struct slab_cache_desc *c, unsigned n
 			sm_debug_init_free(a, c, ((uint64_t)head << SLAB_PAGE_SHIFT) +
 						 (uint64_t)i * c->c_size);
 	}
+}
+
+void sm_do_slab_attach(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
+		       uint32_t head)
+{
+	sm_slab_prepare(a, c, head);
+	sm_do_slab_link(a, c, node, head);
+}
+
+void sm_do_slab_link(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
+		     uint32_t head)
+{
+	struct slab_cache_node *cn = &c->c_nodes[node];
+	struct slab_page *pg = &a->pages[head];
+
 	pg->pg_inuse = 0;
 	pg->pg_free = 0;
 	for (uint32_t i = 0; i < 1u << c->c_order; i++)

@@ -175,9 +175,14 @@ unsigned sm_do_free_block(struct sm_arena *a, struct slab_cache_desc *c, unsigne
 			  const uint64_t *objs, unsigned n);
 
 /* Turn an allocated block (PG_BLOCK of order c_order on node) into an empty slab of c on
- * node's free list. */
+ * node's free list: sm_slab_prepare (the slab's own bytes: bufctl chain, debug stamps; no
+ * lock needed while the block is slabd's alone), then sm_do_slab_link (descriptors, tags,
+ * list and counters; node lock held). */
 void sm_do_slab_attach(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
 		       uint32_t head);
+void sm_slab_prepare(struct sm_arena *a, struct slab_cache_desc *c, uint32_t head);
+void sm_do_slab_link(struct sm_arena *a, struct slab_cache_desc *c, unsigned node,
+		     uint32_t head);
 
 /* Move every slab on node's discard queue (and, when all_free, its free list too) back to
  * the page allocator.  Takes the region lock inside (lock order: node, then region).

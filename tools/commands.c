@@ -507,7 +507,8 @@ out:
 int cmd_info(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
 {
 	static const char *const hdr[] = { "NODE", "OS_NODE", "TOTAL", "USED", "FREE",
-					   "LARGEST_FREE", "PARTIAL", "FULL", "EMPTY", "DISCARD" };
+					   "RESERVE", "LARGEST_FREE", "PARTIAL", "FULL", "EMPTY",
+					   "DISCARD" };
 	json_t *reply, *n;
 	struct table *t;
 	char **pos, b1[32], b2[32], b3[32];
@@ -534,7 +535,7 @@ int cmd_info(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
 	printf("caches      %lld of %lld slots\n", jint(reply, "caches"), jint(reply, "cache_slots"));
 	printf("clients     %lld of %lld slots\n", jint(reply, "clients"), jint(reply, "client_slots"));
 	printf("nodes       %zu\n\n", json_array_size(json_object_get(reply, "nodes")));
-	t = table_new(10, hdr, "rrrrrrrrrr");
+	t = table_new(11, hdr, "rrrrrrrrrrr");
 	json_array_foreach(json_object_get(reply, "nodes"), i, n) {
 		json_t *s = json_object_get(n, "slabs");
 		table_cell_int(t, n, "node");
@@ -542,6 +543,7 @@ int cmd_info(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
 		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "total_bytes"), b1, sizeof(b1)));
 		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "used_bytes"), b1, sizeof(b1)));
 		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "free_bytes"), b1, sizeof(b1)));
+		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "reserve_bytes"), b1, sizeof(b1)));
 		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "largest_free_bytes"), b1, sizeof(b1)));
 		table_cell_int(t, s, "partial");
 		table_cell_int(t, s, "full");
@@ -550,7 +552,8 @@ int cmd_info(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
 	}
 	table_print(t, stdout, false);
 	table_free(t);
-	printf("(PARTIAL/FULL/EMPTY/DISCARD: slabs by state; EMPTY are the per-node \"free\" lists)\n");
+	printf("(PARTIAL/FULL/EMPTY/DISCARD: slabs by state; EMPTY are the per-node \"free\" lists;\n"
+	       " RESERVE: the part of FREE slabd keeps faulted in for growing caches)\n");
 	json_decref(reply);
 	return 0;
 }

@@ -3,7 +3,9 @@
  * against the same N allocations again after freeing them all (warm).  ns per
  * allocation, and cold/warm.
  *   slabd              a private slabd started for the run (a fresh arena: slab grants
- *                      AND first-touch page faults, as a fresh malloc process has)
+ *                      AND first-touch page faults, as a fresh malloc process has; the
+ *                      node reserve, 16 MiB by default, is faulted in before slabd is
+ *                      ready, untimed, as DPDK's pool is at create)
  *   slabd-warm-arena   a new cache on the long-running slabd (slab grants; the arena's
  *                      pages may have been touched by earlier workloads)
  *   malloc peers       a fresh process

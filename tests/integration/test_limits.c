@@ -18,7 +18,11 @@
  *     works again after a free;
  *   - arena exhaustion (slabd --arena-size 8M): slab_alloc returns NULL with errno ENOMEM,
  *     nothing crashes, the arena validates clean, and once the objects are freed (cache
- *     closed, cache.shrink) the memory is allocatable again, by another cache too.
+ *     closed, cache.shrink) the memory is allocatable again, by another cache too;
+ *   - the node reserve (--reserve): stocked before slabd is ready, counted in free_bytes,
+ *     stocked again once a growing cache used it and grants paused, given back by
+ *     cache.shrink and left empty until the next grant; capped at 1/8 of the node;
+ *     --reserve 0 keeps none.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -559,6 +563,92 @@ static void test_arena_exhaustion(void **state)
 	stop_clean();
 }
 
+static json_t *node0(json_t **reply)
+{
+	*reply = th_request(&daemon_, "{\"id\":1,\"cmd\":\"arena.stats\"}");
+	th_assert_ok(*reply, "arena.stats");
+	return json_array_get(json_object_get(*reply, "nodes"), 0);
+}
+
+static long long reserve_bytes(void)
+{
+	json_t *r, *n = node0(&r);
+	long long v = th_jint(n, "reserve_bytes");
+
+	assert_true(v <= th_jint(n, "free_bytes")); /* part of the free memory */
+	json_decref(r);
+	return v;
+}
+
+/* Wait (up to 10 s, scaled) for the reserve to read want. */
+static void wait_reserve(long long want, const char *what)
+{
+	long long until = th_now_ms() + 10000, v;
+
+	while ((v = reserve_bytes()) != want && th_now_ms() < until)
+		th_sleep_ms(20);
+	if (v != want)
+		fail_msg("%s: reserve_bytes %lld, expected %lld", what, v, want);
+}
+
+static void test_reserve(void **state)
+{
+	enum { N = 48000 }; /* 64-byte objects: 3 MiB, more than the 2 MiB reserve */
+	struct slab_cache_config cfg = { .size = 64, .node = SLAB_NODE_LOCAL };
+	static void *objs[N];
+	slab_pool *pool;
+	slab_cache *c;
+	json_t *r, *n;
+	long long total;
+
+	(void)state;
+	th_start_or_fail(&daemon_, (const char *const[]){ "--arena-size", "32M", "--reserve",
+							  "2M", NULL });
+	assert_int_equal(reserve_bytes(), 2 << 20); /* stocked before ready */
+
+	/* A growing cache uses it; once grants pause it is stocked again. */
+	E(slab_pool_connect(daemon_.socket, &pool));
+	E(slab_cache_create(pool, "reserved", &cfg, &c));
+	for (unsigned i = 0; i < N; i++)
+		objs[i] = E_PTR(slab_alloc(c));
+	n = node0(&r);
+	assert_true(th_jint(n, "used_bytes") >= 3 << 20);
+	json_decref(r);
+	wait_reserve(2 << 20, "after the grants");
+	assert_int_equal(th_validate(&daemon_, "reserved"), 0);
+
+	/* A shrink gives it back with the rest, and it stays empty while nothing grows. */
+	E(slab_free_bulk(c, N, objs));
+	E(slab_cache_close(c));
+	r = th_request(&daemon_, "{\"id\":1,\"cmd\":\"cache.shrink\",\"name\":\"reserved\"}");
+	th_assert_ok(r, "cache.shrink");
+	json_decref(r);
+	assert_int_equal(reserve_bytes(), 0);
+	th_sleep_ms(300);
+	assert_int_equal(reserve_bytes(), 0);
+
+	/* The next grant arms it again. */
+	E(slab_cache_open(pool, "reserved", &c));
+	objs[0] = E_PTR(slab_alloc(c));
+	wait_reserve(2 << 20, "after a new grant");
+	E(slab_free(c, objs[0]));
+	E(slab_cache_destroy(c));
+	slab_pool_disconnect(pool);
+	stop_clean();
+
+	/* At most 1/8 of the node (in whole 128 KiB blocks); 0 keeps none. */
+	th_start_or_fail(&daemon_, (const char *const[]){ "--arena-size", "32M", "--reserve",
+							  "1G", NULL });
+	n = node0(&r);
+	total = th_jint(n, "total_bytes");
+	json_decref(r);
+	assert_int_equal(reserve_bytes(), total / 8 / (128 << 10) * (128 << 10));
+	stop_clean();
+	th_start_or_fail(&daemon_, (const char *const[]){ "--reserve", "0", NULL });
+	assert_int_equal(reserve_bytes(), 0);
+	stop_clean();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -569,6 +659,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bad_geometry, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_quota, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_arena_exhaustion, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

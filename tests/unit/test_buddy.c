@@ -13,12 +13,18 @@
  *   - sm_buddy_check catches corrupted free lists and counters, and sm_buddy_repair
  *     rebuilds them from the page states, keeping every allocated block;
  *   - a process that dies holding a region lock leaves it EOWNERDEAD, and the next locker
- *     repairs the free lists and marks the lock consistent.
+ *     repairs the free lists and marks the lock consistent;
+ *   - the reserve: stocking moves whole SLAB_RESERVE_ORDER blocks off the free lists with
+ *     their pages resident; allocations of that order or less come from it first, in
+ *     ascending page order, larger ones from the free lists; draining it gives back the
+ *     very free blocks there were before; sm_buddy_check sees a block lost from its
+ *     lists, and sm_reserve_rebuild (run by repair and adopt) lists it again.
  */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -968,6 +974,104 @@ static void test_robust_lock(void **state)
 	assert_clean(a);
 }
 
+/* ---- the reserve ------------------------------------------------------------------------ */
+
+static unsigned resident_pages(const struct sm_arena *a, uint32_t h, unsigned n)
+{
+	unsigned char vec[1u << SLAB_RESERVE_ORDER];
+	unsigned in = 0;
+
+	assert_true(n <= sizeof(vec));
+	E(mincore(a->base + ((uint64_t)h << SLAB_PAGE_SHIFT), (size_t)n << SLAB_PAGE_SHIFT, vec) ? -errno : 0);
+	for (unsigned i = 0; i < n; i++)
+		in += vec[i] & 1;
+	return in;
+}
+
+static void test_reserve(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	struct slab_node_region *r = sm_region(a, 0);
+	const unsigned rp = 1u << SLAB_RESERVE_ORDER;
+	uint32_t blk[2], h, small[3], big, x;
+	struct snap s0, s1;
+	struct tu_report rep;
+
+	snap_take(a, 0, &s0);
+	assert_int_equal(r->nr_reserve_pages, 0);
+
+	/* Stocking: two whole blocks off the free lists, resident, listed in order. */
+	assert_int_equal(sm_reserve_stock(a, 0), (int)rp);
+	assert_int_equal(sm_reserve_stock(a, 0), (int)rp);
+	assert_int_equal(r->nr_reserve_pages, 2 * rp);
+	assert_int_equal(r->nr_free_pages, s0.nr_free_pages - 2 * rp);
+	assert_int_equal(r->nr_reserve[SLAB_RESERVE_ORDER].l_count, 2);
+	blk[0] = r->nr_reserve[SLAB_RESERVE_ORDER].l_head;
+	blk[1] = a->pages[blk[0]].pg_next;
+	for (unsigned i = 0; i < 2; i++) {
+		assert_int_equal(a->pages[blk[i]].pg_state, PG_RESERVE);
+		assert_int_equal(a->pages[blk[i]].pg_order, SLAB_RESERVE_ORDER);
+		assert_int_equal(blk[i] & (rp - 1), 0);
+		assert_int_equal(resident_pages(a, blk[i], rp), rp);
+		for (uint32_t t = blk[i] + 1; t < blk[i] + rp; t++)
+			assert_int_equal(a->pages[t].pg_next, blk[i]);
+	}
+	assert_clean(a);
+
+	/* Small allocations come from the first block, up the pages; the free lists do not
+	 * move.  An order above SLAB_RESERVE_ORDER comes from the free lists. */
+	for (unsigned i = 0; i < 3; i++) {
+		small[i] = alloc_checked(a, 0, 0);
+		assert_int_equal(small[i], blk[0] + i);
+	}
+	assert_int_equal(r->nr_free_pages, s0.nr_free_pages - 2 * rp);
+	assert_int_equal(r->nr_reserve_pages, 2 * rp - 3);
+	h = alloc_checked(a, 0, SLAB_RESERVE_ORDER - 1); /* the rest of block 0's upper half */
+	assert_int_equal(h, blk[0] + rp / 2);
+	big = alloc_checked(a, 0, SLAB_RESERVE_ORDER + 1);
+	assert_int_equal(r->nr_free_pages, s0.nr_free_pages - 2 * rp - 2 * rp);
+	assert_clean(a);
+
+	/* A block lost from the lists (a slabd that died stocking it) is seen, and listed
+	 * again by the rebuild. */
+	E(sm_region_lock(a, 0));
+	sm_list_del(a->pages, &r->nr_reserve[SLAB_RESERVE_ORDER], blk[1]);
+	r->nr_reserve_pages -= rp;
+	sm_region_unlock(a, 0);
+	assert_int_not_equal(check_node(a, 0, &rep), 0);
+	assert_non_null(strstr(rep.all, "reserve pages counted"));
+	E(sm_region_lock(a, 0));
+	sm_reserve_rebuild(a, 0);
+	sm_region_unlock(a, 0);
+	assert_clean(a);
+	assert_int_equal(r->nr_reserve_pages, 2 * rp - 3 - rp / 2);
+	x = 0;
+	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
+		x += r->nr_reserve[k].l_count;
+	assert_true(x >= 2);
+
+	/* Everything back and the reserve drained: the very free blocks of the start. */
+	E(sm_pages_free(a, big));
+	E(sm_pages_free(a, h));
+	for (unsigned i = 0; i < 3; i++)
+		E(sm_pages_free(a, small[i]));
+	/* the freed blocks went to the free lists; the drain gives back what was left */
+	assert_int_equal(sm_reserve_drain(a, 0), (int)(2 * rp - 3 - rp / 2));
+	assert_int_equal(r->nr_reserve_pages, 0);
+	snap_take(a, 0, &s1);
+	snap_assert_equal(&s0, &s1);
+	assert_clean(a);
+	snap_free(&s0);
+	snap_free(&s1);
+
+	/* A node with no block of that order left stocks nothing. */
+	while (sm_buddy_largest(a, 0) >= (int)SLAB_RESERVE_ORDER)
+		(void)alloc_checked(a, 0, SLAB_RESERVE_ORDER);
+	assert_int_equal(sm_reserve_stock(a, 0), 0);
+	assert_int_equal(r->nr_reserve_pages, 0);
+	assert_clean(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -979,6 +1083,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_model, teardown_arena),
 		cmocka_unit_test_teardown(test_repair, teardown_arena),
 		cmocka_unit_test_teardown(test_robust_lock, teardown_arena),
+		cmocka_unit_test_teardown(test_reserve, teardown_arena),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

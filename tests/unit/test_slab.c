@@ -27,9 +27,6 @@
  *     reference free_block does; an empty slab hands out objects 0, 1, 2, ... and chains
  *     the rest in order, and a corrupt chain stops alloc and parks its slab on the full
  *     list;
- *   - premap: a client view maps the first free-list slabs it has not mapped, at most
- *     SM_PREMAP_PAGES pages a refill, before it takes objects from them, and forgets what
- *     it mapped once slabd announces a hole punch;
  *   - sm_validate is not blind: each injected corruption is reported with the right words,
  *     and sm_node_repair rebuilds the node from the slabs' bufctl so it validates clean.
  *
@@ -1969,102 +1966,6 @@ static void test_free_block_reference(void **state)
 	free(batch);
 }
 
-/* ---- premap ---------------------------------------------------------------------------- */
-
-/* Whether this process has page p of view a mapped (/proc/self/pagemap bit 63). */
-static bool pte_present(const struct sm_arena *a, uint32_t p)
-{
-	uintptr_t va = (uintptr_t)(a->base + ((uint64_t)p << SLAB_PAGE_SHIFT));
-	FILE *f = fopen("/proc/self/pagemap", "rb");
-	uint64_t e = 0;
-
-	assert_non_null(f);
-	assert_int_equal(fseek(f, (long)(va / SLAB_PAGE_SIZE * sizeof(e)), SEEK_SET), 0);
-	assert_int_equal(fread(&e, sizeof(e), 1, f), 1);
-	fclose(f);
-	return e >> 63;
-}
-
-static bool bit_set(const struct sm_arena *a, uint32_t p)
-{
-	return a->mapped[p / 64] >> (p % 64) & 1;
-}
-
-/* A client's view: slabd's work through view a, the refills through view b. */
-static int grow_via_a(struct sm_arena *b, uint32_t id, unsigned node, unsigned nr, void *arg)
-{
-	struct fx *f = arg;
-	int rc = sm_cache_grow(&f->a, id, node, nr);
-
-	(void)b;
-	return rc < 0 ? rc : rc ? 0 : -ENOMEM;
-}
-
-static void test_premap(void **state)
-{
-	struct fx *f = *state;
-	struct sm_cache_params p = params("premap", 64);
-	struct slab_cache_desc *c = cache_new(f, &p), *cb;
-	struct slab_cache_node *cn;
-	struct slab_mag *m;
-	enum { NSLABS = 100 };
-	uint32_t heads[NSLABS], h, more;
-	uint64_t *objs;
-	unsigned n = 0;
-	char err[256];
-
-	E(sm_arena_attach(f->a.fd, &f->b, err, sizeof(err)));
-	f->b.grow = grow_via_a;
-	f->b.grow_arg = f;
-	E(sm_premap_init(&f->b));
-	cb = sm_cache(&f->b, c->c_id);
-	cn = &cb->c_nodes[0];
-	assert_int_equal(sm_cache_grow(&f->a, c->c_id, 0, NSLABS), NSLABS);
-	assert_int_equal(cn->n_free.l_count, NSLABS);
-	for (h = cn->n_free.l_head; n < NSLABS; h = f->b.pages[h].pg_next)
-		heads[n++] = h;
-	for (unsigned i = 0; i < NSLABS; i++) {
-		assert_true(pte_present(&f->a, heads[i])); /* slabd's attach wrote it */
-		assert_false(pte_present(&f->b, heads[i]));
-	}
-	m = mag_new(f, c, c->c_limit);
-	objs = hold(f, (size_t)NSLABS * c->c_num);
-	n = 0;
-
-	/* The first refill maps the first SM_PREMAP_PAGES slabs (order 0) and only those. */
-	E(sm_alloc(&f->b, cb, m, 0, &objs[n++]));
-	for (unsigned i = 0; i < NSLABS; i++) {
-		bool in = i < SM_PREMAP_PAGES;
-
-		assert_int_equal(pte_present(&f->b, heads[i]), in);
-		assert_int_equal(bit_set(&f->b, heads[i]), in);
-	}
-	/* Refills from those slabs map nothing more; the first refill that reaches the
-	 * 65th slab maps the rest. */
-	while (cn->n_free.l_head != SLAB_NIL && cn->n_free.l_head != heads[SM_PREMAP_PAGES]) {
-		E(sm_alloc(&f->b, cb, m, 0, &objs[n++]));
-		assert_false(pte_present(&f->b, heads[SM_PREMAP_PAGES]));
-	}
-	assert_int_equal(cn->n_free.l_head, heads[SM_PREMAP_PAGES]);
-	while (cn->n_free.l_head == heads[SM_PREMAP_PAGES])
-		E(sm_alloc(&f->b, cb, m, 0, &objs[n++]));
-	for (unsigned i = SM_PREMAP_PAGES; i < NSLABS; i++)
-		assert_true(pte_present(&f->b, heads[i]));
-
-	/* slabd announces a hole punch: the next collect forgets every page, and maps the
-	 * new free slabs again. */
-	__atomic_store_n(&f->a.hdr->ah_punch_gen, f->a.hdr->ah_punch_gen + 1, __ATOMIC_RELEASE);
-	assert_int_equal(sm_cache_grow(&f->a, c->c_id, 0, 4), 4);
-	more = cn->n_free.l_head;
-	while (cn->n_free.l_head == more)
-		E(sm_alloc(&f->b, cb, m, 0, &objs[n++]));
-	assert_false(bit_set(&f->b, heads[0]));
-	assert_true(bit_set(&f->b, more));
-	assert_true(pte_present(&f->b, more));
-	assert_int_equal(f->b.mapped_gen, f->a.hdr->ah_punch_gen);
-	assert_true(n <= (size_t)NSLABS * c->c_num);
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -2077,7 +1978,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_free_limit_adapts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mag_resize, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depot, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_premap, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_shared_twice, setup, teardown),
