@@ -700,16 +700,15 @@ static json_t *cmd_clients_list(struct conn *c, json_t *req, struct err *e)
 	return stats_clients(c->d);
 }
 
-/* The per-node reserve: right after a grant, while the client consumes it, slabd grants
- * the next batch onto the node's free list in the background (the loop's next turn), so
- * a cache that keeps growing finds slabs ready (their pages already faulted in by the
- * attach) instead of a round trip each.  A reserve left unused goes back after a second
- * without grants (sm_cache_trim). */
-/* Restock work: (cache id, node) pairs, packed as id | node << 20, that slabd_restock
+/* The cache restock: right after a grant, while the client consumes it, slabd grants
+ * the next batch onto the cache node's free list in the background (the loop's next
+ * turn), so a cache that keeps growing finds slabs ready instead of a round trip each.
+ * Slabs left unused go back after a second without grants (sm_cache_trim).
+ * Restock work: (cache id, node) pairs, packed as id | node << 20, that slabd_restock
  * grows one step at a time between turns of the event loop (main.c), so requests are
  * read and answered between steps.  (Run as libevent callbacks, a step that scheduled
  * the next one immediately ran the whole chain without polling the sockets: a client
- * waiting for a grant waited for the whole reserve, 0.5-0.8 ms.) */
+ * waiting for a grant waited for the whole restock, 0.5-0.8 ms.) */
 #define RESTOCK_STEP 32u  /* slabs per restock step */
 #define GRANT_SYNC   32u  /* most slabs a grant request waits for */
 #define RESTOCK_KEY(id, node) ((uint32_t)(id) | (uint32_t)(node) << 20)
@@ -777,22 +776,17 @@ static bool reserve_due(struct slabd *d)
 	return d->reserve_armed && slabd_now_ns() - d->last_any_grant_ns > RESERVE_QUIET_NS;
 }
 
-/* Stock one block on the first node that is low.  Returns whether more is wanted. */
-static bool reserve_step(struct slabd *d)
+/* The node to stock next, if the reserve is due and some node is low. */
+static bool reserve_wanted(struct slabd *d, unsigned *node)
 {
-	bool more = false, done = false;
-
-	for (unsigned n = 0; reserve_due(d) && n < d->arena.hdr->ah_nr_nodes; n++) {
-		if (!reserve_low(d, n))
-			continue;
-		if (!done) {
-			done = true;
-			if (sm_reserve_stock(&d->arena, n) <= 0)
-				continue; /* a lock error: this node is not stocked this round */
+	if (!reserve_due(d))
+		return false;
+	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++)
+		if (reserve_low(d, n)) {
+			*node = n;
+			return true;
 		}
-		more |= reserve_low(d, n);
-	}
-	return more;
+	return false;
 }
 
 void commands_reserve_init(struct slabd *d)
@@ -800,7 +794,8 @@ void commands_reserve_init(struct slabd *d)
 	uint64_t pages = 0, t0 = slabd_now_ns();
 
 	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++) {
-		uint64_t t = d->opt.reserve >> SLAB_PAGE_SHIFT, cap = sm_region(&d->arena, n)->nr_nr_pages / 8;
+		uint64_t t = d->opt.reserve >> SLAB_PAGE_SHIFT;
+		uint64_t cap = sm_region(&d->arena, n)->nr_nr_pages / 8;
 
 		t = t < cap ? t : cap;
 		d->reserve_target[n] = (uint32_t)(t & ~((1ull << SLAB_RESERVE_ORDER) - 1));
@@ -823,18 +818,16 @@ void commands_reserve_init(struct slabd *d)
 
 bool slabd_restock(struct slabd *d)
 {
-	bool more;
+	unsigned node;
 
-	/* Slabs for caches first: clients may be waiting for those. */
-	if (d->nr_restock) {
+	/* Slabs for caches first: clients may be waiting for those.  A reserve block a step
+	 * otherwise; a lock error disarms the reserve (until the next grant) rather than
+	 * spin on it. */
+	if (d->nr_restock)
 		cache_restock_step(d);
-		more = false;
-		for (unsigned n = 0; reserve_due(d) && !more && n < d->arena.hdr->ah_nr_nodes; n++)
-			more = reserve_low(d, n);
-	} else {
-		more = reserve_step(d);
-	}
-	return d->nr_restock > 0 || more;
+	else if (reserve_wanted(d, &node) && sm_reserve_stock(&d->arena, node) < 0)
+		d->reserve_armed = false;
+	return d->nr_restock > 0 || reserve_wanted(d, &node);
 }
 
 /* Internal (libslab): fresh slabs for a cache the client has open. */
