@@ -330,7 +330,9 @@ static json_t *cmd_hello(struct conn *c, json_t *req, struct err *e)
 	const char *rs = role ? json_string_value(role) : "monitor";
 	uint64_t ver;
 
-	if (c->role != CONN_NEW)
+	/* A resuming client waiting to hand over its arena has said hello too (a second,
+	 * pipelined hello must not start a second hand-over on the same connection). */
+	if (c->role != CONN_NEW || c->adopt_ev)
 		return fail(e, EPROTO, "hello was already said on this connection");
 	if (get_uint(req, "version", 1000, &ver, e))
 		return NULL;
