@@ -81,6 +81,7 @@ struct storm_shared {
 };
 
 static struct th_daemon daemon_;
+static long long *lat_; /* the kill latencies; freed by teardown even when a check fails */
 
 static int setup(void **state)
 {
@@ -94,6 +95,8 @@ static int teardown(void **state)
 {
 	(void)state;
 	th_teardown(&daemon_);
+	free(lat_);
+	lat_ = NULL;
 	return 0;
 }
 
@@ -382,7 +385,7 @@ static void test_storm(void **state)
 		s.seed = 1;
 	rng = s.seed;
 	printf("storm: %u kills, seed %#llx\n", kills, (unsigned long long)s.seed);
-	lat = calloc(kills, sizeof(*lat));
+	lat = lat_ = calloc(kills, sizeof(*lat));
 	assert_non_null(lat);
 	s.sh = mmap(NULL, sizeof(*s.sh), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (s.sh == MAP_FAILED)
@@ -539,6 +542,7 @@ static void test_storm(void **state)
 	       s.spawned, (double)(th_now_ms() - t_start) / 1e3, polls,
 	       (double)list_ns / polls / 1e6);
 	free(lat);
+	lat_ = NULL;
 	munmap(s.steps, SM_STEP_PAGE_SLOTS * sizeof(uint32_t));
 	close(s.stepfd);
 	munmap(s.sh, sizeof(*s.sh));
