@@ -201,6 +201,17 @@ void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head)
 	r->nr_free_blocks++;
 }
 
+int sm_pages_populate(struct sm_arena *a, uint32_t head, uint32_t pages)
+{
+#ifdef MADV_POPULATE_WRITE
+	return madvise(a->base + ((uint64_t)head << SLAB_PAGE_SHIFT),
+		       (size_t)pages << SLAB_PAGE_SHIFT, MADV_POPULATE_WRITE) ? -errno : 0;
+#else
+	(void)a, (void)head, (void)pages;
+	return -ENOSYS;
+#endif
+}
+
 int sm_reserve_stock(struct sm_arena *a, unsigned node)
 {
 	struct slab_node_region *r = sm_region(a, node);
@@ -221,9 +232,7 @@ int sm_reserve_stock(struct sm_arena *a, unsigned node)
 	make_alloc(a, h, order, PG_RESERVE);
 	sm_region_unlock(a, node);
 	p = a->base + ((uint64_t)h << SLAB_PAGE_SHIFT);
-#ifdef MADV_POPULATE_WRITE
-	if (madvise(p, (size_t)SLAB_PAGE_SIZE << order, MADV_POPULATE_WRITE))
-#endif
+	if (sm_pages_populate(a, h, 1u << order))
 		for (size_t off = 0; off < (size_t)SLAB_PAGE_SIZE << order; off += SLAB_PAGE_SIZE)
 			*(volatile uint8_t *)(p + off) = 0; /* free memory: any byte will do */
 	rc = sm_region_lock(a, node);

@@ -48,6 +48,11 @@ int sm_pages_free(struct sm_arena *a, uint32_t head);
 int sm_do_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head);
 void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head);
 
+/* Fault pages [head, head + pages) in for writing with one MADV_POPULATE_WRITE (the pages
+ * allocated, zeroed and mapped in this process).  0, or -errno (-ENOSYS: a kernel or
+ * headers before 5.14), in which case the caller's first writes fault them in. */
+int sm_pages_populate(struct sm_arena *a, uint32_t head, uint32_t pages);
+
 /* slabd: take one free block of SLAB_RESERVE_ORDER into node's reserve, faulting its
  * pages in (MADV_POPULATE_WRITE) with the region lock dropped.  Returns the pages added:
  * 0 when no free block of that order is left.  Errors: -errno of the lock. */

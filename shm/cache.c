@@ -281,12 +281,11 @@ static uint64_t slab_objects(struct sm_arena *a, struct slab_cache_desc *c)
 
 /* Fault in the new slabs' pages in one system call per run of adjacent blocks, before
  * the node lock is taken: the attach writes every slab's bufctl, and page by page that is
- * a fault each (most of what a cold cache costs).  Best effort: a kernel without
- * MADV_POPULATE_WRITE (before 5.14) faults them in one at a time as before. */
+ * a fault each (most of what a cold cache costs).  Best effort (sm_pages_populate): pages
+ * from the node reserve are resident already, and the call finds nothing to do. */
 static void populate(struct sm_arena *a, const struct slab_cache_desc *c,
 		     const uint32_t *heads, unsigned n)
 {
-#ifdef MADV_POPULATE_WRITE
 	uint32_t pages = 1u << c->c_order;
 
 	for (unsigned i = 0; i < n;) {
@@ -294,13 +293,9 @@ static void populate(struct sm_arena *a, const struct slab_cache_desc *c,
 
 		while (j < n && heads[j] == heads[j - 1] + pages)
 			j++;
-		madvise(sm_slab_addr(a, heads[i]), ((size_t)(j - i) * pages) << SLAB_PAGE_SHIFT,
-			MADV_POPULATE_WRITE);
+		(void)sm_pages_populate(a, heads[i], (j - i) * pages);
 		i = j;
 	}
-#else
-	(void)a, (void)c, (void)heads, (void)n;
-#endif
 }
 
 int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
