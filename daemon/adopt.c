@@ -36,6 +36,7 @@
 #include "buddy.h"
 #include "client.h"
 #include "slabd.h"
+#include "stocker.h"
 #include "validate.h"
 
 static void log_problem(void *arg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -177,6 +178,7 @@ int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
 		free(d->track);
 		d->track = tr;
 	}
+	stocker_quiesce(d); /* its blocks belong to the arena going away */
 	sm_arena_detach(&d->arena);
 	d->arena = fresh;
 	adopt_after(d);

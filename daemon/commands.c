@@ -22,6 +22,7 @@
 #include "debug.h"
 #include "slabd.h"
 #include "sockpath.h"
+#include "stocker.h"
 #include "validate.h"
 
 struct err {
@@ -557,6 +558,8 @@ static json_t *cmd_cache_stats(struct conn *c, json_t *req, struct err *e)
 	return json_pack("{s:o}", "caches", list);
 }
 
+static void unschedule_restock(struct slabd *d, uint32_t id);
+
 static json_t *cmd_cache_shrink(struct conn *c, json_t *req, struct err *e)
 {
 	unsigned released = 0;
@@ -565,14 +568,18 @@ static json_t *cmd_cache_shrink(struct conn *c, json_t *req, struct err *e)
 	if (has_name(req)) {
 		if (find_cache(c->d, req, &id, e))
 			return NULL;
+		unschedule_restock(c->d, id);
 		released = sm_cache_shrink(&c->d->arena, id);
 	} else {
 		for (id = 0; id < c->d->arena.hdr->ah_nr_caches; id++)
-			if (sm_cache(&c->d->arena, id)->c_state != CACHE_UNUSED)
+			if (sm_cache(&c->d->arena, id)->c_state != CACHE_UNUSED) {
+				unschedule_restock(c->d, id);
 				released += sm_cache_shrink(&c->d->arena, id);
+			}
 	}
 	/* The reserve is free memory too: back with the rest, until the next grant. */
 	c->d->reserve_armed = false;
+	stocker_quiesce(c->d);
 	for (unsigned n = 0; n < c->d->arena.hdr->ah_nr_nodes; n++)
 		sm_reserve_drain(&c->d->arena, n);
 	return json_pack("{s:i, s:I}", "released_slabs", (int)released, "punched_bytes",
@@ -604,6 +611,7 @@ static json_t *cmd_cache_validate(struct conn *c, json_t *req, struct err *e)
 	unsigned bad;
 	uint32_t id;
 
+	stocker_quiesce(c->d); /* the blocks it holds off the reserve lists (B4) */
 	if (has_name(req)) {
 		if (find_cache(c->d, req, &id, e)) {
 			json_decref(v.lines);
@@ -727,6 +735,19 @@ static void schedule_restock(struct slabd *d, uint32_t id, unsigned node)
 	d->restock[d->nr_restock++] = key;
 }
 
+/* A shrink gives the cache's memory back: pending restock work for it would take it
+ * again at once (seen: a closed cache regrown to 8 MiB right after its shrink). */
+static void unschedule_restock(struct slabd *d, uint32_t id)
+{
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < d->nr_restock; i++)
+		if ((d->restock[i] & 0xfffff) != id)
+			d->restock[k++] = d->restock[i];
+	d->nr_restock = k;
+	d->track[id].grant_streak = 0;
+}
+
 static void cache_restock_step(struct slabd *d)
 {
 	uint32_t key, id, want;
@@ -744,7 +765,7 @@ static void cache_restock_step(struct slabd *d)
 	/* Two batches ahead, so a cache that keeps growing finds slabs ready while slabd
 	 * prepares more; RESTOCK_STEP slabs a step, so that a grant request waits for one
 	 * step at most, not for the whole reserve. */
-	if (cd->c_state == CACHE_LIVE && want &&
+	if (cd->c_state == CACHE_LIVE && want && SM_LOAD(&cd->c_refcount) &&
 	    SM_LOAD(&cd->c_nodes[node].n_free.l_count) < 2 * want &&
 	    sm_cache_grow(&d->arena, id, node, want < RESTOCK_STEP ? want : RESTOCK_STEP) > 0) {
 		d->last_any_grant_ns = slabd_now_ns();
@@ -754,28 +775,33 @@ static void cache_restock_step(struct slabd *d)
 
 /* The per-node page reserve (buddy.h): free memory slabd faults in ahead of need, so that
  * the pages a growing cache gets are already resident.  A page fault of fresh shared
- * memory costs about 1 us here, 16 ns for each 64-byte object on it: without the reserve
- * a new cache on a fresh arena waited for slabd's page faults (cold 3.6x warm).  Stocked
- * to reserve_target at start-up, before slabd is ready, and again one block a step
- * between loop turns once grants have used it; a shrink gives it back (it counts as
- * resident memory) and it stays empty until the next grant. */
-#define RESERVE_QUIET_NS 100000000ull /* restock after grants paused this long */
+ * memory costs 1-2.2 us on the VMs measured, 16-34 ns for each 64-byte object on it:
+ * without the reserve a new cache on a fresh arena waited for slabd's page faults (cold
+ * 3.6x warm).  Stocked to reserve_target at start-up, before slabd is ready, and again
+ * once grants have used it: by the stocker thread (stocker.h) block by block while the
+ * grants go on, or, without that thread, one block a step between loop turns once grants
+ * paused.  A shrink gives it back (it counts as resident memory) and it stays empty until
+ * the next grant. */
+#define RESERVE_QUIET_NS 100000000ull /* without the stocker: after grants paused this long */
 
 static bool reserve_low(struct slabd *d, unsigned node)
 {
 	const struct slab_node_region *r = sm_region(&d->arena, node);
 
-	return SM_LOAD(&r->nr_reserve_pages) + (1u << SLAB_RESERVE_ORDER) <=
+	return SM_LOAD(&r->nr_reserve_pages) + stocker_pages_out(d, node) +
+			       (1u << SLAB_RESERVE_ORDER) <=
 		       d->reserve_target[node] &&
 	       sm_buddy_largest(&d->arena, node) >= (int)SLAB_RESERVE_ORDER;
 }
 
-/* Between bursts only: faulting pages in while a cache grows would take the CPU (and,
- * with the sync wake-ups of Unix sockets, often the client's own CPU) from the client
- * the reserve is for.  The reap timer's 20 ms ticks bring the loop back to it. */
+/* The stocker thread runs at idle priority, so it stocks during a burst.  On the main
+ * thread only between bursts: faulting pages in while a cache grows would take the CPU
+ * (and, with the sync wake-ups of Unix sockets, often the client's own CPU) from the
+ * client the reserve is for.  The reap timer's 20 ms ticks bring the loop back to it. */
 static bool reserve_due(struct slabd *d)
 {
-	return d->reserve_armed && slabd_now_ns() - d->last_any_grant_ns > RESERVE_QUIET_NS;
+	return d->reserve_armed && (stocker_running(d) ||
+				    slabd_now_ns() - d->last_any_grant_ns > RESERVE_QUIET_NS);
 }
 
 /* The node to stock next, if the reserve is due and some node is low. */
@@ -825,11 +851,15 @@ bool slabd_restock(struct slabd *d)
 	/* Slabs for caches first: clients may be waiting for those.  A reserve block a step
 	 * otherwise; a lock error disarms the reserve (until the next grant) rather than
 	 * spin on it. */
+	stocker_collect(d);
 	if (d->nr_restock)
 		cache_restock_step(d);
-	else if (reserve_wanted(d, &node) && sm_reserve_stock(&d->arena, node) < 0)
+	else if (reserve_wanted(d, &node) &&
+		 (stocker_running(d) ? stocker_feed(d, node) : sm_reserve_stock(&d->arena, node)) < 0)
 		d->reserve_armed = false;
-	return d->nr_restock > 0 || reserve_wanted(d, &node);
+	/* With every stocker slot out, the completion event brings the loop back. */
+	return d->nr_restock > 0 ||
+	       (reserve_wanted(d, &node) && (!stocker_running(d) || stocker_has_room(d)));
 }
 
 /* Internal (libslab): fresh slabs for a cache the client has open. */
@@ -839,6 +869,7 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	uint64_t id, node, nr;
 	struct slab_cache_desc *cd;
 	uint32_t cap, *streak;
+	bool drained = false;
 	int rc;
 
 	if (!json_is_integer(json_object_get(req, "cache")))
@@ -875,6 +906,16 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 		if (nr < *streak) /* the client waits for GRANT_SYNC at most: the rest restocks */
 			nr = *streak < GRANT_SYNC ? *streak : GRANT_SYNC;
 		rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
+		/* The reserve is free memory: the node is exhausted only once it is back on
+		 * the free lists, merged (a slab larger than a reserve block, or one the split
+		 * blocks no longer fit, needs that), the blocks out with the stocker too. */
+		if (rc == -ENOMEM && (stocker_pages_out(d, (unsigned)node) ||
+				      SM_LOAD(&sm_region(&d->arena, (unsigned)node)->nr_reserve_pages))) {
+			stocker_quiesce(d);
+			sm_reserve_drain(&d->arena, (unsigned)node);
+			drained = true;
+			rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
+		}
 	}
 	if (rc == -EDQUOT)
 		return fail(e, EDQUOT, "cache '%s' reached its quota of %llu objects", cd->c_name,
@@ -884,7 +925,9 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	if (rc < 0)
 		return fail(e, EIO, "cannot grow cache '%s': %s", cd->c_name, strerror(-rc));
 	d->track[id].last_grant_ns = d->last_any_grant_ns = slabd_now_ns();
-	d->reserve_armed = true;
+	/* Stock the reserve again, unless this grant needed it: then memory is short, and
+	 * stocking would only take what the next grant needs, until a grant finds enough. */
+	d->reserve_armed = !drained;
 	schedule_restock(d, (uint32_t)id, (unsigned)node);
 	return json_pack("{s:i}", "granted", rc);
 }

@@ -19,6 +19,7 @@
 
 #include "numa_place.h"
 #include "slabd.h"
+#include "stocker.h"
 #include "sockpath.h"
 
 static const char *level_names[] = { "error", "warn", "info", "debug" };
@@ -400,6 +401,10 @@ int main(int argc, char **argv)
 		event_base_free(d.base);
 		return 1;
 	}
+	rc = stocker_start(&d);
+	if (rc)
+		slabd_log(&d, LOG_WARN, "no reserve stocker thread (%s): the reserve is restocked "
+			  "on the main thread between bursts", strerror(-rc));
 	slabd_log(&d, LOG_INFO, "ready: socket %s, arena %llu MiB over %u node(s), %u cache slots",
 		  d.socket_path, (unsigned long long)(d.arena.size >> 20),
 		  d.arena.hdr->ah_nr_nodes, d.arena.hdr->ah_nr_caches);
@@ -419,6 +424,7 @@ int main(int argc, char **argv)
 		more = slabd_restock(&d);
 	}
 
+	stocker_stop(&d);
 	server_close_all(&d);
 	if (d.accept_retry)
 		event_free(d.accept_retry);

@@ -141,6 +141,7 @@ struct slabd {
 	unsigned               nr_restock;
 	uint32_t               reserve_target[SLAB_MAX_NODES]; /* pages, per node (commands.c) */
 	bool                   reserve_armed; /* stock the reserves: set by grants, cleared by shrink */
+	struct stocker        *stocker;       /* the reserve stocker thread, or NULL (stocker.h) */
 	struct dead_client     dead[SLABD_DEAD_KEPT]; /* ring of the last dead clients */
 	unsigned               nr_dead;       /* total ever; dead[nr_dead % KEPT] is next */
 };

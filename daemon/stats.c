@@ -15,6 +15,7 @@
 #include "client.h"
 #include "debug.h"
 #include "slabd.h"
+#include "stocker.h"
 
 static const char *stat_names[SLAB_STAT_NR] = {
 	[STAT_ALLOC_FASTPATH] = "alloc_fastpath", [STAT_ALLOC_SLOWPATH] = "alloc_slowpath",
@@ -288,7 +289,7 @@ json_t *stats_arena(struct slabd *d)
 			"slabs", "partial", (int)slabs[0], "full", (int)slabs[1], "free", (int)slabs[2],
 			"discard", (int)slabs[3]));
 	}
-	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:I, s:i, s:i, s:i, s:i, s:o}",
+	return json_pack("{s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:I, s:i, s:i, s:i, s:i, s:b, s:I, s:o}",
 			 "now_ns", (json_int_t)slabd_now_ns(),
 			 "started_ns", (json_int_t)d->started_ns,
 			 "size", (json_int_t)a->size, "resident_bytes", (json_int_t)resident_bytes(d),
@@ -297,6 +298,8 @@ json_t *stats_arena(struct slabd *d)
 			 "generation", (json_int_t)a->hdr->ah_generation,
 			 "caches", (int)caches, "cache_slots", (int)a->hdr->ah_nr_caches,
 			 "clients", (int)clients, "client_slots", (int)a->hdr->ah_nr_clients,
+			 "stocker", stocker_running(d),
+			 "stocked_bytes", (json_int_t)(stocker_pages_stocked(d) << SLAB_PAGE_SHIFT),
 			 "nodes", nodes);
 }
 
@@ -368,16 +371,27 @@ struct holder_walk {
 	char             where[64];
 };
 
+/* A live magazine is read while its owner uses it.  A slow-path step (m_intent set)
+ * moves entries in or out and zeroes the slots it empties, so a magazine whose step is in
+ * progress, or whose count or step changed while it was copied, is skipped: its objects
+ * are in transit (validate reported the zeroed slots as "offset 0").  Skipping only
+ * leaves objects uncounted, which validate does not report. */
 static void holder_mag(void *arg, struct slab_mag *m)
 {
 	struct holder_walk *h = arg;
 	struct slab_cache_desc *cd = sm_cache(h->a, h->id);
-	uint32_t avail = SM_LOAD(&m->m_avail);
+	uint64_t before = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
+	uint32_t avail = (uint32_t)before;
+	uint64_t seen[SLAB_MAG_MAX];
 
-	if (m->m_cache != h->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity)
+	if (m->m_cache != h->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity ||
+	    avail > SLAB_MAG_MAX || (uint32_t)(before >> 32))
+		return;
+	memcpy(seen, sm_mag_entries(m), avail * sizeof(uint64_t));
+	if (__atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE) != before)
 		return;
 	for (uint32_t i = 0; i < avail; i++)
-		h->add(h->ctx, sm_mag_entries(m)[i], h->where);
+		h->add(h->ctx, seen[i], h->where);
 }
 
 void stats_holders(void *arg, uint32_t id,

@@ -19,8 +19,10 @@
  * cache gets pages that are already resident instead of paying a page fault for each;
  * then the free lists.  The reserve is free memory: stats count it in free_bytes.
  *   B4 nr_reserve_pages == sum of reserve block sizes; list counts match the lists; a
- *      PG_RESERVE head is on nr_reserve[its order] (slabd's stocking, single-threaded,
- *      holds one off the list while it faults it in; adopt lists it again).
+ *      PG_RESERVE head is on nr_reserve[its order] (except the blocks slabd is
+ *      stocking, held off the lists while their pages fault in: slabd's validate waits
+ *      for those to be listed first; a repair or an adopt lists them, see
+ *      sm_reserve_put).
  *
  * Only slabd calls the allocating/freeing functions in production; they take the region's
  * robust nr_lock and repair the free lists from the page states (sm_buddy_repair) when a
@@ -46,17 +48,38 @@ int sm_pages_free(struct sm_arena *a, uint32_t head);
 
 /* The same with the region lock already held (do_ = caller holds nr_lock). */
 int sm_do_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head);
+/* sm_do_pages_alloc telling where the block came from: 1 from the reserve (resident),
+ * 0 from the free lists, or -ENOMEM. */
+int sm_do_pages_take(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head);
 void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head);
 
-/* Fault pages [head, head + pages) in for writing with one MADV_POPULATE_WRITE (the pages
- * allocated, zeroed and mapped in this process).  0, or -errno (-ENOSYS: a kernel or
- * headers before 5.14), in which case the caller's first writes fault them in. */
+/* Make pages [head, head + pages) resident and mapped in this process: two fallocates on
+ * the arena's fd (allocated and zeroed in the shared page cache, where every process's
+ * fault only has to map them), then sm_pages_map; without an fd that fallocate serves,
+ * one MADV_POPULATE_WRITE.  Changes no byte anyone wrote.  0, or -errno (-ENOSYS: a
+ * kernel or headers before 5.14), in which case the first accesses fault them in. */
 int sm_pages_populate(struct sm_arena *a, uint32_t head, uint32_t pages);
+/* Map resident pages (the reserve's) into this process with read faults
+ * (MADV_POPULATE_READ: fault-around maps 16 a fault; pages mapped already cost
+ * nothing).  0 or -errno as above. */
+int sm_pages_map(struct sm_arena *a, uint32_t head, uint32_t pages);
 
 /* slabd: take one free block of SLAB_RESERVE_ORDER into node's reserve, faulting its
- * pages in (MADV_POPULATE_WRITE) with the region lock dropped.  Returns the pages added:
- * 0 when no free block of that order is left.  Errors: -errno of the lock. */
+ * pages in (sm_reserve_fault) with the region lock dropped.  Returns the pages added:
+ * 0 when no free block of that order is left.  Errors: -errno of the lock.
+ * It is sm_reserve_take, sm_reserve_fault and sm_reserve_put in a row; slabd's stocker
+ * thread (daemon/stocker.h) runs the middle one. */
 int sm_reserve_stock(struct sm_arena *a, unsigned node);
+/* Take a free block of SLAB_RESERVE_ORDER pages as a PG_RESERVE head on no list (*head).
+ * 1, 0 when there is none, or -errno of the lock. */
+int sm_reserve_take(struct sm_arena *a, unsigned node, uint32_t *head);
+/* Fault a block's pages in (sm_pages_populate; reads where that is missing).  Changes no
+ * byte of memory and no descriptor: safe on any pages, in any thread, at any time. */
+void sm_reserve_fault(struct sm_arena *a, uint32_t head, uint32_t pages);
+/* List a block sm_reserve_take took on the reserve.  Returns its pages, or 0 when it is
+ * no longer a reserve block held off the lists (a repair listed it meanwhile, and it may
+ * have been handed out since): nothing changes.  Errors: -errno of the lock. */
+int sm_reserve_put(struct sm_arena *a, unsigned node, uint32_t head);
 
 /* slabd: every reserve block of node back to the free lists (a shrink, before holes are
  * punched).  Returns the pages released.  Errors: -errno of the lock. */

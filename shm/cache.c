@@ -279,21 +279,25 @@ static uint64_t slab_objects(struct sm_arena *a, struct slab_cache_desc *c)
 	return slabs * c->c_num;
 }
 
-/* Fault in the new slabs' pages in one system call per run of adjacent blocks, before
- * the node lock is taken: the attach writes every slab's bufctl, and page by page that is
- * a fault each (most of what a cold cache costs).  Best effort (sm_pages_populate): pages
- * from the node reserve are resident already, and the call finds nothing to do. */
+/* Make the new slabs' pages resident and mapped in slabd, one system call per run of
+ * adjacent blocks, before the node lock is taken: the attach writes every slab's bufctl,
+ * and page by page that is a fault each (most of what a cold cache costs).  Pages from
+ * the node reserve are resident (and mapped, when the stocker thread faulted them in)
+ * already: they only need mapping.  Best effort: a page left out faults in on first use. */
 static void populate(struct sm_arena *a, const struct slab_cache_desc *c,
-		     const uint32_t *heads, unsigned n)
+		     const uint32_t *heads, const uint8_t *resident, unsigned n)
 {
 	uint32_t pages = 1u << c->c_order;
 
 	for (unsigned i = 0; i < n;) {
 		unsigned j = i + 1;
 
-		while (j < n && heads[j] == heads[j - 1] + pages)
+		while (j < n && heads[j] == heads[j - 1] + pages && resident[j] == resident[i])
 			j++;
-		(void)sm_pages_populate(a, heads[i], (j - i) * pages);
+		if (resident[i])
+			(void)sm_pages_map(a, heads[i], (j - i) * pages);
+		else
+			(void)sm_pages_populate(a, heads[i], (j - i) * pages);
 		i = j;
 	}
 }
@@ -302,6 +306,7 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
 {
 	struct slab_cache_desc *c;
 	uint32_t heads[SM_GROW_MAX];
+	uint8_t resident[SM_GROW_MAX];
 	unsigned got = 0;
 	int rc;
 
@@ -323,12 +328,12 @@ int sm_cache_grow(struct sm_arena *a, uint32_t id, unsigned node, unsigned nr)
 	rc = sm_region_lock(a, node);
 	if (rc)
 		return rc;
-	while (got < nr && sm_do_pages_alloc(a, node, c->c_order, &heads[got]) == 0)
-		got++;
+	while (got < nr && (rc = sm_do_pages_take(a, node, c->c_order, &heads[got])) >= 0)
+		resident[got++] = (uint8_t)rc;
 	sm_region_unlock(a, node);
 	if (!got)
 		return -ENOMEM;
-	populate(a, c, heads, got);
+	populate(a, c, heads, resident, got);
 	/* The slabs' own bytes before the node lock, which clients wait for: the lock is
 	 * held only to link them in. */
 	for (unsigned i = 0; i < got; i++)

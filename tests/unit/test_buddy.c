@@ -1072,6 +1072,95 @@ static void test_reserve(void **state)
 	assert_clean(a);
 }
 
+/* sm_pages_populate: fresh pages end up resident and zero, pages somebody wrote keep
+ * every byte (fallocate only fills holes), both with the arena's fd and without. */
+static void test_populate(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	const unsigned rp = 1u << SLAB_RESERVE_ORDER;
+	uint32_t h = alloc_checked(a, 0, SLAB_RESERVE_ORDER);
+	uint32_t w = alloc_checked(a, 0, SLAB_RESERVE_ORDER);
+	uint8_t *fresh = a->base + ((uint64_t)h << SLAB_PAGE_SHIFT);
+	uint8_t *used = a->base + ((uint64_t)w << SLAB_PAGE_SHIFT);
+	size_t len = (size_t)rp << SLAB_PAGE_SHIFT;
+	int fd = a->fd;
+
+	assert_true(fd >= 0); /* a memfd arena: the fallocate path */
+	assert_int_equal(resident_pages(a, h, rp), 0);
+	for (size_t i = 0; i < len; i += 61)
+		used[i] = (uint8_t)(i * 7 + 1);
+	E(sm_pages_populate(a, h, rp));
+	E(sm_pages_populate(a, w, rp));
+	assert_int_equal(resident_pages(a, h, rp), rp);
+	for (size_t i = 0; i < len; i++)
+		if (fresh[i])
+			fail_msg("byte %zu of a fresh block reads %u after populate", i, fresh[i]);
+	for (size_t i = 0; i < len; i += 61)
+		assert_int_equal(used[i], (uint8_t)(i * 7 + 1));
+	/* sm_pages_map and the fd-less path (MADV_POPULATE_WRITE) keep them too */
+	E(sm_pages_map(a, w, rp));
+	a->fd = -1;
+	E(sm_pages_populate(a, w, rp));
+	a->fd = fd;
+	for (size_t i = 0; i < len; i += 61)
+		assert_int_equal(used[i], (uint8_t)(i * 7 + 1));
+	E(sm_pages_free(a, h));
+	E(sm_pages_free(a, w));
+	assert_clean(a);
+}
+
+/* The stocker's hand-over (daemon/stocker.h): a block taken with sm_reserve_take is off
+ * every list (validate counts it missing, B4) until sm_reserve_put lists it; a repair in
+ * between lists it itself, and the put then changes nothing, even after the block was
+ * handed out. */
+static void test_reserve_handover(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	struct slab_node_region *r = sm_region(a, 0);
+	const unsigned rp = 1u << SLAB_RESERVE_ORDER;
+	struct tu_report rep;
+	struct snap s0;
+	uint32_t h, h2, x;
+
+	snap_take(a, 0, &s0);
+	assert_int_equal(sm_reserve_take(a, 0, &h), 1);
+	assert_int_equal(a->pages[h].pg_state, PG_RESERVE);
+	assert_int_equal(a->pages[h].pg_next, SLAB_NIL);
+	assert_int_equal(a->pages[h].pg_prev, SLAB_NIL);
+	assert_int_equal(r->nr_reserve_pages, 0);
+	assert_int_equal(r->nr_free_pages, s0.nr_free_pages - rp);
+	assert_int_not_equal(check_node(a, 0, &rep), 0);
+	assert_non_null(strstr(rep.all, "reserve pages counted"));
+	sm_reserve_fault(a, h, rp);
+	assert_int_equal(resident_pages(a, h, rp), rp);
+	assert_int_equal(sm_reserve_put(a, 0, h), (int)rp);
+	assert_int_equal(r->nr_reserve_pages, rp);
+	assert_clean(a);
+	/* a second put of the same block: listed already, nothing changes */
+	assert_int_equal(sm_reserve_put(a, 0, h), 0);
+	assert_int_equal(r->nr_reserve_pages, rp);
+	assert_int_equal(r->nr_reserve[SLAB_RESERVE_ORDER].l_count, 1);
+	assert_clean(a);
+
+	/* A repair between take and put lists the block; the late put leaves it alone. */
+	assert_int_equal(sm_reserve_take(a, 0, &h2), 1);
+	E(sm_region_lock(a, 0));
+	sm_buddy_repair(a, 0);
+	sm_region_unlock(a, 0);
+	assert_clean(a);
+	assert_int_equal(r->nr_reserve_pages, 2 * rp);
+	/* ... and hands it out: the late put must not list a block in use */
+	E(sm_reserve_drain(a, 0) == (int)(2 * rp) ? 0 : -EINVAL);
+	x = alloc_checked(a, 0, SLAB_RESERVE_ORDER);
+	(void)x;
+	assert_int_equal(sm_reserve_put(a, 0, h2), 0);
+	assert_int_equal(r->nr_reserve_pages, 0);
+	assert_clean(a);
+	E(sm_pages_free(a, x));
+	assert_clean(a);
+	assert_int_equal(r->nr_free_pages, s0.nr_free_pages);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1084,6 +1173,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_repair, teardown_arena),
 		cmocka_unit_test_teardown(test_robust_lock, teardown_arena),
 		cmocka_unit_test_teardown(test_reserve, teardown_arena),
+		cmocka_unit_test_teardown(test_populate, teardown_arena),
+		cmocka_unit_test_teardown(test_reserve_handover, teardown_arena),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
