@@ -794,10 +794,10 @@ static bool reserve_low(struct slabd *d, unsigned node)
 	       sm_buddy_largest(&d->arena, node) >= (int)SLAB_RESERVE_ORDER;
 }
 
-/* The stocker thread runs at idle priority, so it stocks during a burst.  On the main
+/* The stocker thread stocks during a burst, on a CPU the scheduler picks.  On the main
  * thread only between bursts: faulting pages in while a cache grows would take the CPU
- * (and, with the sync wake-ups of Unix sockets, often the client's own CPU) from the
- * client the reserve is for.  The reap timer's 20 ms ticks bring the loop back to it. */
+ * (with the sync wake-ups of Unix sockets, often the client's own CPU) from the client
+ * the reserve is for.  The reap timer's 20 ms ticks bring the loop back to it. */
 static bool reserve_due(struct slabd *d)
 {
 	return d->reserve_armed && (stocker_running(d) ||
@@ -862,6 +862,23 @@ bool slabd_restock(struct slabd *d)
 	       (reserve_wanted(d, &node) && (!stocker_running(d) || stocker_has_room(d)));
 }
 
+/* A node found full: the memory the stocker holds and the node's reserve go back to
+ * the free lists, merged (a block larger than a reserve block needs that), and the
+ * reserve is not stocked again until a grant finds enough memory.  Returns whether any
+ * came back. */
+static bool reclaim_reserve(struct slabd *d, unsigned node)
+{
+	bool some = stocker_pages_out(d, node) ||
+		    SM_LOAD(&sm_region(&d->arena, node)->nr_reserve_pages);
+
+	if (some) {
+		stocker_quiesce(d);
+		sm_reserve_drain(&d->arena, node);
+	}
+	d->reserve_armed = false;
+	return some;
+}
+
 /* Internal (libslab): fresh slabs for a cache the client has open. */
 static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 {
@@ -906,13 +923,8 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 		if (nr < *streak) /* the client waits for GRANT_SYNC at most: the rest restocks */
 			nr = *streak < GRANT_SYNC ? *streak : GRANT_SYNC;
 		rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
-		/* The reserve is free memory: the node is exhausted only once it is back on
-		 * the free lists, merged (a slab larger than a reserve block, or one the split
-		 * blocks no longer fit, needs that), the blocks out with the stocker too. */
-		if (rc == -ENOMEM && (stocker_pages_out(d, (unsigned)node) ||
-				      SM_LOAD(&sm_region(&d->arena, (unsigned)node)->nr_reserve_pages))) {
-			stocker_quiesce(d);
-			sm_reserve_drain(&d->arena, (unsigned)node);
+		/* The reserve is free memory: the node is exhausted only once it is back. */
+		if (rc == -ENOMEM && reclaim_reserve(d, (unsigned)node)) {
 			drained = true;
 			rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
 		}
@@ -920,8 +932,10 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 	if (rc == -EDQUOT)
 		return fail(e, EDQUOT, "cache '%s' reached its quota of %llu objects", cd->c_name,
 			    (unsigned long long)cd->c_max_objects);
-	if (rc == -ENOMEM)
+	if (rc == -ENOMEM) {
+		d->reserve_armed = false; /* stocking would only take what grants need */
 		return fail(e, ENOMEM, "arena exhausted on node %llu", (unsigned long long)node);
+	}
 	if (rc < 0)
 		return fail(e, EIO, "cannot grow cache '%s': %s", cd->c_name, strerror(-rc));
 	d->track[id].last_grant_ns = d->last_any_grant_ns = slabd_now_ns();
@@ -945,9 +959,13 @@ static json_t *cmd_area_grow(struct conn *c, json_t *req, struct err *e)
 		return NULL;
 	if (sm_client(&c->d->arena, c->slot)->cl_area_pages >= 4096)
 		return fail(e, ENOMEM, "client area limit reached (16 MiB of magazines)");
-	if (sm_area_grow(&c->d->arena, c->slot, (unsigned)node, AREA_BLOCK_ORDER, &block))
-		return fail(e, ENOMEM, "arena exhausted on node %llu", (unsigned long long)node);
-	c->d->reserve_armed = true;
+	if (sm_area_grow(&c->d->arena, c->slot, (unsigned)node, AREA_BLOCK_ORDER, &block)) {
+		/* the reserve, and the blocks out with the stocker, are free memory too */
+		reclaim_reserve(c->d, (unsigned)node);
+		if (sm_area_grow(&c->d->arena, c->slot, (unsigned)node, AREA_BLOCK_ORDER, &block))
+			return fail(e, ENOMEM, "arena exhausted on node %llu",
+				    (unsigned long long)node);
+	}
 	return json_pack("{s:i}", "block", (int)block);
 }
 

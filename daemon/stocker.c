@@ -3,13 +3,10 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -21,27 +18,22 @@
 enum { SLOT_FREE, SLOT_QUEUED, SLOT_BUSY, SLOT_DONE };
 
 #define BLOCK_PAGES (1u << SLAB_RESERVE_ORDER)
-/* How long stocker_quiesce waits for the block the thread is faulting in (normally one
- * block, about 70 us) before it faults the block in itself. */
-#define QUIESCE_WAIT_NS 100000000ull
 
 struct stock_slot {
 	uint32_t        state;  /* SLOT_*, atomic (S2) */
 	uint32_t        head;   /* the block: written by the main thread before QUEUED */
 	unsigned        node;
-	struct sm_arena view;   /* the arena's mapping when it was queued (S1) */
+	struct sm_arena view;   /* the arena's mapping and fd when it was queued */
 };
 
 struct stocker {
 	pthread_t         thread;
-	int               req_fd;   /* eventfd: the main thread queued a slot */
-	int               done_fd;  /* eventfd: the thread finished one */
+	int               req_fd;   /* eventfd: the main thread queued slots */
+	int               done_fd;  /* eventfd: the thread found no slot queued */
 	struct event     *done_ev;
 	uint32_t          stop;     /* atomic: the thread leaves */
 	struct stock_slot slot[STOCKER_SLOTS];
-	/* main thread only */
-	bool              abandoned[STOCKER_SLOTS]; /* listed by quiesce while still BUSY */
-	uint64_t          pages_stocked;            /* listed after the thread faulted them */
+	uint64_t          pages_stocked; /* main thread only: listed after the thread faulted them */
 };
 
 static uint32_t slot_state(const struct stock_slot *sl)
@@ -64,23 +56,13 @@ static void kick(int fd)
 		return;
 }
 
-static void *stocker_main(void *arg)
+/* Fault in the queued slots until none is left.  Returns whether it did any. */
+static bool work(struct stocker *s)
 {
-	struct stocker *s = arg;
-	struct sched_param sp;
+	bool any = false;
 
-	/* SCHED_IDLE: a CPU only when nothing else on the host wants it.  Lowering one's
-	 * own policy needs no privilege; nice 19 is the fallback. */
-	memset(&sp, 0, sizeof(sp));
-	if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp))
-		(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19);
-	for (;;) {
-		uint64_t v;
-
-		if (read(s->req_fd, &v, sizeof(v)) < 0 && errno != EINTR && errno != EAGAIN)
-			break;
-		if (__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE))
-			break;
+	for (bool again = true; again;) {
+		again = false;
 		for (unsigned i = 0; i < STOCKER_SLOTS; i++) {
 			struct stock_slot *sl = &s->slot[i];
 			uint32_t want = SLOT_QUEUED;
@@ -90,12 +72,35 @@ static void *stocker_main(void *arg)
 				continue;
 			sm_reserve_fault(&sl->view, sl->head, BLOCK_PAGES);
 			slot_set(sl, SLOT_DONE);
+			again = any = true;
 		}
+	}
+	return any;
+}
+
+/* The thread keeps slabd's normal priority.  It ran under SCHED_IDLE at first, so as to
+ * use only CPUs nobody else wanted, but fallocate holds the arena file's inode lock and a
+ * populate holds the mmap lock for reading: preempted there by busy clients, an
+ * idle-priority thread made the main thread wait 0.9-1.4 s for those locks (measured
+ * with two busy processes on two CPUs; nice 19: 0.35 s).  The work is bounded (the
+ * reserve's size per burst) and is work a grant would otherwise do itself. */
+static void *stocker_main(void *arg)
+{
+	struct stocker *s = arg;
+
+	for (;;) {
+		uint64_t v;
+
+		if (read(s->req_fd, &v, sizeof(v)) < 0 && errno != EINTR && errno != EAGAIN)
+			break;
+		if (__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE))
+			break;
 		/* One wake-up of the main thread when the queue runs dry, not one a block:
 		 * each wake-up may land on a growing client's CPU and preempt it (measured:
 		 * with one a block, a client's run-queue wait rose 5-9 ns an object).  The
 		 * main thread also collects whenever it runs for other reasons. */
-		kick(s->done_fd);
+		if (work(s))
+			kick(s->done_fd);
 	}
 	return NULL;
 }
@@ -195,7 +200,7 @@ int stocker_feed(struct slabd *d, unsigned node)
 		memset(&sl->view, 0, sizeof(sl->view));
 		sl->view.base = d->arena.base;
 		sl->view.size = d->arena.size;
-		sl->view.fd = d->arena.fd; /* stale after an adopt: fallocate changes no data (S1) */
+		sl->view.fd = d->arena.fd;
 		slot_set(sl, SLOT_QUEUED);
 		kick(s->req_fd);
 		return 1;
@@ -218,24 +223,10 @@ uint32_t stocker_pages_out(const struct slabd *d, unsigned node)
 	for (unsigned i = 0; d->stocker && i < STOCKER_SLOTS; i++) {
 		const struct stock_slot *sl = &d->stocker->slot[i];
 
-		if (slot_state(sl) != SLOT_FREE && !d->stocker->abandoned[i] && sl->node == node)
+		if (slot_state(sl) != SLOT_FREE && sl->node == node)
 			pages += BLOCK_PAGES;
 	}
 	return pages;
-}
-
-/* A DONE slot back to FREE, its block listed unless quiesce listed it already. */
-static uint32_t finish(struct slabd *d, unsigned i)
-{
-	struct stocker *s = d->stocker;
-	struct stock_slot *sl = &s->slot[i];
-	int rc = 0;
-
-	if (!s->abandoned[i])
-		rc = sm_reserve_put(&d->arena, sl->node, sl->head);
-	s->abandoned[i] = false;
-	slot_set(sl, SLOT_FREE);
-	return rc > 0 ? (uint32_t)rc : 0;
 }
 
 uint32_t stocker_collect(struct slabd *d)
@@ -243,13 +234,21 @@ uint32_t stocker_collect(struct slabd *d)
 	struct stocker *s = d->stocker;
 	uint32_t pages = 0;
 
-	for (unsigned i = 0; s && i < STOCKER_SLOTS; i++)
-		if (slot_state(&s->slot[i]) == SLOT_DONE) {
-			uint32_t got = finish(d, i);
+	for (unsigned i = 0; s && i < STOCKER_SLOTS; i++) {
+		struct stock_slot *sl = &s->slot[i];
+		int rc;
 
-			s->pages_stocked += got;
-			pages += got;
+		if (slot_state(sl) != SLOT_DONE)
+			continue;
+		/* A lock error leaves the block a reserve head on no list, as a slabd that
+		 * died stocking it would: the next adopt lists it (sm_reserve_rebuild). */
+		rc = sm_reserve_put(&d->arena, sl->node, sl->head);
+		slot_set(sl, SLOT_FREE);
+		if (rc > 0) {
+			s->pages_stocked += (uint32_t)rc;
+			pages += (uint32_t)rc;
 		}
+	}
 	return pages;
 }
 
@@ -260,31 +259,23 @@ void stocker_quiesce(struct slabd *d)
 	for (unsigned i = 0; s && i < STOCKER_SLOTS; i++) {
 		struct stock_slot *sl = &s->slot[i];
 		uint32_t want = SLOT_QUEUED;
-		uint64_t t0 = slabd_now_ns();
 
-		if (__atomic_compare_exchange_n(&sl->state, &want, SLOT_FREE, false,
-						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-			/* cancelled before the thread took it: ours again (S2) */
-			sm_reserve_fault(&d->arena, sl->head, BLOCK_PAGES);
-			(void)sm_reserve_put(&d->arena, sl->node, sl->head);
-			continue;
-		}
-		if (want == SLOT_FREE || s->abandoned[i])
-			continue;
-		/* BUSY: sleep so that the idle-priority thread gets a CPU to finish it */
-		while (slot_state(sl) == SLOT_BUSY && slabd_now_ns() - t0 < QUIESCE_WAIT_NS) {
-			struct timespec ts = { 0, 50000 };
+		if (!__atomic_compare_exchange_n(&sl->state, &want, SLOT_FREE, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			if (want == SLOT_FREE)
+				continue;
+			/* BUSY: one block, well under a millisecond at normal priority */
+			while (slot_state(sl) == SLOT_BUSY) {
+				struct timespec ts = { 0, 20000 };
 
-			nanosleep(&ts, NULL);
+				nanosleep(&ts, NULL);
+			}
+			slot_set(sl, SLOT_FREE);
 		}
-		if (slot_state(sl) == SLOT_DONE) {
-			s->pages_stocked += finish(d, i);
-		} else {
-			/* still BUSY: list it now; its DONE comes later and only frees the slot
-			 * (faulting pages in twice is harmless, S1) */
-			sm_reserve_fault(&d->arena, sl->head, BLOCK_PAGES);
-			(void)sm_reserve_put(&d->arena, sl->node, sl->head);
-			s->abandoned[i] = true;
-		}
+		/* Cancelled or done: back to the free lists, not onto the reserve.  Every
+		 * caller is about to give memory back (shrink, a grant that found the node
+		 * full), validate it, or leave the arena (adopt, exit); the reserve restocks
+		 * when the next grant arms it. */
+		(void)sm_reserve_return(&d->arena, sl->node, sl->head);
 	}
 }

@@ -1,31 +1,34 @@
-/* stocker.h - the reserve stocker: one thread of slabd, at idle priority, that faults the
- * node reserves' blocks in while clients grow caches.
+/* stocker.h - the reserve stocker: one thread of slabd that faults the node reserves'
+ * blocks in while clients grow caches.
  *
- * Why a thread: a page of fresh shared memory costs 2.2 us to fault in on this project's
- * VMs (MADV_POPULATE_WRITE of a memfd, measured), 34 ns for each 64-byte object on it.
- * Done by the event loop, that time comes out of the grants clients wait for, and with
- * the synchronous wake-ups of Unix sockets often out of the client's own CPU, so the
- * reserve used to be restocked only once grants had paused.  The stocker runs under
- * SCHED_IDLE: it gets a CPU only when no other thread of the host wants it, so it keeps
- * the reserves stocked during a burst on otherwise idle CPUs and never delays a client.
+ * Why a thread: a page of fresh shared memory costs 1.7-2.2 us to make resident on this
+ * project's VMs (fallocate twice + MADV_POPULATE_READ, or MADV_POPULATE_WRITE; measured),
+ * 27-34 ns for each 64-byte object on it.  Done by the event loop, that time comes out
+ * of the grants clients wait for, and with the synchronous wake-ups of Unix sockets often
+ * out of the client's own CPU, so the reserve used to be restocked only once grants had
+ * paused.  The thread is woken through an eventfd (no synchronous wake-up), so the
+ * scheduler puts it on an idle CPU when there is one, and it stocks during the burst.
+ * Its work is bounded by the reserve's size and is work a grant would otherwise do.
  *
  * Division of work: the main thread takes a free block off the page allocator
  * (sm_reserve_take), hands it over in a slot, and lists it on the reserve once the slot
- * comes back (sm_reserve_put).  The stocker thread only faults pages in
- * (sm_reserve_fault), and never touches the arena's metadata or locks, so it holds
- * nothing a client or the main thread could wait for while it is preempted.
+ * comes back (sm_reserve_put).  The thread only faults pages in (sm_reserve_fault): it
+ * never touches the arena's metadata or its locks.
  *
  * Invariants:
- *   S1 the stocker thread calls nothing but sm_reserve_fault on the arena: that changes
- *      no byte of memory and no descriptor, so a slot it works on after the main thread
- *      took its block back (stocker_quiesce) or after the arena was replaced is harmless;
- *   S2 a slot's state moves FREE -> QUEUED (main) -> BUSY (stocker, by CAS) -> DONE
- *      (stocker) -> FREE (main), or QUEUED -> FREE by the main thread's CAS (cancelled):
+ *   S1 the thread calls nothing but sm_reserve_fault on the arena, on the slot's block,
+ *      through the slot's view (the mapping and fd of the arena it was queued for);
+ *      that changes no byte anyone wrote and no descriptor;
+ *   S2 a slot's state moves FREE -> QUEUED (main) -> BUSY (thread, by CAS) -> DONE
+ *      (thread) -> FREE (main), or QUEUED -> FREE by the main thread's CAS (cancelled):
  *      exactly one thread owns a slot's fields at a time;
  *   S3 a block in a slot that is not FREE is a PG_RESERVE head on no list, unless a
- *      repair listed it meanwhile (sm_reserve_put then leaves it alone);
- *   S4 at most STOCKER_SLOTS blocks are out at once; the main thread's validate, shrink,
- *      adoption and exit call stocker_quiesce first, which lists every block still out.
+ *      repair listed it meanwhile (sm_reserve_put and sm_reserve_return then leave it);
+ *   S4 at most STOCKER_SLOTS blocks are out at once; validate, shrink, a grant that
+ *      finds its node full, adoption and exit call stocker_quiesce first, which waits
+ *      for the block being faulted in and gives every block back to the free lists: no
+ *      slot is out afterwards, so the reserve lists are whole (B4), the memory is free,
+ *      and the arena's mapping and fd may go.
  */
 #ifndef SLABD_DAEMON_STOCKER_H
 #define SLABD_DAEMON_STOCKER_H
@@ -38,7 +41,7 @@ struct slabd;
 #define STOCKER_SLOTS 8u  /* 1 MiB out at once */
 
 /* Start the thread and its completion event.  Without it (-errno: no thread, no
- * eventfd) slabd stocks the reserves on the main thread between bursts, as before. */
+ * eventfd) slabd stocks the reserves on the main thread between bursts. */
 int stocker_start(struct slabd *d);
 
 /* Stop the thread (after stocker_quiesce) and free what stocker_start made. */
@@ -65,9 +68,8 @@ bool stocker_has_room(const struct slabd *d);
  * the pages listed. */
 uint32_t stocker_collect(struct slabd *d);
 
-/* Bring every block back: cancel the queued ones, wait (sleeping, up to 100 ms) for the
- * one the thread is faulting in, fault the rest in here, and list them all.  Afterwards
- * no block is out and the reserve lists are whole (B4). */
+/* Bring every block back (S4): cancel the queued ones, wait (sleeping) for the one being
+ * faulted in, and give them all to the free lists. */
 void stocker_quiesce(struct slabd *d);
 
 #endif

@@ -268,19 +268,28 @@ int sm_reserve_take(struct sm_arena *a, unsigned node, uint32_t *head)
 	return 1;
 }
 
+/* A block sm_reserve_take took and nobody listed: PG_RESERVE, of the reserve's order, on
+ * no list (lists are circular, so a listed page never has pg_prev == SLAB_NIL). */
+static int taken_unlisted(const struct sm_arena *a, const struct slab_node_region *r,
+			  uint32_t head)
+{
+	const struct slab_page *pg = &a->pages[head];
+
+	return pg->pg_state == PG_RESERVE && pg->pg_order == SLAB_RESERVE_ORDER &&
+	       r->nr_reserve[SLAB_RESERVE_ORDER].l_head != head && pg->pg_prev == SLAB_NIL;
+}
+
 int sm_reserve_put(struct sm_arena *a, unsigned node, uint32_t head)
 {
 	struct slab_node_region *r = sm_region(a, node);
 	const unsigned order = SLAB_RESERVE_ORDER;
-	struct slab_page *pg = &a->pages[head];
 	int rc = sm_region_lock(a, node);
 
 	if (rc)
 		return rc;
 	/* Only a block still held off the lists: a repair since sm_reserve_take listed it
 	 * already (sm_reserve_rebuild), and then it may have been handed out. */
-	if (pg->pg_state != PG_RESERVE || pg->pg_order != order ||
-	    r->nr_reserve[order].l_head == head || pg->pg_prev != SLAB_NIL) {
+	if (!taken_unlisted(a, r, head)) {
 		sm_region_unlock(a, node);
 		return 0;
 	}
@@ -288,6 +297,21 @@ int sm_reserve_put(struct sm_arena *a, unsigned node, uint32_t head)
 	r->nr_reserve_pages += 1u << order;
 	sm_region_unlock(a, node);
 	return 1 << order;
+}
+
+int sm_reserve_return(struct sm_arena *a, unsigned node, uint32_t head)
+{
+	struct slab_node_region *r = sm_region(a, node);
+	int rc = sm_region_lock(a, node), done = 0;
+
+	if (rc)
+		return rc;
+	if (taken_unlisted(a, r, head)) {
+		buddy_put(a, r, head);
+		done = 1;
+	}
+	sm_region_unlock(a, node);
+	return done;
 }
 
 void sm_reserve_fault(struct sm_arena *a, uint32_t head, uint32_t pages)

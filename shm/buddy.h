@@ -74,12 +74,16 @@ int sm_reserve_stock(struct sm_arena *a, unsigned node);
  * 1, 0 when there is none, or -errno of the lock. */
 int sm_reserve_take(struct sm_arena *a, unsigned node, uint32_t *head);
 /* Fault a block's pages in (sm_pages_populate; reads where that is missing).  Changes no
- * byte of memory and no descriptor: safe on any pages, in any thread, at any time. */
+ * byte anyone wrote and no descriptor, in any thread; the arena must stay mapped and its
+ * fd open meanwhile. */
 void sm_reserve_fault(struct sm_arena *a, uint32_t head, uint32_t pages);
 /* List a block sm_reserve_take took on the reserve.  Returns its pages, or 0 when it is
  * no longer a reserve block held off the lists (a repair listed it meanwhile, and it may
  * have been handed out since): nothing changes.  Errors: -errno of the lock. */
 int sm_reserve_put(struct sm_arena *a, unsigned node, uint32_t head);
+/* Give a block sm_reserve_take took back to the free lists instead.  1, or 0 when a
+ * repair listed it meanwhile (nothing changes).  Errors: -errno of the lock. */
+int sm_reserve_return(struct sm_arena *a, unsigned node, uint32_t head);
 
 /* slabd: every reserve block of node back to the free lists (a shrink, before holes are
  * punched).  Returns the pages released.  Errors: -errno of the lock. */

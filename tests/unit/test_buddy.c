@@ -1159,6 +1159,22 @@ static void test_reserve_handover(void **state)
 	E(sm_pages_free(a, x));
 	assert_clean(a);
 	assert_int_equal(r->nr_free_pages, s0.nr_free_pages);
+
+	/* sm_reserve_return: a taken block back to the free lists; a second return, or one
+	 * after a repair listed it, changes nothing. */
+	assert_int_equal(sm_reserve_take(a, 0, &h), 1);
+	assert_int_equal(sm_reserve_return(a, 0, h), 1);
+	assert_int_equal(r->nr_free_pages, s0.nr_free_pages);
+	assert_clean(a);
+	assert_int_equal(sm_reserve_return(a, 0, h), 0);
+	assert_int_equal(sm_reserve_take(a, 0, &h), 1);
+	E(sm_region_lock(a, 0));
+	sm_buddy_repair(a, 0);
+	sm_region_unlock(a, 0);
+	assert_int_equal(sm_reserve_return(a, 0, h), 0);
+	assert_int_equal(r->nr_reserve_pages, rp);
+	assert_clean(a);
+	snap_free(&s0);
 }
 
 int main(void)
