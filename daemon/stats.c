@@ -69,6 +69,7 @@ static void sum_mag(void *arg, struct slab_mag *m)
 	s->avail += avail <= m->m_capacity ? avail : 0;
 	for (unsigned i = 0; i < SLAB_STAT_NR; i++)
 		s->stat[i] += SM_LOAD(&m->m_stat[i]);
+	s->stat[STAT_FREE_FASTPATH] += sm_mag_free_fastpath(m);
 }
 
 static void sum_mags(struct slabd *d, uint32_t id, int slot, struct mag_sum *s)

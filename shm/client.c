@@ -172,6 +172,7 @@ static void reclaim_mag(void *arg, struct slab_mag *m)
 	}
 	r->returned += kept;
 	sm_give_back(a, c, tmp, kept, 1);
+	m->m_moved -= avail; /* taken out by slabd: no fast free (layout.h) */
 	__atomic_store_n(&m->m_avail_intent, 0, __ATOMIC_RELEASE);
 	sm_mag_fold(c, m);
 	m->m_state = MAG_IDLE;

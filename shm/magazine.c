@@ -47,8 +47,11 @@ void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsi
 /* End a slow-path step: the new count and "no step" in one store (layout.h). */
 static void step_done(struct slab_mag *m, uint32_t avail)
 {
+	int64_t moved = (int64_t)avail - (int64_t)m->m_avail;
+
 	SM_STEP_END(); /* test builds: "inside a step" is cleared before the step ends */
 	__atomic_store_n(&m->m_avail_intent, (uint64_t)avail, __ATOMIC_RELEASE);
+	SM_STORE(&m->m_moved, m->m_moved + moved); /* not a fast free (layout.h) */
 }
 
 static void step_begin(struct slab_mag *m, uint32_t kind, uint32_t n)
@@ -264,6 +267,7 @@ int sm_free_alien(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		flush_oldest(a, c, alien, alien->m_avail, 1, 0);
 	sm_mag_entries(alien)[alien->m_avail] = off;
 	alien->m_avail++;
+	SM_STORE(&alien->m_moved, alien->m_moved + 1);
 	return 0;
 }
 
@@ -415,12 +419,17 @@ void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 
 void sm_mag_fold(struct slab_cache_desc *c, struct slab_mag *m)
 {
+	uint64_t fast_frees = sm_mag_free_fastpath(m);
+
 	__atomic_fetch_add(&c->c_fold_begin, 1, __ATOMIC_SEQ_CST);
+	if (fast_frees)
+		SM_ADD(&c->c_stat[STAT_FREE_FASTPATH], fast_frees);
 	for (unsigned s = 0; s < SLAB_STAT_NR; s++) {
 		if (m->m_stat[s])
 			SM_ADD(&c->c_stat[s], m->m_stat[s]);
 		SM_STORE(&m->m_stat[s], 0);
 	}
+	SM_STORE(&m->m_moved, (int64_t)m->m_avail);
 	__atomic_fetch_add(&c->c_fold_end, 1, __ATOMIC_SEQ_CST);
 }
 
@@ -442,6 +451,7 @@ int sm_alloc_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	if (rc < 0)
 		return rc;
 	*off = sm_mag_entries(m)[--m->m_avail];
+	SM_STORE(&m->m_moved, m->m_moved - 1);
 	return 0;
 }
 
@@ -456,6 +466,7 @@ int sm_free_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag 
 	if (m->m_avail >= m->m_capacity) /* limit 0 on a zero-capacity magazine */
 		return sm_give_back(a, c, &off, 1, 1) ? -EINVAL : 0;
 	sm_mag_entries(m)[m->m_avail++] = off;
+	SM_STORE(&m->m_moved, m->m_moved + 1);
 	return 0;
 }
 

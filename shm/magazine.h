@@ -128,8 +128,7 @@ static inline enum sm_push sm_mag_put(struct slab_mag *m, uint64_t off, uint32_t
 	if (unlikely(avail >= m->m_limit))
 		return PUSH_FULL;
 	m->m_slots[avail + 1] = off;
-	m->m_avail = avail + 1;
-	m->m_stat[STAT_FREE_FASTPATH]++;
+	m->m_avail = avail + 1; /* counted as free_fastpath through m_moved (layout.h) */
 	return PUSH_OK;
 }
 
@@ -142,6 +141,16 @@ static inline enum sm_push sm_mag_push(const struct sm_arena *a, const struct sl
 	if (unlikely(sm_obj_lookup(a, c, off, &head, &idx) != OBJ_OK))
 		return PUSH_INVALID;
 	return sm_mag_put(m, off, head);
+}
+
+/* Fast frees into m since its last fold (layout.h, m_moved).  Read by other processes
+ * while m is in use, it may be off by what moves meanwhile; never below 0. */
+static inline uint64_t sm_mag_free_fastpath(const struct slab_mag *m)
+{
+	int64_t n = (int64_t)SM_LOAD(&m->m_avail) - SM_LOAD(&m->m_moved) +
+		    (int64_t)SM_LOAD(&m->m_stat[STAT_ALLOC_FASTPATH]);
+
+	return n > 0 ? (uint64_t)n : 0;
 }
 
 /* Engine-level alloc and free over one magazine (tests and slabd use these; libslab

@@ -469,7 +469,7 @@ static void hammer(struct sm_arena *a, uint32_t id, unsigned who, unsigned long 
 	}
 	if (code == EX_OK &&
 	    (m->m_stat[STAT_ALLOC_FASTPATH] + m->m_stat[STAT_ALLOC_SLOWPATH] != res->allocs ||
-	     m->m_stat[STAT_FREE_FASTPATH] + m->m_stat[STAT_FREE_SLOWPATH] != res->frees))
+	     sm_mag_free_fastpath(m) + m->m_stat[STAT_FREE_SLOWPATH] != res->frees))
 		code = EX_STATS;
 	sm_mag_drain(a, c, m, 1);
 	free(m);

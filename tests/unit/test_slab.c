@@ -755,7 +755,7 @@ static void test_tiers(void **state)
 	assert_true(to_slabs > 0);	/* the shared array overflowed: its limit was hit */
 	assert_int_equal(m->m_stat[STAT_FREE_FLUSH], flushes);
 	assert_int_equal(m->m_stat[STAT_FREE_SLOWPATH], flushes);
-	assert_int_equal(m->m_stat[STAT_FREE_FASTPATH], TIER_OBJS - flushes);
+	assert_int_equal(sm_mag_free_fastpath(m), TIER_OBJS - flushes);
 	assert_int_equal(m->m_avail, avail);
 	sm_cache_counts(a, c->c_id, &cnt);
 	assert_int_equal(cnt.shared_avail, shared);
