@@ -465,7 +465,9 @@ static int teardown(void **state)
 
 static void test_kill_storm(void **state)
 {
-	const unsigned nr_w = MAX_WORKERS, restarts = (unsigned)th_scaled(20);
+	/* at least 4 even when scaled down (valgrind: 2 let a run hit no window at all) */
+	const unsigned nr_w = MAX_WORKERS,
+		       restarts = th_scaled(20) < 4 ? 4u : (unsigned)th_scaled(20);
 	double resume_ms[20], adopt_ms[20], sorted[20];
 	unsigned stalled_at[20], stalled_total = 0;
 	uint64_t seed = 0x5eedf00dULL ^ (uint64_t)getpid(), max_call = 0, ops = 0, stalls = 0;
@@ -617,8 +619,9 @@ static void test_kill_storm(void **state)
 	       th_counter(&daemon_, "storm", "free_slab"));
 	fflush(stdout);
 	assert_true(sorted[restarts - 1] < RESUME_MAX_MS);
-	/* The windows were hit: most restarts found workers waiting in a slow path. */
-	assert_true(stalled_total >= (restarts + 1) / 2);
+	/* The windows were hit: most restarts found workers waiting in a slow path (a
+	 * scaled-down run, with its slower workers, at least one). */
+	assert_true(stalled_total >= (restarts >= 10 ? (restarts + 1) / 2 : 1));
 
 	/* Each restarted slabd adopted the arena a worker handed back. */
 	log = read_log();
