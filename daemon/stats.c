@@ -58,6 +58,27 @@ struct mag_sum {
 	uint64_t stat[SLAB_STAT_NR];
 };
 
+/* The magazine's derived fast-free count (layout.h, m_moved) from a snapshot: its count
+ * read before and after m_moved and the alloc counter, again (a few times) while a step
+ * is in progress or the count moved.  What a busy owner does between the loads can still
+ * put it a few objects ahead; read_counters keeps the reported counter from going back.
+ * Alien buffers are 0 by construction. */
+static uint64_t mag_free_fastpath(const struct slab_mag *m)
+{
+	uint64_t n = 0;
+
+	if (m->m_node != SLAB_NIL16)
+		return 0;
+	for (int tries = 0; tries < 8; tries++) {
+		uint64_t ai = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
+
+		n = sm_mag_free_fastpath(m);
+		if (!(ai >> 32) && __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE) == ai)
+			break;
+	}
+	return n;
+}
+
 static void sum_mag(void *arg, struct slab_mag *m)
 {
 	struct mag_sum *s = arg;
@@ -69,7 +90,7 @@ static void sum_mag(void *arg, struct slab_mag *m)
 	s->avail += avail <= m->m_capacity ? avail : 0;
 	for (unsigned i = 0; i < SLAB_STAT_NR; i++)
 		s->stat[i] += SM_LOAD(&m->m_stat[i]);
-	s->stat[STAT_FREE_FASTPATH] += sm_mag_free_fastpath(m);
+	s->stat[STAT_FREE_FASTPATH] += mag_free_fastpath(m);
 }
 
 static void sum_mags(struct slabd *d, uint32_t id, int slot, struct mag_sum *s)
@@ -140,7 +161,9 @@ static void read_counters(struct slabd *d, uint32_t id, struct mag_sum *ms,
 		clean = b1 == e1 && __atomic_load_n(&c->c_fold_begin, __ATOMIC_SEQ_CST) == b1;
 	}
 	for (unsigned i = 0; i < SLAB_STAT_NR; i++) {
-		if (!clean && out[i] < last[i])
+		/* free_fastpath is derived from each magazine's count, which falls as well as
+		 * rises: a read may catch it a few ahead (mag_free_fastpath) */
+		if ((!clean || i == STAT_FREE_FASTPATH) && out[i] < last[i])
 			out[i] = last[i];
 		last[i] = out[i];
 	}

@@ -414,8 +414,10 @@ struct slab_mag {
 	 * and the slow paths add theirs to m_moved, so
 	 *     free_fastpath = m_avail - m_moved + m_stat[STAT_ALLOC_FASTPATH]
 	 * (sm_mag_free_fastpath); a fold adds it to the cache's counter and sets m_moved to
-	 * m_avail.  Written by the owner thread only, in slow paths, after its step; a
-	 * client dying between a step's end and that update leaves the count one batch off. */
+	 * m_avail.  Written by whoever runs the magazine's slow paths (its owner, a thread
+	 * flushing all, slabd reclaiming a dead client), just before the count a step
+	 * publishes; a client dying between those two stores leaves the count off by that
+	 * step's objects (a refill's or flush's batch, a drain's whole magazine). */
 	int64_t  m_moved;
 	uint64_t m_stat[SLAB_STAT_NR]; /* this thread's counts, summed by stats; the
 					* STAT_FREE_FASTPATH entry stays 0 (m_moved) */

@@ -49,9 +49,10 @@ static void step_done(struct slab_mag *m, uint32_t avail)
 {
 	int64_t moved = (int64_t)avail - (int64_t)m->m_avail;
 
+	/* m_moved first: a reader that sees the new count sees it too (layout.h) */
+	SM_STORE(&m->m_moved, m->m_moved + moved);
 	SM_STEP_END(); /* test builds: "inside a step" is cleared before the step ends */
 	__atomic_store_n(&m->m_avail_intent, (uint64_t)avail, __ATOMIC_RELEASE);
-	SM_STORE(&m->m_moved, m->m_moved + moved); /* not a fast free (layout.h) */
 }
 
 static void step_begin(struct slab_mag *m, uint32_t kind, uint32_t n)
@@ -424,6 +425,9 @@ void sm_mag_fold(struct slab_cache_desc *c, struct slab_mag *m)
 	__atomic_fetch_add(&c->c_fold_begin, 1, __ATOMIC_SEQ_CST);
 	if (fast_frees)
 		SM_ADD(&c->c_stat[STAT_FREE_FASTPATH], fast_frees);
+	/* derived count 0 at once: a fold cut short by a dying client (slabd folds the
+	 * magazine again) must not add the same frees twice */
+	SM_STORE(&m->m_moved, (int64_t)m->m_avail + (int64_t)m->m_stat[STAT_ALLOC_FASTPATH]);
 	for (unsigned s = 0; s < SLAB_STAT_NR; s++) {
 		if (m->m_stat[s])
 			SM_ADD(&c->c_stat[s], m->m_stat[s]);
