@@ -44,13 +44,17 @@ void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsi
 	alien->m_node = (uint16_t)node;
 }
 
+/* A slow path moves delta objects into m (out when negative): not fast frees (layout.h,
+ * m_moved).  Before the count that shows them, so a reader that sees it sees this too. */
+static void mag_moved(struct slab_mag *m, int64_t delta)
+{
+	SM_STORE(&m->m_moved, m->m_moved + delta);
+}
+
 /* End a slow-path step: the new count and "no step" in one store (layout.h). */
 static void step_done(struct slab_mag *m, uint32_t avail)
 {
-	int64_t moved = (int64_t)avail - (int64_t)m->m_avail;
-
-	/* m_moved first: a reader that sees the new count sees it too (layout.h) */
-	SM_STORE(&m->m_moved, m->m_moved + moved);
+	mag_moved(m, (int64_t)avail - (int64_t)m->m_avail);
 	SM_STEP_END(); /* test builds: "inside a step" is cleared before the step ends */
 	__atomic_store_n(&m->m_avail_intent, (uint64_t)avail, __ATOMIC_RELEASE);
 }
@@ -266,9 +270,9 @@ int sm_free_alien(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	/* Home in one batch: one lock round trip on the object's node. */
 	if (alien->m_avail >= alien->m_limit)
 		flush_oldest(a, c, alien, alien->m_avail, 1, 0);
+	mag_moved(alien, 1);
 	sm_mag_entries(alien)[alien->m_avail] = off;
 	alien->m_avail++;
-	SM_STORE(&alien->m_moved, alien->m_moved + 1);
 	return 0;
 }
 
@@ -454,8 +458,8 @@ int sm_alloc_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	rc = sm_mag_refill(a, c, m, node);
 	if (rc < 0)
 		return rc;
+	mag_moved(m, -1);
 	*off = sm_mag_entries(m)[--m->m_avail];
-	SM_STORE(&m->m_moved, m->m_moved - 1);
 	return 0;
 }
 
@@ -469,8 +473,8 @@ int sm_free_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag 
 		sm_mag_flush(a, c, m, node);
 	if (m->m_avail >= m->m_capacity) /* limit 0 on a zero-capacity magazine */
 		return sm_give_back(a, c, &off, 1, 1) ? -EINVAL : 0;
+	mag_moved(m, 1);
 	sm_mag_entries(m)[m->m_avail++] = off;
-	SM_STORE(&m->m_moved, m->m_moved + 1);
 	return 0;
 }
 
