@@ -862,19 +862,16 @@ bool slabd_restock(struct slabd *d)
 	       (reserve_wanted(d, &node) && (!stocker_running(d) || stocker_has_room(d)));
 }
 
-/* A node found full: the memory the stocker holds and the node's reserve go back to
- * the free lists, merged (a block larger than a reserve block needs that), and the
+/* A node found full: the blocks out with the stocker go back to the free lists (the
+ * page allocator takes the listed reserve back itself, sm_do_pages_take), and the
  * reserve is not stocked again until a grant finds enough memory.  Returns whether any
  * came back. */
 static bool reclaim_reserve(struct slabd *d, unsigned node)
 {
-	bool some = stocker_pages_out(d, node) ||
-		    SM_LOAD(&sm_region(&d->arena, node)->nr_reserve_pages);
+	bool some = stocker_pages_out(d, node) != 0;
 
-	if (some) {
+	if (some)
 		stocker_quiesce(d);
-		sm_reserve_drain(&d->arena, node);
-	}
 	d->reserve_armed = false;
 	return some;
 }
@@ -923,7 +920,7 @@ static json_t *cmd_slab_grant(struct conn *c, json_t *req, struct err *e)
 		if (nr < *streak) /* the client waits for GRANT_SYNC at most: the rest restocks */
 			nr = *streak < GRANT_SYNC ? *streak : GRANT_SYNC;
 		rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
-		/* The reserve is free memory: the node is exhausted only once it is back. */
+		/* Blocks out with the stocker are free memory: exhausted only once back. */
 		if (rc == -ENOMEM && reclaim_reserve(d, (unsigned)node)) {
 			drained = true;
 			rc = sm_cache_grow(&d->arena, (uint32_t)id, (unsigned)node, (unsigned)nr);
@@ -960,7 +957,7 @@ static json_t *cmd_area_grow(struct conn *c, json_t *req, struct err *e)
 	if (sm_client(&c->d->arena, c->slot)->cl_area_pages >= 4096)
 		return fail(e, ENOMEM, "client area limit reached (16 MiB of magazines)");
 	if (sm_area_grow(&c->d->arena, c->slot, (unsigned)node, AREA_BLOCK_ORDER, &block)) {
-		/* the reserve, and the blocks out with the stocker, are free memory too */
+		/* the blocks out with the stocker are free memory too */
 		reclaim_reserve(c->d, (unsigned)node);
 		if (sm_area_grow(&c->d->arena, c->slot, (unsigned)node, AREA_BLOCK_ORDER, &block))
 			return fail(e, ENOMEM, "arena exhausted on node %llu",

@@ -149,6 +149,19 @@ static int reserve_take(struct sm_arena *a, struct slab_node_region *r, unsigned
 			  head, make_reserve);
 }
 
+static void buddy_put(struct sm_arena *a, struct slab_node_region *r, uint32_t head);
+
+/* Every reserve block of r back to the free lists, merged.  Lock held. */
+static void reserve_release(struct sm_arena *a, struct slab_node_region *r)
+{
+	uint32_t h;
+
+	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
+		while ((h = sm_list_pop(a->pages, &r->nr_reserve[k])) != SLAB_NIL)
+			buddy_put(a, r, h);
+	r->nr_reserve_pages = 0;
+}
+
 int sm_do_pages_take(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head)
 {
 	struct slab_node_region *r = sm_region(a, node);
@@ -156,7 +169,10 @@ int sm_do_pages_take(struct sm_arena *a, unsigned node, unsigned order, uint32_t
 	int resident = 1;
 
 	if (reserve_take(a, r, order, &h)) {
-		if (buddy_take(a, r, order, &h))
+		/* The reserve is free memory: a block larger than its blocks, or one the
+		 * pieces around them no longer fit, may need it back and merged. */
+		if (buddy_take(a, r, order, &h) &&
+		    (!r->nr_reserve_pages || (reserve_release(a, r), buddy_take(a, r, order, &h))))
 			return -ENOMEM;
 		resident = 0;
 	}
@@ -360,16 +376,13 @@ int sm_reserve_stock(struct sm_arena *a, unsigned node)
 int sm_reserve_drain(struct sm_arena *a, unsigned node)
 {
 	struct slab_node_region *r = sm_region(a, node);
-	uint32_t pages, h;
+	uint32_t pages;
 	int rc = sm_region_lock(a, node);
 
 	if (rc)
 		return rc;
 	pages = r->nr_reserve_pages;
-	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
-		while ((h = sm_list_pop(a->pages, &r->nr_reserve[k])) != SLAB_NIL)
-			buddy_put(a, r, h);
-	r->nr_reserve_pages = 0;
+	reserve_release(a, r);
 	sm_region_unlock(a, node);
 	return (int)pages;
 }

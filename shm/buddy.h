@@ -49,7 +49,9 @@ int sm_pages_free(struct sm_arena *a, uint32_t head);
 /* The same with the region lock already held (do_ = caller holds nr_lock). */
 int sm_do_pages_alloc(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head);
 /* sm_do_pages_alloc telling where the block came from: 1 from the reserve (resident),
- * 0 from the free lists, or -ENOMEM. */
+ * 0 from the free lists, or -ENOMEM.  Both allocate the reserve's pages too: when neither
+ * the reserve nor the free lists have a fitting block, the reserve goes back to the free
+ * lists, merged, and the free lists are tried again. */
 int sm_do_pages_take(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head);
 void sm_do_pages_free(struct sm_arena *a, unsigned node, uint32_t head);
 

@@ -1177,6 +1177,49 @@ static void test_reserve_handover(void **state)
 	snap_free(&s0);
 }
 
+/* The reserve is free memory to the allocator too: with no free block large enough, an
+ * allocation takes the reserve back to the free lists, merged, and is served. */
+static void test_reserve_fallback(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	struct slab_node_region *r = sm_region(a, 0);
+	const unsigned rp = 1u << SLAB_RESERVE_ORDER;
+	uint32_t held[1024], b = SLAB_NIL, bsize = 0, h;
+	unsigned n = 0, bi = 0;
+	struct snap s0;
+
+	snap_take(a, 0, &s0);
+	/* the node full, then one block above the reserve's order free again, and all of
+	 * it stocked: the reserve is the only free memory, in blocks too small to serve */
+	for (int k = SLAB_MAX_ORDER; k >= 0; k--)
+		while (n < 1024 && sm_pages_alloc(a, 0, (unsigned)k, &held[n]) == 0)
+			n++;
+	assert_true(n < 1024);
+	assert_int_equal(r->nr_free_pages, 0);
+	for (unsigned i = 0; i < n && b == SLAB_NIL; i++)
+		if (a->pages[held[i]].pg_order > SLAB_RESERVE_ORDER)
+			b = held[bi = i];
+	assert_int_not_equal(b, SLAB_NIL);
+	bsize = 1u << a->pages[b].pg_order;
+	E(sm_pages_free(a, b));
+	held[bi] = held[--n];
+	while (sm_reserve_stock(a, 0) > 0)
+		;
+	assert_int_equal(r->nr_free_pages, 0);
+	assert_true(r->nr_reserve_pages >= 2 * rp);
+	E(sm_pages_alloc(a, 0, SLAB_RESERVE_ORDER + 1, &h));
+	assert_int_equal(h & ~((2u * rp) - 1), h);
+	assert_true(h >= b && h + 2 * rp <= b + bsize); /* from that block, merged again */
+	assert_int_equal(r->nr_reserve_pages, 0);
+	assert_clean(a);
+	E(sm_pages_free(a, h));
+	while (n)
+		E(sm_pages_free(a, held[--n]));
+	assert_clean(a);
+	assert_int_equal(r->nr_free_pages, s0.nr_free_pages);
+	snap_free(&s0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1191,6 +1234,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_reserve, teardown_arena),
 		cmocka_unit_test_teardown(test_populate, teardown_arena),
 		cmocka_unit_test_teardown(test_reserve_handover, teardown_arena),
+		cmocka_unit_test_teardown(test_reserve_fallback, teardown_arena),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
