@@ -261,6 +261,7 @@ int sm_cache_create(struct sm_arena *a, const struct sm_cache_params *p, uint32_
 		cn->n_shared_limit = shared;
 		cn->n_depot = SLAB_NIL;
 		cn->n_depot_order = 0;
+		cn->n_taker = 0;
 	}
 	__atomic_store_n(&c->c_state, CACHE_LIVE, __ATOMIC_RELEASE);
 	*id = c->c_id;

@@ -86,7 +86,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  14u                    /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  15u                    /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -253,6 +253,9 @@ struct slab_cache_node {
 	uint32_t         n_spin;         /* lockers' spin budget for n_lock (lock.c; racy hint) */
 	uint32_t         n_depot;        /* external shared array block (page), or SLAB_NIL */
 	uint32_t         n_depot_order;  /* its order */
+	uint64_t         n_taker;        /* arena offset of the magazine that last refilled
+					  * from this node (a racy hint: magazine.c,
+					  * touch_for_handover); 0: none yet */
 	uint64_t         n_shared[SLAB_SHARED_MAX]; /* object offsets (SLAB's shared array),
 						     * while n_depot is SLAB_NIL */
 };

@@ -35,11 +35,15 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -62,6 +66,8 @@ struct fx {
 	unsigned         nr_mags;
 	unsigned         grows;            /* grow hook calls that added slabs */
 	uint64_t        *objs;             /* objects the test holds (freed by teardown) */
+	struct slab_mag *shm_mag;          /* mag_new_shared's (in mags[] too), unmapped */
+	size_t           shm_mag_len;
 };
 
 /* The slab grant a daemon-less test does itself: sm_cache_grow, 0 once a slab was added. */
@@ -96,7 +102,10 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	for (unsigned i = 0; i < f->nr_mags; i++)
-		free(f->mags[i]);
+		if (f->mags[i] != f->shm_mag)
+			free(f->mags[i]);
+	if (f->shm_mag)
+		munmap(f->shm_mag, f->shm_mag_len);
 	free(f->objs);
 	sm_arena_detach(&f->a);
 	sm_arena_detach(&f->b);
@@ -140,6 +149,23 @@ static struct slab_mag *mag_new(struct fx *f, const struct slab_cache_desc *c, u
 	assert_true(f->nr_mags < MAX_MAGS);
 	m = calloc(1, sm_mag_bytes(cap));
 	assert_non_null(m);
+	sm_mag_init(m, c, cap);
+	f->mags[f->nr_mags++] = m;
+	return m;
+}
+
+/* A magazine a forked child's steps update for the parent too (MAP_SHARED); one a test. */
+static struct slab_mag *mag_new_shared(struct fx *f, const struct slab_cache_desc *c,
+				       unsigned cap)
+{
+	struct slab_mag *m;
+
+	assert_null(f->shm_mag);
+	assert_true(f->nr_mags < MAX_MAGS);
+	f->shm_mag_len = sm_mag_bytes(cap);
+	m = mmap(NULL, f->shm_mag_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(m != MAP_FAILED);
+	f->shm_mag = m;
 	sm_mag_init(m, c, cap);
 	f->mags[f->nr_mags++] = m;
 	return m;
@@ -1281,6 +1307,119 @@ static void test_mag_resize(void **state)
 	assert_clean(f);
 }
 
+/* ---- a flush of objects another magazine takes: the hand-over touch ------------------- */
+
+/* In a child: make the pages of m's oldest batch read-only, then free off into m (which
+ * is full, so the free flushes that batch).  Returns the child's wait status. */
+static int flush_readonly_in_child(struct fx *f, struct slab_cache_desc *c, struct slab_mag *m,
+				   uint64_t off)
+{
+	int st = 0;
+	pid_t pid;
+
+	assert_int_equal(m->m_avail, m->m_limit);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		signal(SIGSEGV, SIG_DFL); /* not cmocka's handler: die of it */
+		for (unsigned i = 0; i < m->m_batchcount; i++) {
+			uintptr_t pg = (uintptr_t)(f->a.base + sm_mag_entries(m)[i]) &
+				       ~(uintptr_t)(SLAB_PAGE_SIZE - 1);
+
+			if (mprotect((void *)pg, SLAB_PAGE_SIZE, PROT_READ))
+				_exit(2);
+		}
+		_exit(sm_free(&f->a, c, m, 0, off) ? 3 : 0);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	return st;
+}
+
+static uint8_t pattern(uint64_t off, unsigned i)
+{
+	return (uint8_t)(off * 131 + i * 7 + 1);
+}
+
+/* A flush writes the lines of objects another magazine refilled last, before they leave
+ * (read-only pages fault then), and not those of a magazine that refills itself; either
+ * way no byte of any object changes, and n_taker names the last refiller. */
+static void test_handover_touch(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("handover", 64);
+	struct slab_cache_desc *c;
+	struct slab_cache_node *cn;
+	struct slab_mag *prod, *cons;
+	uint64_t *objs, extra;
+	unsigned n = 0;
+	int st;
+
+	p.limit = 16;
+	p.batchcount = 8;
+	c = cache_new(f, &p);
+	cn = &c->c_nodes[0];
+	objs = hold(f, 64);
+	prod = mag_new(f, c, c->c_limit);
+	cons = mag_new_shared(f, c, c->c_limit);
+	assert_int_equal(cn->n_taker, 0);
+
+	/* the producer takes 24 and writes every byte of them */
+	for (n = 0; n < 24; n++) {
+		E(sm_alloc(a, c, prod, 0, &objs[n]));
+		for (unsigned i = 0; i < 64; i++)
+			a->base[objs[n] + i] = pattern(objs[n], i);
+	}
+	assert_int_equal(cn->n_taker, sm_off(a, prod));
+
+	/* the consumer frees 16 (full, no flush yet); the 17th flushes 8: their pages
+	 * read-only, the touch faults before anything moved */
+	for (unsigned i = 0; i < 16; i++)
+		E(sm_free(a, c, cons, 0, objs[i]));
+	assert_int_equal(cn->n_shared_avail, 0);
+	st = flush_readonly_in_child(f, c, cons, objs[16]);
+	if (!WIFSIGNALED(st))
+		fail_msg("the child's flush did not fault: wait status %#x", st);
+	assert_int_equal(WTERMSIG(st), SIGSEGV);
+	assert_int_equal(cn->n_shared_avail, 0);
+	assert_int_equal(cons->m_avail, 16);
+	assert_int_equal(cons->m_intent, 0);
+
+	/* the same flush here: 8 to the shared array, every byte as the producer wrote it */
+	E(sm_free(a, c, cons, 0, objs[16]));
+	assert_int_equal(cn->n_shared_avail, 8);
+	assert_int_equal(cons->m_avail, 9);
+	for (unsigned k = 0; k < 24; k++)
+		for (unsigned i = 0; i < 64; i++)
+			if (a->base[objs[k] + i] != pattern(objs[k], i))
+				fail_msg("object %u byte %u changed", k, i);
+	assert_clean(f);
+
+	/* the consumer refills itself (n_taker is now its own): its flush leaves the lines
+	 * alone, read-only pages and all */
+	for (unsigned i = 17; i < 24; i++)
+		E(sm_free(a, c, cons, 0, objs[i]));
+	assert_int_equal(cons->m_avail, 16);
+	for (n = 0; n < 17; n++)
+		E(sm_alloc(a, c, cons, 0, &objs[n]));
+	assert_int_equal(cn->n_taker, sm_off(a, cons));
+	for (unsigned i = 0; i < 9; i++)
+		E(sm_free(a, c, cons, 0, objs[--n]));
+	assert_int_equal(cons->m_avail, 16);
+	extra = objs[--n];
+	st = flush_readonly_in_child(f, c, cons, extra);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(cons->m_avail, 9); /* the child's flush, seen here (MAP_SHARED) */
+	assert_clean(f);
+
+	while (n)
+		E(sm_free(a, c, cons, 0, objs[--n]));
+	sm_mag_drain(a, c, cons, 0);
+	sm_mag_drain(a, c, prod, 0);
+	assert_clean(f);
+}
+
 /* ---- the shared array grows with free_limit ------------------------------------------ */
 
 /* A burst of N objects that needed grants comes back into the shared array (a PG_DEPOT
@@ -1977,6 +2116,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_give_back_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_limit_adapts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mag_resize, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handover_touch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
