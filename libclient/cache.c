@@ -385,10 +385,21 @@ static inline void prefetch_for_write(const void *p)
  * the misses overlap; the fast path stays as it is (the kernel's SLUB prefetches the next
  * object there instead).  For writing: a plain prefetch fetched the consumer's lines
  * shared and every write then paid an upgrade (prodcons 120 -> 48 M objects/s); with
- * PREFETCHW prodcons went 119 -> 133 and batch 5.0 -> 4.2 ns per operation. */
+ * PREFETCHW prodcons went 119 -> 133 and batch 5.0 -> 4.2 ns per operation (the test
+ * machine before 2026-12).  On an AMD EPYC a PREFETCHW of a line this CPU still holds
+ * Owned does nothing;
+ * the consumer's flush writes such lines first (magazine.c, touch_for_handover).
+ * At most SLAB_REFILL_PREFETCH, the next ones out (8 KiB of lines, a quarter of a 32 KiB
+ * L1D): a contended magazine refills up to 504 objects, whose lines would evict each
+ * other before use.  Prefetching all of such a refill cost 700 cycles, and prodcons 2
+ * threads ran at 116 against 140 M objects/s with the cap (medians of 7, same runs). */
+#define SLAB_REFILL_PREFETCH 128u
+
 static void prefetch_refill(slab_cache *h, const struct slab_mag *m)
 {
-	for (unsigned k = m->m_avail; k > 0; k--)
+	unsigned lo = m->m_avail > SLAB_REFILL_PREFETCH ? m->m_avail - SLAB_REFILL_PREFETCH : 0;
+
+	for (unsigned k = m->m_avail; k > lo; k--)
 		prefetch_for_write(h->base + m->m_slots[k]);
 }
 
