@@ -101,8 +101,10 @@ static void usage(FILE *f)
 		"                         an anonymous sealed memfd\n"
 		"  -r, --reserve SIZE     free memory per node kept faulted in, so that growing\n"
 		"                         caches get resident pages (default 16M; at most 1/8 of\n"
-		"                         a node; 0: none).  A shrink gives it back; the next\n"
-		"                         grant stocks it again\n"
+		"                         a node; 0: none).  A burst of grants raises it to the\n"
+		"                         burst's size (at most 1/8 of the node); it halves back\n"
+		"                         towards SIZE every 10 s without grants.  A shrink gives\n"
+		"                         it back; the next grant stocks it again\n"
 		"  -l, --log-level L      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n"
 		"  -V, --version          print the version\n",

@@ -139,7 +139,12 @@ struct slabd {
 	struct cache_track    *track;         /* per cache id (ah_nr_caches entries) */
 	uint32_t               restock[SLABD_RESTOCK_MAX]; /* pending restock work (commands.c) */
 	unsigned               nr_restock;
-	uint32_t               reserve_target[SLAB_MAX_NODES]; /* pages, per node (commands.c) */
+	uint32_t               reserve_target[SLAB_MAX_NODES]; /* pages, per node (commands.c):
+							 * floor <= target <= cap */
+	uint32_t               reserve_floor[SLAB_MAX_NODES];  /* --reserve, in pages */
+	uint32_t               reserve_cap[SLAB_MAX_NODES];    /* 1/8 of the node, in pages */
+	uint64_t               burst_pages[SLAB_MAX_NODES];    /* granted in the current burst */
+	uint64_t               reserve_decay_ns; /* when a target last came down */
 	bool                   reserve_armed; /* stock the reserves: set by grants, cleared by shrink */
 	struct stocker        *stocker;       /* the reserve stocker thread, or NULL (stocker.h) */
 	struct dead_client     dead[SLABD_DEAD_KEPT]; /* ring of the last dead clients */

@@ -297,7 +297,7 @@ json_t *stats_arena(struct slabd *d)
 			free_pages = reserve_pages = 0;
 		}
 		json_array_append_new(nodes, json_pack(
-			"{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:{s:i, s:i, s:i, s:i}}",
+			"{s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:I, s:I, s:{s:i, s:i, s:i, s:i}}",
 			"node", (int)n, "os_node", (int)r->nr_os_node,
 			"depot_bytes", (json_int_t)depot,
 			"resident_bytes", (json_int_t)node_resident(d, n),
@@ -307,6 +307,7 @@ json_t *stats_arena(struct slabd *d)
 			"total_bytes", (json_int_t)((uint64_t)r->nr_nr_pages << SLAB_PAGE_SHIFT),
 			"free_bytes", (json_int_t)((uint64_t)free_pages << SLAB_PAGE_SHIFT),
 			"reserve_bytes", (json_int_t)((uint64_t)reserve_pages << SLAB_PAGE_SHIFT),
+			"reserve_target_bytes", (json_int_t)((uint64_t)d->reserve_target[n] << SLAB_PAGE_SHIFT),
 			"used_bytes", (json_int_t)((uint64_t)(r->nr_nr_pages - free_pages) << SLAB_PAGE_SHIFT),
 			"largest_free_order", largest,
 			"largest_free_bytes", (json_int_t)(largest < 0 ? 0 : (uint64_t)SLAB_PAGE_SIZE << largest),

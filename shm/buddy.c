@@ -387,6 +387,26 @@ int sm_reserve_drain(struct sm_arena *a, unsigned node)
 	return (int)pages;
 }
 
+int sm_reserve_trim(struct sm_arena *a, unsigned node, uint32_t keep)
+{
+	struct slab_node_region *r = sm_region(a, node);
+	uint32_t before, h;
+	int rc = sm_region_lock(a, node);
+
+	if (rc)
+		return rc;
+	before = r->nr_reserve_pages;
+	for (int k = (int)SLAB_RESERVE_ORDER; k >= 0 && r->nr_reserve_pages > keep; k--)
+		while (r->nr_reserve_pages > keep &&
+		       (h = sm_list_pop(a->pages, &r->nr_reserve[k])) != SLAB_NIL) {
+			r->nr_reserve_pages -= 1u << k;
+			buddy_put(a, r, h);
+		}
+	rc = (int)(before - r->nr_reserve_pages);
+	sm_region_unlock(a, node);
+	return rc;
+}
+
 void sm_reserve_rebuild(struct sm_arena *a, unsigned node)
 {
 	struct slab_node_region *r = sm_region(a, node);

@@ -90,6 +90,10 @@ int sm_reserve_return(struct sm_arena *a, unsigned node, uint32_t head);
 /* slabd: every reserve block of node back to the free lists (a shrink, before holes are
  * punched).  Returns the pages released.  Errors: -errno of the lock. */
 int sm_reserve_drain(struct sm_arena *a, unsigned node);
+/* slabd: reserve blocks of node back to the free lists, largest first, until the reserve
+ * holds at most keep pages (the reserve target came down).  Returns the pages given back,
+ * or a negative errno from the region lock. */
+int sm_reserve_trim(struct sm_arena *a, unsigned node, uint32_t keep);
 
 /* Rebuild node's reserve lists from the page states (PG_RESERVE heads).  Lock held. */
 void sm_reserve_rebuild(struct sm_arena *a, unsigned node);

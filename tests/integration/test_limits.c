@@ -585,19 +585,31 @@ static long long reserve_bytes(void)
 	return v;
 }
 
+static long long reserve_target(void)
+{
+	json_t *r, *n = node0(&r);
+	long long v = th_jint(n, "reserve_target_bytes");
+
+	json_decref(r);
+	return v;
+}
+
 /* Wait (up to 10 s) for the reserve to be stocked: within one block (128 KiB) below
  * target, never above.  Stocking adds whole blocks without passing the target, so a
- * reserve that grants split stays up to 31 pages short. */
+ * reserve that grants split stays up to 31 pages short.  The target must be `target`
+ * (-1: whatever arena.stats says). */
 static void wait_reserve_full(long long target, const char *what)
 {
-	long long until = th_now_ms() + 10000, v;
+	long long until = th_now_ms() + 10000, v, t;
 
-	while (((v = reserve_bytes()) <= target - (128 << 10) || v > target) &&
-	       th_now_ms() < until)
+	while (t = target < 0 ? reserve_target() : target,
+	       ((v = reserve_bytes()) <= t - (128 << 10) || v > t) && th_now_ms() < until)
 		th_sleep_ms(20);
-	if (v <= target - (128 << 10) || v > target)
+	if (v <= t - (128 << 10) || v > t)
 		fail_msg("%s: reserve_bytes %lld, expected (%lld, %lld]", what, v,
-			 target - (128 << 10), target);
+			 t - (128 << 10), t);
+	if (target >= 0)
+		assert_int_equal(reserve_target(), target);
 }
 
 static void test_reserve(void **state)
@@ -622,8 +634,12 @@ static void test_reserve(void **state)
 		objs[i] = E_PTR(slab_alloc(c));
 	n = node0(&r);
 	assert_true(th_jint(n, "used_bytes") >= 3 << 20);
+	total = th_jint(n, "total_bytes");
 	json_decref(r);
-	wait_reserve_full(2 << 20, "after the grants");
+	/* the burst took 3 MiB and more: the target follows it, up to 1/8 of the node */
+	assert_true(reserve_target() >= 3 << 20);
+	assert_true(reserve_target() <= total / 8);
+	wait_reserve_full(-1, "after the grants");
 	assert_int_equal(th_validate(&daemon_, "reserved"), 0);
 
 	/* A shrink gives it back with the rest, and it stays empty while nothing grows. */
@@ -633,6 +649,7 @@ static void test_reserve(void **state)
 	th_assert_ok(r, "cache.shrink");
 	json_decref(r);
 	assert_int_equal(reserve_bytes(), 0);
+	assert_int_equal(reserve_target(), 2 << 20); /* back to --reserve */
 	th_sleep_ms(300);
 	assert_int_equal(reserve_bytes(), 0);
 
@@ -655,6 +672,17 @@ static void test_reserve(void **state)
 	stop_clean();
 	th_start_or_fail(&daemon_, (const char *const[]){ "--reserve", "0", NULL });
 	assert_int_equal(reserve_bytes(), 0);
+	/* and no burst raises it */
+	E(slab_pool_connect(daemon_.socket, &pool));
+	E(slab_cache_create(pool, "unreserved", &cfg, &c));
+	for (unsigned i = 0; i < N; i++)
+		objs[i] = E_PTR(slab_alloc(c));
+	th_sleep_ms(300);
+	assert_int_equal(reserve_target(), 0);
+	assert_int_equal(reserve_bytes(), 0);
+	E(slab_free_bulk(c, N, objs));
+	E(slab_cache_destroy(c));
+	slab_pool_disconnect(pool);
 	stop_clean();
 }
 
@@ -735,8 +763,26 @@ static void test_stocker(void **state)
 	th_track_child(pid);
 	assert_int_equal(th_wait_child(pid, 120), 0);
 	validate_clean("after the burst", 0);
-	wait_reserve_full(target, "after the burst");
+	/* the 49 MiB burst raised the target: up to 1/8 of the node (64 MiB) */
+	assert_true(reserve_target() >= (48 << 20));
+	assert_true(reserve_target() <= (64 << 20));
+	wait_reserve_full(-1, "after the burst");
 	assert_true(arena_stat("stocked_bytes") > 0);
+
+	/* 10 s without grants: the target halves, to no less than --reserve, and what the
+	 * reserve held above it goes back to the OS with the other free memory (2 s idle). */
+	before = arena_stat("resident_bytes");
+	for (long long until = th_now_ms() + 16000;
+	     reserve_target() != target && th_now_ms() < until;)
+		th_sleep_ms(200);
+	assert_int_equal(reserve_target(), target);
+	wait_reserve_full(target, "after the decay");
+	for (long long until = th_now_ms() + 4000;
+	     arena_stat("resident_bytes") > before - (12 << 20) && th_now_ms() < until;)
+		th_sleep_ms(100);
+	if (arena_stat("resident_bytes") > before - (12 << 20))
+		fail_msg("resident %lld bytes after the decay, %lld before", arena_stat("resident_bytes"),
+			 before);
 
 	/* Whole-arena validates while the thread stocks 32 MiB from empty: each takes back
 	 * the blocks out with the thread (B4), and none finds a problem. */

@@ -1072,6 +1072,50 @@ static void test_reserve(void **state)
 	assert_clean(a);
 }
 
+/* sm_reserve_trim: blocks back to the free lists, largest first, until the reserve holds
+ * at most `keep`; a keep at or above what it holds changes nothing. */
+static void test_reserve_trim(void **state)
+{
+	struct sm_arena *a = new_arena(state, 16 << 20, 1);
+	struct slab_node_region *r = sm_region(a, 0);
+	const unsigned rp = 1u << SLAB_RESERVE_ORDER;
+	uint32_t small, free0;
+	struct snap s0, s1;
+
+	snap_take(a, 0, &s0);
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(sm_reserve_stock(a, 0), (int)rp);
+	/* one page off the first block: it splits into pieces of orders 0 .. 4 */
+	small = alloc_checked(a, 0, 0);
+	free0 = r->nr_free_pages;
+	assert_int_equal(r->nr_reserve_pages, 4 * rp - 1);
+
+	assert_int_equal(sm_reserve_trim(a, 0, 4 * rp), 0);
+	assert_int_equal(sm_reserve_trim(a, 0, 4 * rp - 1), 0);
+	assert_int_equal(r->nr_reserve_pages, 4 * rp - 1);
+	/* two whole blocks go (127 -> 95 -> 63 <= 64) */
+	assert_int_equal(sm_reserve_trim(a, 0, 2 * rp), (int)(2 * rp));
+	assert_int_equal(r->nr_reserve_pages, 2 * rp - 1);
+	assert_int_equal(r->nr_reserve[SLAB_RESERVE_ORDER].l_count, 1);
+	assert_int_equal(r->nr_free_pages, free0 + 2 * rp);
+	assert_clean(a);
+	/* the last whole block, then the order-4 piece (63 -> 31 -> 15 <= 16) */
+	assert_int_equal(sm_reserve_trim(a, 0, rp / 2), (int)(rp + rp / 2));
+	assert_int_equal(r->nr_reserve_pages, rp / 2 - 1);
+	assert_int_equal(r->nr_reserve[SLAB_RESERVE_ORDER].l_count, 0);
+	assert_int_equal(r->nr_reserve[SLAB_RESERVE_ORDER - 1].l_count, 0);
+	assert_clean(a);
+	/* all of it; with the page back, the free lists are those of the start (merged) */
+	assert_int_equal(sm_reserve_trim(a, 0, 0), (int)(rp / 2 - 1));
+	assert_int_equal(r->nr_reserve_pages, 0);
+	E(sm_pages_free(a, small));
+	snap_take(a, 0, &s1);
+	snap_assert_equal(&s0, &s1);
+	assert_clean(a);
+	snap_free(&s0);
+	snap_free(&s1);
+}
+
 /* sm_pages_populate: fresh pages end up resident and zero, pages somebody wrote keep
  * every byte (fallocate only fills holes), both with the arena's fd and without. */
 static void test_populate(void **state)
@@ -1232,6 +1276,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_repair, teardown_arena),
 		cmocka_unit_test_teardown(test_robust_lock, teardown_arena),
 		cmocka_unit_test_teardown(test_reserve, teardown_arena),
+		cmocka_unit_test_teardown(test_reserve_trim, teardown_arena),
 		cmocka_unit_test_teardown(test_populate, teardown_arena),
 		cmocka_unit_test_teardown(test_reserve_handover, teardown_arena),
 		cmocka_unit_test_teardown(test_reserve_fallback, teardown_arena),
