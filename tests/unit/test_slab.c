@@ -1184,17 +1184,23 @@ static void test_free_limit_adapts(void **state)
 struct lock_holder {
 	struct sm_arena *a;
 	struct slab_cache_desc *c;
+	const struct slab_mag *m; /* the magazine whose transfer must find the lock held */
 	pthread_t t;
 	volatile int held;
 };
 
+/* Hold node 0's lock until m's transfer has begun (its step is recorded just before it
+ * takes the lock), then 3 ms more.  A fixed 3 ms from the start was not always enough
+ * under valgrind on a loaded machine: the transfer then found the lock free. */
 static void *hold_lock(void *arg)
 {
 	struct lock_holder *h = arg;
-	struct timespec ts = { 0, 3 * 1000 * 1000 };
+	struct timespec ts = { 0, 3 * 1000 * 1000 }, poll = { 0, 100 * 1000 };
 
 	assert_int_equal(sm_node_lock(h->a, h->c, 0), 0);
 	__atomic_store_n(&h->held, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 50000 && !__atomic_load_n(&h->m->m_intent, __ATOMIC_ACQUIRE); i++)
+		nanosleep(&poll, NULL);
 	nanosleep(&ts, NULL);
 	sm_node_unlock(h->c, 0);
 	return NULL;
@@ -1213,7 +1219,7 @@ static void lock_elsewhere(struct lock_holder *h)
 static void contended_transfer(struct fx *f, struct slab_cache_desc *c, struct slab_mag *m,
 			       uint64_t *objs, unsigned *held, int refill)
 {
-	struct lock_holder h = { .a = &f->a, .c = c };
+	struct lock_holder h = { .a = &f->a, .c = c, .m = m };
 	uint64_t refills = m->m_stat[STAT_ALLOC_REFILL], flushes = m->m_stat[STAT_FREE_FLUSH];
 
 	if (refill) {
