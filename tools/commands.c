@@ -507,7 +507,7 @@ out:
 int cmd_info(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
 {
 	static const char *const hdr[] = { "NODE", "OS_NODE", "TOTAL", "USED", "FREE",
-					   "RESERVE", "LARGEST_FREE", "PARTIAL", "FULL", "EMPTY",
+					   "RESERVE", "TARGET", "LARGEST_FREE", "PARTIAL", "FULL", "EMPTY",
 					   "DISCARD" };
 	json_t *reply, *n;
 	struct table *t;
@@ -535,7 +535,7 @@ int cmd_info(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
 	printf("caches      %lld of %lld slots\n", jint(reply, "caches"), jint(reply, "cache_slots"));
 	printf("clients     %lld of %lld slots\n", jint(reply, "clients"), jint(reply, "client_slots"));
 	printf("nodes       %zu\n\n", json_array_size(json_object_get(reply, "nodes")));
-	t = table_new(11, hdr, "rrrrrrrrrrr");
+	t = table_new(12, hdr, "rrrrrrrrrrrr");
 	json_array_foreach(json_object_get(reply, "nodes"), i, n) {
 		json_t *s = json_object_get(n, "slabs");
 		table_cell_int(t, n, "node");
@@ -544,6 +544,7 @@ int cmd_info(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
 		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "used_bytes"), b1, sizeof(b1)));
 		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "free_bytes"), b1, sizeof(b1)));
 		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "reserve_bytes"), b1, sizeof(b1)));
+		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "reserve_target_bytes"), b1, sizeof(b1)));
 		table_cell(t, "%s", fmt_bytes((uint64_t)jint(n, "largest_free_bytes"), b1, sizeof(b1)));
 		table_cell_int(t, s, "partial");
 		table_cell_int(t, s, "full");
@@ -553,7 +554,8 @@ int cmd_info(struct ctl *c, const struct cmd *cmd, int argc, char **argv)
 	table_print(t, stdout, false);
 	table_free(t);
 	printf("(PARTIAL/FULL/EMPTY/DISCARD: slabs by state; EMPTY are the per-node \"free\" lists;\n"
-	       " RESERVE: the part of FREE slabd keeps faulted in for growing caches)\n");
+	       " RESERVE: the part of FREE slabd keeps faulted in for growing caches, up to TARGET,\n"
+	       " which follows bursts of growth and decays back to slabd --reserve when idle)\n");
 	json_decref(reply);
 	return 0;
 }

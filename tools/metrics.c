@@ -94,6 +94,7 @@ static const struct {
 	{ "slabd_node_total_bytes", "total_bytes", "Bytes of the node's region of the arena." },
 	{ "slabd_node_free_bytes", "free_bytes", "Free bytes in the node's page allocator." },
 	{ "slabd_node_reserve_bytes", "reserve_bytes", "Free bytes slabd keeps faulted in for growing caches (part of free_bytes)." },
+	{ "slabd_node_reserve_target_bytes", "reserve_target_bytes", "What the reserve is stocked to: slabd --reserve, raised by bursts of growth, decaying when idle." },
 	{ "slabd_node_used_bytes", "used_bytes", "Bytes handed out by the node's page allocator." },
 	{ "slabd_node_largest_free_bytes", "largest_free_bytes", "Largest free block of the node's page allocator." },
 };

@@ -299,8 +299,8 @@ run "info" 0 "${S[@]}" info
 expect "info arena" '^arena +32M \(33554432 bytes\), resident [0-9.]+[BKMG], metadata [0-9.]+[BKMG], page size 4096$' "$out"
 expect "info caches" '^caches +[0-9]+ of [0-9]+ slots$' "$out"
 expect "info clients" '^clients +1 of [0-9]+ slots$' "$out"
-expect "info node header" '^NODE +OS_NODE +TOTAL +USED +FREE +RESERVE +LARGEST_FREE +PARTIAL +FULL +EMPTY +DISCARD$' "$out"
-expect "info node row" '^ +0 +[0-9]+ +[0-9.]+[BKMG] +[0-9.]+[BKMG] +[0-9.]+[BKMG] +[0-9.]+[BKMG] +[0-9.]+[BKMG]( +[0-9]+){4}$' "$out"
+expect "info node header" '^NODE +OS_NODE +TOTAL +USED +FREE +RESERVE +TARGET +LARGEST_FREE +PARTIAL +FULL +EMPTY +DISCARD$' "$out"
+expect "info node row" '^ +0 +[0-9]+ +[0-9.]+[BKMG] +[0-9.]+[BKMG] +[0-9.]+[BKMG] +[0-9.]+[BKMG] +[0-9.]+[BKMG] +[0-9.]+[BKMG]( +[0-9]+){4}$' "$out"
 run "info --json" 0 "${S[@]}" --json info
 pycheck "info --json" '
 import json, sys
@@ -311,10 +311,11 @@ for k in ("resident_bytes", "meta_bytes", "page_size", "generation", "caches", "
     assert type(r[k]) is int, k
 assert r["clients"] == 1
 for n in r["nodes"]:
-    for k in ("node", "os_node", "total_bytes", "free_bytes", "reserve_bytes", "used_bytes", "largest_free_bytes"):
+    for k in ("node", "os_node", "total_bytes", "free_bytes", "reserve_bytes", "reserve_target_bytes", "used_bytes", "largest_free_bytes"):
         assert type(n[k]) is int and n[k] >= 0, k
     assert n["used_bytes"] + n["free_bytes"] == n["total_bytes"]
     assert 0 < n["reserve_bytes"] <= n["free_bytes"], n
+    assert n["reserve_bytes"] <= n["reserve_target_bytes"] <= n["total_bytes"] // 8, n
     for k in ("partial", "full", "free", "discard"):
         assert type(n["slabs"][k]) is int, k
 '
