@@ -589,7 +589,7 @@ static json_t *cmd_cache_shrink(struct conn *c, json_t *req, struct err *e)
 	for (unsigned n = 0; n < c->d->arena.hdr->ah_nr_nodes; n++) {
 		sm_reserve_drain(&c->d->arena, n);
 		c->d->reserve_target[n] = c->d->reserve_floor[n];
-		c->d->burst_pages[n] = 0;
+		c->d->burst_pages[n] = c->d->decay_pages[n] = 0;
 	}
 	return json_pack("{s:i, s:I}", "released_slabs", (int)released, "punched_bytes",
 			 (json_int_t)(commands_punch(c->d) << SLAB_PAGE_SHIFT));
@@ -835,16 +835,19 @@ static bool reserve_wanted(struct slabd *d, unsigned *node)
 }
 
 /* The reserve follows the bursts it is for.  --reserve is its floor; a burst of grants
- * (grants less than RESERVE_BURST_GAP_NS apart) raises the node's target to the pages
- * the burst took, up to 1/8 of the node, so that the next burst of that size finds its
- * pages resident: a new cache of 1,000,000 64-byte objects on a long-running slabd came
- * out 2.2-2.9x warm with the 16 MiB floor, as its pages had been given back to the OS
- * since the last burst.  After RESERVE_DECAY_NS without grants the target halves, and
- * again every RESERVE_DECAY_NS, down to the floor; what the reserve holds above it goes
- * back to the free lists, and from there to the OS (commands_punch).  That is jemalloc's
- * dirty-page decay (10 s), with the reserve for the dirty pages kept.  A shrink resets
- * the target to the floor; --reserve 0 turns it all off. */
+ * raises the node's target to the pages the burst took, up to 1/8 of the node, so that
+ * the next burst of that size finds its pages resident: a new cache of 1,000,000 64-byte
+ * objects on a long-running slabd came out 2.2-2.9x warm with the 16 MiB floor, as its
+ * pages had been given back to the OS since the last burst.  A burst is counted in
+ * windows: grants less than RESERVE_BURST_GAP_NS apart, for at most RESERVE_WINDOW_NS, so
+ * that steady growth raises the target to what a window takes, not to all it ever took.
+ * Every RESERVE_DECAY_NS the target halves, down to the floor, unless grants took half
+ * of it or more meanwhile; what the reserve holds above the target goes back to the free
+ * lists, and from there to the OS (commands_punch).  That is jemalloc's dirty-page decay
+ * (10 s), with the reserve for the dirty pages kept.  A shrink resets the target to the
+ * floor; --reserve 0 turns it all off. */
 #define RESERVE_BURST_GAP_NS 1000000000ull
+#define RESERVE_WINDOW_NS    2000000000ull
 #define RESERVE_DECAY_NS     10000000000ull
 
 static uint32_t reserve_blocks(uint64_t pages)
@@ -858,46 +861,53 @@ static void reserve_note_grant(struct slabd *d, unsigned node, uint64_t pages)
 {
 	uint64_t now = slabd_now_ns(), want;
 
-	if (now - d->last_any_grant_ns > RESERVE_BURST_GAP_NS)
+	if (now - d->last_any_grant_ns > RESERVE_BURST_GAP_NS ||
+	    now - d->burst_start_ns > RESERVE_WINDOW_NS) {
 		memset(d->burst_pages, 0, sizeof(d->burst_pages));
+		d->burst_start_ns = now;
+	}
 	d->last_any_grant_ns = now;
 	d->burst_pages[node] += pages;
+	d->decay_pages[node] += pages;
 	if (!d->reserve_floor[node])
 		return;
 	want = d->burst_pages[node] < d->reserve_cap[node] ? d->burst_pages[node] :
 							     d->reserve_cap[node];
 	want = reserve_blocks(want + (1u << SLAB_RESERVE_ORDER) - 1);
 	if (want > d->reserve_cap[node])
-		want = reserve_blocks(d->reserve_cap[node]);
+		want = d->reserve_cap[node];
 	if (want > d->reserve_target[node])
 		d->reserve_target[node] = (uint32_t)want; /* arena.stats: reserve_target_bytes */
 }
 
-/* Reap tick: halve targets above their floor once RESERVE_DECAY_NS passed without grants
- * and since the last step, and give back what the reserve holds above them. */
+/* Reap tick: every RESERVE_DECAY_NS, halve each target above its floor that grants did
+ * not use half of since the last look, and give back what the reserve holds above its
+ * target (also one adopted from an earlier slabd). */
 static void reserve_decay(struct slabd *d, uint64_t now)
 {
 	bool some = false;
 
-	if (now - d->last_any_grant_ns <= RESERVE_DECAY_NS ||
-	    now - d->reserve_decay_ns <= RESERVE_DECAY_NS)
-		return;
-	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++)
-		some |= d->reserve_target[n] > d->reserve_floor[n];
-	if (!some)
+	if (now - d->reserve_decay_ns <= RESERVE_DECAY_NS)
 		return;
 	d->reserve_decay_ns = now;
-	stocker_quiesce(d); /* its blocks back on the free lists: the trim sees them all */
 	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++) {
 		uint32_t t = reserve_blocks(d->reserve_target[n] / 2);
 
-		if (d->reserve_target[n] <= d->reserve_floor[n])
-			continue;
-		d->reserve_target[n] = t > d->reserve_floor[n] ? t : d->reserve_floor[n];
-		(void)sm_reserve_trim(&d->arena, n, d->reserve_target[n]);
-		slabd_log(d, LOG_DEBUG, "node %u reserve target down to %llu MiB", n,
-			  (unsigned long long)(d->reserve_target[n] >> (20 - SLAB_PAGE_SHIFT)));
+		if (d->reserve_target[n] > d->reserve_floor[n] &&
+		    d->decay_pages[n] * 2 < d->reserve_target[n]) {
+			d->reserve_target[n] = t > d->reserve_floor[n] ? t : d->reserve_floor[n];
+			slabd_log(d, LOG_DEBUG, "node %u reserve target down to %llu MiB", n,
+				  (unsigned long long)(d->reserve_target[n] >> (20 - SLAB_PAGE_SHIFT)));
+		}
+		d->decay_pages[n] = 0;
+		some |= SM_LOAD(&sm_region(&d->arena, n)->nr_reserve_pages) +
+				stocker_pages_out(d, n) > d->reserve_target[n];
 	}
+	if (!some)
+		return;
+	stocker_quiesce(d); /* its blocks back on the free lists: the trim sees them all */
+	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++)
+		(void)sm_reserve_trim(&d->arena, n, d->reserve_target[n]);
 }
 
 void commands_reserve_init(struct slabd *d)
@@ -908,11 +918,19 @@ void commands_reserve_init(struct slabd *d)
 		uint64_t t = d->opt.reserve >> SLAB_PAGE_SHIFT;
 		uint64_t cap = sm_region(&d->arena, n)->nr_nr_pages / 8;
 
+		uint64_t held = SM_LOAD(&sm_region(&d->arena, n)->nr_reserve_pages);
+
 		t = t < cap ? t : cap;
-		d->reserve_floor[n] = d->reserve_target[n] = reserve_blocks(t);
+		d->reserve_floor[n] = reserve_blocks(t);
 		d->reserve_cap[n] = reserve_blocks(cap);
-		d->burst_pages[n] = 0;
+		/* An adopted arena's reserve may hold more (an earlier slabd's bursts): the
+		 * target starts there, and decays as any other. */
+		held = reserve_blocks(held < cap ? held : cap);
+		d->reserve_target[n] = held > d->reserve_floor[n] ? (uint32_t)held
+								   : d->reserve_floor[n];
+		d->burst_pages[n] = d->decay_pages[n] = 0;
 	}
+	d->reserve_decay_ns = slabd_now_ns();
 	d->reserve_armed = true;
 	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++) {
 		while (reserve_low(d, n, d->reserve_target[n])) {

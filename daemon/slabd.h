@@ -143,8 +143,10 @@ struct slabd {
 							 * floor <= target <= cap */
 	uint32_t               reserve_floor[SLAB_MAX_NODES];  /* --reserve, in pages */
 	uint32_t               reserve_cap[SLAB_MAX_NODES];    /* 1/8 of the node, in pages */
-	uint64_t               burst_pages[SLAB_MAX_NODES];    /* granted in the current burst */
-	uint64_t               reserve_decay_ns; /* when a target last came down */
+	uint64_t               burst_pages[SLAB_MAX_NODES];    /* granted in the burst's window */
+	uint64_t               decay_pages[SLAB_MAX_NODES];    /* granted since the decay's look */
+	uint64_t               burst_start_ns;   /* the burst window's start */
+	uint64_t               reserve_decay_ns; /* the decay's last look */
 	bool                   reserve_armed; /* stock the reserves: set by grants, cleared by shrink */
 	struct stocker        *stocker;       /* the reserve stocker thread, or NULL (stocker.h) */
 	struct dead_client     dead[SLABD_DEAD_KEPT]; /* ring of the last dead clients */

@@ -744,6 +744,71 @@ static void test_arena_file(void **state)
 	arena_path[0] = 0;
 }
 
+/* node 0's reserve_bytes and reserve_target_bytes */
+static void reserve_of(long long *held, long long *target)
+{
+	json_t *r = th_request(&daemon_, "{\"id\":1,\"cmd\":\"arena.stats\"}");
+	json_t *n;
+
+	th_assert_ok(r, "arena.stats");
+	n = json_array_get(json_object_get(r, "nodes"), 0);
+	*held = th_jint(n, "reserve_bytes");
+	*target = th_jint(n, "reserve_target_bytes");
+	json_decref(r);
+}
+
+/* A restarted slabd that adopts an arena whose reserve an earlier burst grew past
+ * --reserve starts its target there (it decays from there like any other), never below
+ * what the reserve holds: a target at --reserve left the reserve above it for good. */
+static void test_adopted_reserve(void **state)
+{
+	enum { N = 100000 }; /* 64-byte objects: 6.4 MB, past the 4 MiB reserve */
+	const char *const args[] = { "--arena-file", arena_path, "--arena-size", "64M",
+				     "--reserve", "4M", NULL };
+	static void *objs[N];
+	long long held = 0, target = 0;
+	slab_pool *pool;
+	slab_cache *c;
+
+	(void)state;
+	pick_arena_path();
+	assert_int_equal(th_start(&daemon_, args), 0);
+	E(slab_pool_connect(daemon_.socket, &pool));
+	E(slab_cache_create(pool, "ar", &(struct slab_cache_config){ .size = 64,
+								     .node = SLAB_NODE_LOCAL }, &c));
+	for (unsigned i = 0; i < N; i++)
+		objs[i] = E_PTR(slab_alloc(c));
+	E(slab_free_bulk(c, N, objs));
+	E(slab_cache_destroy(c));
+	slab_pool_disconnect(pool);
+	/* the burst raised the target (cap: 1/8 of the node, 8 MiB); the reserve fills */
+	for (long long until = th_now_ms() + 10000; th_now_ms() < until; th_sleep_ms(20)) {
+		reserve_of(&held, &target);
+		if (target > (4 << 20) && held > target - (128 << 10))
+			break;
+	}
+	assert_true(target > (4 << 20));
+	assert_true(held > target - (128 << 10) && held <= target);
+
+	assert_int_equal(th_kill(&daemon_), 0);
+	assert_int_equal(th_restart(&daemon_, args), 0);
+	{
+		char *log = read_log();
+
+		if (!strstr(log, "adopting the arena in"))
+			fail_msg("the restarted slabd did not adopt %s", arena_path);
+		free(log);
+	}
+	reserve_of(&held, &target);
+	printf("[restart] adopted reserve %lld bytes, target %lld\n", held, target);
+	assert_true(held > (4 << 20));
+	assert_true(held <= target);
+	assert_true(target <= (8 << 20));
+	TH_STOP_CLEAN(&daemon_);
+	unlink(arena_path);
+	arena_path[0] = 0;
+}
+
 /* The slabd binary, as the harness finds it. */
 static void write_file(const char *path, const void *head, size_t headlen, size_t size)
 {
@@ -1077,6 +1142,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_kill_storm, teardown),
 		cmocka_unit_test_teardown(test_arena_file, teardown),
+		cmocka_unit_test_teardown(test_adopted_reserve, teardown),
 		cmocka_unit_test_teardown(test_arena_file_foreign, teardown),
 		cmocka_unit_test_teardown(test_dead_while_down, teardown),
 		cmocka_unit_test_teardown(test_adopt_larger, teardown),

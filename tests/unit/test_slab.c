@@ -1600,6 +1600,39 @@ static void test_validate_shared_twice(void **state)
 	assert_clean(f);
 }
 
+/* A double free that left one object in two magazines, or in a magazine and the shared
+ * array, stays there: validate's second walk of the magazines sees it again and reports
+ * it (the first walk only makes it a suspect). */
+static void test_validate_mag_twice(void **state)
+{
+	struct fx *f = *state;
+	struct victim v;
+	struct slab_mag *m1, *m2;
+	struct tu_report r;
+
+	victim_build(f, &v);
+	m1 = mag_new(f, v.c, v.c->c_limit);
+	m2 = mag_new(f, v.c, v.c->c_limit);
+	sm_mag_entries(m1)[m1->m_avail++] = v.objs[3];
+	sm_mag_entries(m2)[m2->m_avail++] = v.objs[3];
+	assert_reported(f, "cached twice", NULL);
+	assert_int_equal(run_validate(f, &r), 1);
+
+	/* one in a magazine and in the shared array */
+	m2->m_avail = 0;
+	assert_clean(f);
+	E(sm_node_lock(&f->a, v.c, 0));
+	sm_shared(&f->a, v.cn)[v.cn->n_shared_avail++] = v.objs[3];
+	sm_node_unlock(v.c, 0);
+	assert_reported(f, "cached twice", NULL);
+	assert_int_equal(run_validate(f, &r), 1);
+	E(sm_node_lock(&f->a, v.c, 0));
+	v.cn->n_shared_avail--;
+	sm_node_unlock(v.c, 0);
+	m1->m_avail = 0;
+	assert_clean(f);
+}
+
 static void test_validate_shared_free_obj(void **state)
 {
 	struct fx *f = *state;
@@ -2127,6 +2160,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_shared_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_mag_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_shared_free_obj, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_bufctl_range, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_wrong_list, setup, teardown),
