@@ -103,8 +103,9 @@ static void usage(FILE *f)
 		"                         caches get resident pages (default 16M; at most 1/8 of\n"
 		"                         a node; 0: none).  A burst of grants raises it to the\n"
 		"                         burst's size (at most 1/8 of the node); it halves back\n"
-		"                         towards SIZE every 10 s without grants.  A shrink gives\n"
-		"                         it back; the next grant stocks it again\n"
+		"                         towards SIZE every 10 s in which grants took less than\n"
+		"                         half of it.  A shrink gives it back; the next grant\n"
+		"                         stocks it again\n"
 		"  -l, --log-level L      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n"
 		"  -V, --version          print the version\n",
