@@ -3,6 +3,7 @@
  * Lock rule: one cache node lock at a time, never held across a call to arena->grow. */
 #include "magazine.h"
 
+#include <stddef.h>
 #include <string.h>
 
 #include "debug.h"
@@ -10,8 +11,16 @@
 
 void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned capacity)
 {
-	memset(m, 0, sizeof(*m));
-	m->m_capacity = capacity;
+	/* m_capacity is the stride by which slabd walks a client's area
+	 * (sm_client_for_each_mag) while the client rebinds a parked magazine here: zeroed
+	 * on the way, it made the walk misread every magazine after this one, and slabd's
+	 * counters missed those magazines' counts and appeared to go back (the fold race
+	 * test_stats kept behind SLAB_TEST_FOLD_RACE).  So it is written first and never 0. */
+	const size_t cap = offsetof(struct slab_mag, m_capacity), after = cap + sizeof(m->m_capacity);
+
+	SM_STORE(&m->m_capacity, (uint32_t)capacity);
+	memset(m, 0, cap);
+	memset((uint8_t *)m + after, 0, sizeof(*m) - after);
 	m->m_limit = c->c_limit < capacity ? c->c_limit : capacity;
 	m->m_batchcount = c->c_batchcount < m->m_limit ? c->c_batchcount : m->m_limit;
 	m->m_cache = (uint16_t)c->c_id;
