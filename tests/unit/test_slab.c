@@ -1426,6 +1426,40 @@ static void test_handover_touch(void **state)
 	assert_clean(f);
 }
 
+/* A debug cache's flush leaves the lines alone even when another magazine took last: a
+ * write into a freed object between the touch's read and write back would be undone
+ * before SLAB_POISON could see it. */
+static void test_handover_touch_debug(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("handover-dbg", 64);
+	struct slab_cache_desc *c;
+	struct slab_mag *prod, *cons;
+	uint64_t *objs;
+	int st;
+
+	p.flags = SM_POISON;
+	p.limit = 16;
+	p.batchcount = 8;
+	c = cache_new(f, &p);
+	objs = hold(f, 32);
+	prod = mag_new(f, c, c->c_limit);
+	cons = mag_new_shared(f, c, c->c_limit);
+	for (unsigned n = 0; n < 17; n++)
+		E(sm_alloc(a, c, prod, 0, &objs[n]));
+	assert_int_equal(c->c_nodes[0].n_taker, sm_off(a, prod));
+	for (unsigned i = 0; i < 16; i++)
+		E(sm_free(a, c, cons, 0, objs[i]));
+	st = flush_readonly_in_child(f, c, cons, objs[16]);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(cons->m_avail, 9);
+	sm_mag_drain(a, c, cons, 0);
+	sm_mag_drain(a, c, prod, 0);
+	assert_clean(f);
+}
+
 /* ---- the shared array grows with free_limit ------------------------------------------ */
 
 /* A burst of N objects that needed grants comes back into the shared array (a PG_DEPOT
@@ -2156,6 +2190,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_free_limit_adapts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mag_resize, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handover_touch, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handover_touch_debug, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depot, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
