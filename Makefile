@@ -270,7 +270,12 @@ lib_mimalloc := -lmimalloc
 bench-deps:
 	@tests/bench/deps.sh
 
-bench-build: $(BENCH_DRIVERS) $(SLABD) $(SLABCTL)
+bench-build: $(BENCH_DRIVERS) $(BENCH_DIR)/hostcheck $(SLABD) $(SLABCTL)
+
+# What the host gives the two cpus (run.sh prints it around each workload).
+$(BENCH_DIR)/hostcheck: tests/bench/hostcheck.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $< -o $@ -pthread
 
 # Peers that cannot be built (a package failed to install) are skipped by the drivers,
 # which say so; hence -k and no failure here.

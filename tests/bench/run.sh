@@ -50,6 +50,8 @@ export SLABD_SOCKET="$sock"
 echo "slabd benchmarks: $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cpus ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(uname -r)"
 echo "tree: $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- shm libclient daemon 2>/dev/null || echo ' + uncommitted changes in shm/libclient/daemon'); CFLAGS as built; slabd pid $pid on $sock"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+# The host's placement of the two cpus moves runs more than anything here (hostcheck.c).
+"$build/bench/hostcheck" "before" || true
 status=0
 for w in $workloads; do
 	start=$(date +%s)
@@ -59,6 +61,7 @@ for w in $workloads; do
 		status=1
 	fi
 	echo "   ($w took $(( $(date +%s) - start )) s; load average now $(cut -d' ' -f1-3 /proc/loadavg))"
+	"$build/bench/hostcheck" "after $w" || true
 	if ! kill -0 "$pid" 2>/dev/null; then
 		echo "bench: slabd died during $w:" >&2
 		tail -20 "$tmp/slabd.log" >&2
