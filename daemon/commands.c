@@ -794,7 +794,6 @@ static void cache_restock_step(struct slabd *d)
  * the next grant. */
 #define RESERVE_QUIET_NS 100000000ull /* without the stocker: after grants paused this long */
 
-
 /* Whether node's reserve (with the blocks out with the stocker) is a block or more below
  * `level` pages, and a free block could raise it. */
 static bool reserve_low(struct slabd *d, unsigned node, uint32_t level)
@@ -871,10 +870,8 @@ static void reserve_note_grant(struct slabd *d, unsigned node, uint64_t pages)
 	d->decay_pages[node] += pages;
 	if (!d->reserve_floor[node])
 		return;
-	want = d->burst_pages[node] < d->reserve_cap[node] ? d->burst_pages[node] :
-							     d->reserve_cap[node];
-	want = reserve_blocks(want + (1u << SLAB_RESERVE_ORDER) - 1);
-	if (want > d->reserve_cap[node])
+	want = reserve_blocks(d->burst_pages[node] + (1u << SLAB_RESERVE_ORDER) - 1);
+	if (want > d->reserve_cap[node]) /* block-aligned */
 		want = d->reserve_cap[node];
 	if (want > d->reserve_target[node])
 		d->reserve_target[node] = (uint32_t)want; /* arena.stats: reserve_target_bytes */
@@ -917,7 +914,6 @@ void commands_reserve_init(struct slabd *d)
 	for (unsigned n = 0; n < d->arena.hdr->ah_nr_nodes; n++) {
 		uint64_t t = d->opt.reserve >> SLAB_PAGE_SHIFT;
 		uint64_t cap = sm_region(&d->arena, n)->nr_nr_pages / 8;
-
 		uint64_t held = SM_LOAD(&sm_region(&d->arena, n)->nr_reserve_pages);
 
 		t = t < cap ? t : cap;

@@ -151,15 +151,19 @@ static int reserve_take(struct sm_arena *a, struct slab_node_region *r, unsigned
 
 static void buddy_put(struct sm_arena *a, struct slab_node_region *r, uint32_t head);
 
-/* Every reserve block of r back to the free lists, merged.  Lock held. */
-static void reserve_release(struct sm_arena *a, struct slab_node_region *r)
+/* Reserve blocks of r back to the free lists, merged, largest first, until the reserve
+ * holds at most keep pages (0: all of it).  Returns the pages given back.  Lock held. */
+static uint32_t reserve_release(struct sm_arena *a, struct slab_node_region *r, uint32_t keep)
 {
-	uint32_t h;
+	uint32_t before = r->nr_reserve_pages, h;
 
-	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
-		while ((h = sm_list_pop(a->pages, &r->nr_reserve[k])) != SLAB_NIL)
+	for (int k = (int)SLAB_RESERVE_ORDER; k >= 0 && r->nr_reserve_pages > keep; k--)
+		while (r->nr_reserve_pages > keep &&
+		       (h = sm_list_pop(a->pages, &r->nr_reserve[k])) != SLAB_NIL) {
+			r->nr_reserve_pages -= 1u << k;
 			buddy_put(a, r, h);
-	r->nr_reserve_pages = 0;
+		}
+	return before - r->nr_reserve_pages;
 }
 
 int sm_do_pages_take(struct sm_arena *a, unsigned node, unsigned order, uint32_t *head)
@@ -172,7 +176,7 @@ int sm_do_pages_take(struct sm_arena *a, unsigned node, unsigned order, uint32_t
 		/* The reserve is free memory: a block larger than its blocks, or one the
 		 * pieces around them no longer fit, may need it back and merged. */
 		if (buddy_take(a, r, order, &h) &&
-		    (!r->nr_reserve_pages || (reserve_release(a, r), buddy_take(a, r, order, &h))))
+		    (!reserve_release(a, r, 0) || buddy_take(a, r, order, &h)))
 			return -ENOMEM;
 		resident = 0;
 	}
@@ -375,36 +379,19 @@ int sm_reserve_stock(struct sm_arena *a, unsigned node)
 
 int sm_reserve_drain(struct sm_arena *a, unsigned node)
 {
-	struct slab_node_region *r = sm_region(a, node);
+	return sm_reserve_trim(a, node, 0);
+}
+
+int sm_reserve_trim(struct sm_arena *a, unsigned node, uint32_t keep)
+{
 	uint32_t pages;
 	int rc = sm_region_lock(a, node);
 
 	if (rc)
 		return rc;
-	pages = r->nr_reserve_pages;
-	reserve_release(a, r);
+	pages = reserve_release(a, sm_region(a, node), keep);
 	sm_region_unlock(a, node);
 	return (int)pages;
-}
-
-int sm_reserve_trim(struct sm_arena *a, unsigned node, uint32_t keep)
-{
-	struct slab_node_region *r = sm_region(a, node);
-	uint32_t before, h;
-	int rc = sm_region_lock(a, node);
-
-	if (rc)
-		return rc;
-	before = r->nr_reserve_pages;
-	for (int k = (int)SLAB_RESERVE_ORDER; k >= 0 && r->nr_reserve_pages > keep; k--)
-		while (r->nr_reserve_pages > keep &&
-		       (h = sm_list_pop(a->pages, &r->nr_reserve[k])) != SLAB_NIL) {
-			r->nr_reserve_pages -= 1u << k;
-			buddy_put(a, r, h);
-		}
-	rc = (int)(before - r->nr_reserve_pages);
-	sm_region_unlock(a, node);
-	return rc;
 }
 
 void sm_reserve_rebuild(struct sm_arena *a, unsigned node)

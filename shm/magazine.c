@@ -335,6 +335,14 @@ static void mag_resize(const struct slab_cache_desc *c, struct slab_mag *m, int 
 	refresh_limits(c, m);
 }
 
+/* The node whose lists a magazine of thread node trades with: the cache's fixed node,
+ * else the thread's (node 0 for a node the arena does not have). */
+static unsigned home_node(const struct sm_arena *a, const struct slab_cache_desc *c,
+			  unsigned node)
+{
+	return c->c_node >= 0 ? (unsigned)c->c_node : node < a->hdr->ah_nr_nodes ? node : 0;
+}
+
 /* Take up to want objects of node into dst (entries of m from index base): the shared
  * array first (newest entries), then the slabs.  Each object is written to dst before it
  * leaves its source (see sm_node_repair).  Returns how many. */
@@ -383,7 +391,7 @@ int sm_mag_refill(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		want = m->m_capacity - avail;
 	if (!want)
 		return (int)avail;
-	home = c->c_node >= 0 ? (unsigned)c->c_node : node < nodes ? node : 0;
+	home = home_node(a, c, node);
 	/* REFILL step: the slots it may fill start zeroed (layout.h). */
 	memset(&sm_mag_entries(m)[avail], 0, want * sizeof(uint64_t));
 	SM_BARRIER();
@@ -462,12 +470,10 @@ void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		  unsigned node)
 {
 	unsigned n = m->m_batchcount < m->m_avail ? m->m_batchcount : m->m_avail;
-	unsigned nodes = a->hdr->ah_nr_nodes;
 
 	if (!n)
 		return;
-	touch_for_handover(a, c, m, c->c_node >= 0 ? (unsigned)c->c_node : node < nodes ? node : 0,
-			   n);
+	touch_for_handover(a, c, m, home_node(a, c, node), n);
 	/* the owner's own flush: entries validated (I7) */
 	mag_resize(c, m, flush_oldest(a, c, m, n, 1, 1));
 	m->m_stat[STAT_FREE_FLUSH]++;

@@ -167,7 +167,6 @@ static uint64_t check_list(struct vctx *v, unsigned node, const struct slab_list
 	return free_objs;
 }
 
-/* A cached object: must be an out-of-slab object of the cache, held only once. */
 static int cmp_off(const void *x, const void *y)
 {
 	uint64_t p = *(const uint64_t *)x, q = *(const uint64_t *)y;
@@ -176,7 +175,8 @@ static int cmp_off(const void *x, const void *y)
 }
 
 /* A second sighting of off: reported at once on the node lists (pass 0), a suspect in
- * the magazines' first walk, reported in the second if it was one. */
+ * the magazines' first walk (pass 1), kept by the confirming walks that see it again
+ * (pass 2) and reported by the last one (pass 3). */
 static void seen_twice(struct vctx *v, uint64_t off, const char *where)
 {
 	if (v->pass == 1) {
@@ -207,6 +207,17 @@ report:
 	       v->c->c_name, (unsigned long long)off, where);
 }
 
+/* Mark off as cached; whether it was marked already.  off < the arena size. */
+static int seen_before(struct vctx *v, uint64_t off)
+{
+	uint64_t *w = &v->obj_seen[(off >> 3) / 64], bit = 1ull << ((off >> 3) % 64);
+	int was = (*w & bit) != 0;
+
+	*w |= bit;
+	return was;
+}
+
+/* A cached object: must be an out-of-slab object of the cache, held only once. */
 static void add_cached(void *ctx, uint64_t off, const char *where)
 {
 	struct vctx *v = ctx;
@@ -216,11 +227,8 @@ static void add_cached(void *ctx, uint64_t off, const char *where)
 	unsigned e;
 
 	if (v->pass >= 2) { /* the confirming walks only look at the suspects */
-		if (off >= a->size)
-			return;
-		if (v->obj_seen[(off >> 3) / 64] & (1ull << ((off >> 3) % 64)))
+		if (off < a->size && seen_before(v, off))
 			seen_twice(v, off, where);
-		v->obj_seen[(off >> 3) / 64] |= 1ull << ((off >> 3) % 64);
 		return;
 	}
 	if (sm_obj_lookup(a, c, off, &h, &i) != OBJ_OK) {
@@ -232,9 +240,8 @@ static void add_cached(void *ctx, uint64_t off, const char *where)
 	if (e != BUFCTL_ACTIVE && e != BUFCTL_CACHED)
 		REPORT(v, "cache %s: object %#llx is on two lists: free in slab %u and in %s",
 		       c->c_name, (unsigned long long)off, h, where);
-	if (v->obj_seen[(off >> 3) / 64] & (1ull << ((off >> 3) % 64)))
+	if (seen_before(v, off))
 		seen_twice(v, off, where);
-	v->obj_seen[(off >> 3) / 64] |= 1ull << ((off >> 3) % 64);
 }
 
 /* n_depot is SLAB_NIL or the head of a PG_DEPOT block of order n_depot_order that lies

@@ -291,9 +291,9 @@ static void dump(const char *what, json_t *st)
 	free(s);
 }
 
-/* Invariants that hold in every sample, busy or quiet.  monotonic: compare the counters
- * with pv (and remember them); else leave pv alone. */
-static void check_sample(json_t *st, struct prev *pv, unsigned long sample, bool monotonic)
+/* Invariants that hold in every sample, busy or quiet; the counters never go back from
+ * pv's (then remembered in pv). */
+static void check_sample(json_t *st, struct prev *pv, unsigned long sample)
 {
 	json_t *counters = json_object_get(st, "counters"), *nodes = json_object_get(st, "nodes");
 	long long active = th_jint(st, "active_objs"), num = th_jint(st, "num_objs");
@@ -311,15 +311,14 @@ static void check_sample(json_t *st, struct prev *pv, unsigned long sample, bool
 	for (unsigned k = 0; k < NR_COUNTERS; k++) {
 		long long v = th_jint(counters, counter_names[k]);
 
-		if (v < 0 || (monotonic && pv->have && v < pv->counter[k])) {
+		if (v < 0 || (pv->have && v < pv->counter[k])) {
 			dump("sample", st);
 			fail_msg("%s sample %lu (%s): counter %s went from %lld to %lld", name,
 				 sample, phase, counter_names[k], pv->counter[k], v);
 		}
-		if (monotonic)
-			pv->counter[k] = v;
+		pv->counter[k] = v;
 	}
-	pv->have |= monotonic;
+	pv->have = true;
 
 	json_array_foreach(nodes, i, n) {
 		long long p = th_jint(n, "partial"), f = th_jint(n, "full"), e = th_jint(n, "free");
@@ -348,14 +347,13 @@ static void check_sample(json_t *st, struct prev *pv, unsigned long sample, bool
 }
 
 /* Check every cache of one cache.stats reply on the persistent connection fd. */
-static void sample_once(int fd, struct prev pv[NR_CACHES], unsigned long sample,
-			bool monotonic)
+static void sample_once(int fd, struct prev pv[NR_CACHES], unsigned long sample)
 {
 	json_t *r = th_conn_request(fd, "{\"id\":1,\"cmd\":\"cache.stats\"}");
 
 	th_assert_ok(r, "cache.stats");
 	for (unsigned k = 0; k < NR_CACHES; k++)
-		check_sample(find_cache(r, cache_names[k]), &pv[k], sample, monotonic);
+		check_sample(find_cache(r, cache_names[k]), &pv[k], sample);
 	json_decref(r);
 }
 
@@ -447,8 +445,6 @@ static int teardown(void **state)
 
 static void run_stats(bool churn)
 {
-	/* See "Known bug" at the top: per-sample monotonicity across folds only on demand. */
-	bool folds_checked = true; /* see "Counters across folds" at the top */
 	int stop[2], msgs[2], fd;
 	pid_t pids[NR_WORKERS];
 	struct prev pv[NR_CACHES] = { 0 };
@@ -509,12 +505,12 @@ static void run_stats(bool churn)
 	fd = th_connect(&daemon_);
 	assert_true(fd >= 0);
 	phase = "workers running";
-	sample_once(fd, pv, samples++, true);
+	sample_once(fd, pv, samples++);
 	for (unsigned k = 0; k < NR_CACHES; k++)
 		start_allocs[k] = pv[k].counter[0] + pv[k].counter[1];
 	deadline = th_now_ms() + (long long)sample_ms;
 	while (th_now_ms() < deadline || samples < MIN_SAMPLES)
-		sample_once(fd, pv, samples++, true);
+		sample_once(fd, pv, samples++);
 	if (!churn)
 		check_clients(&daemon_, pids);
 	/* The fast path ran in the workers while we sampled: allocations moved. */
@@ -534,7 +530,7 @@ static void run_stats(bool churn)
 		if (th_now_ms() > deadline)
 			fail_msg("only %u of %d workers reported within %d s of the stop", done,
 				 NR_WORKERS, CHILD_WAIT_S);
-		sample_once(fd, pv, samples++, folds_checked);
+		sample_once(fd, pv, samples++);
 		while (done < NR_WORKERS && read_msg(msgs[0], &m, 0)) {
 			assert_int_equal(m.kind, MSG_DONE);
 			for (unsigned k = 0; k < NR_CACHES; k++) {
@@ -568,7 +564,7 @@ static void run_stats(bool churn)
 	}
 	/* The last check of the sample invariants, on the quiet pool. */
 	phase = "quiet";
-	sample_once(fd, pv, samples++, true);
+	sample_once(fd, pv, samples++);
 	assert_int_equal(close(fd), 0);
 
 	for (unsigned k = 0; k < NR_CACHES; k++) {

@@ -1349,25 +1349,34 @@ static uint8_t pattern(uint64_t off, unsigned i)
 /* A flush writes the lines of objects another magazine refilled last, before they leave
  * (read-only pages fault then), and not those of a magazine that refills itself; either
  * way no byte of any object changes, and n_taker names the last refiller. */
+/* A 64-byte cache of limit 16 and batch 8 with a producer's magazine and a consumer's
+ * that a forked child's flush updates for this process too (mag_new_shared). */
+static struct slab_cache_desc *handover_pair(struct fx *f, const char *name, unsigned flags,
+					     struct slab_mag **prod, struct slab_mag **cons)
+{
+	struct sm_cache_params p = params(name, 64);
+	struct slab_cache_desc *c;
+
+	p.flags = flags;
+	p.limit = 16;
+	p.batchcount = 8;
+	c = cache_new(f, &p);
+	*prod = mag_new(f, c, c->c_limit);
+	*cons = mag_new_shared(f, c, c->c_limit);
+	return c;
+}
+
 static void test_handover_touch(void **state)
 {
 	struct fx *f = *state;
 	struct sm_arena *a = &f->a;
-	struct sm_cache_params p = params("handover", 64);
-	struct slab_cache_desc *c;
-	struct slab_cache_node *cn;
 	struct slab_mag *prod, *cons;
-	uint64_t *objs, extra;
+	struct slab_cache_desc *c = handover_pair(f, "handover", 0, &prod, &cons);
+	struct slab_cache_node *cn = &c->c_nodes[0];
+	uint64_t *objs = hold(f, 64), extra;
 	unsigned n = 0;
 	int st;
 
-	p.limit = 16;
-	p.batchcount = 8;
-	c = cache_new(f, &p);
-	cn = &c->c_nodes[0];
-	objs = hold(f, 64);
-	prod = mag_new(f, c, c->c_limit);
-	cons = mag_new_shared(f, c, c->c_limit);
 	assert_int_equal(cn->n_taker, 0);
 
 	/* the producer takes 24 and writes every byte of them */
@@ -1433,19 +1442,11 @@ static void test_handover_touch_debug(void **state)
 {
 	struct fx *f = *state;
 	struct sm_arena *a = &f->a;
-	struct sm_cache_params p = params("handover-dbg", 64);
-	struct slab_cache_desc *c;
 	struct slab_mag *prod, *cons;
-	uint64_t *objs;
+	struct slab_cache_desc *c = handover_pair(f, "handover-dbg", SM_POISON, &prod, &cons);
+	uint64_t *objs = hold(f, 32);
 	int st;
 
-	p.flags = SM_POISON;
-	p.limit = 16;
-	p.batchcount = 8;
-	c = cache_new(f, &p);
-	objs = hold(f, 32);
-	prod = mag_new(f, c, c->c_limit);
-	cons = mag_new_shared(f, c, c->c_limit);
 	for (unsigned n = 0; n < 17; n++)
 		E(sm_alloc(a, c, prod, 0, &objs[n]));
 	assert_int_equal(c->c_nodes[0].n_taker, sm_off(a, prod));
