@@ -135,6 +135,7 @@ void adopt_after(struct slabd *d)
 			ghosts++;
 		}
 	d->pristine = false;
+	adopt_window_close(d);
 	commands_reserve_init(d);
 	slabd_log(d, LOG_INFO, "adopted the arena (generation %llu): %u problems, %u clients to come back",
 		  (unsigned long long)a->hdr->ah_generation, bad, ghosts);
@@ -315,4 +316,71 @@ void adopt_wait_arena(struct conn *c)
 	c->adopt_ev = event_new(c->d->base, bufferevent_getfd(c->bev), EV_READ, on_arena_fd, c);
 	if (!c->adopt_ev || event_add(c->adopt_ev, NULL))
 		c->closing = true;
+}
+
+/* ---- the adoption window ------------------------------------------------------------------ */
+
+/* A restarted slabd can adopt the old arena only while pristine, and the first new client
+ * or cache.create ends that: every client of the old slabd would then be refused for
+ * good (EPROTO, "serves another arena").  Clients come back on their next slow path, which
+ * looks at the connection every 10 ms (libslab's slab_pool_watch) or waits for slabd with
+ * a backoff of at most 200 ms, so a busy one is back within milliseconds.  Hence the
+ * window: while it is open those requests wait, unanswered, and the first arena handed
+ * back closes it at once; they then run against the adopted arena.  A client that stays
+ * idle for the whole window can still be locked out; the window only opens when a dead
+ * slabd's socket is found (a clean stop leaves it too while clients still map the arena,
+ * server_close_all), so a first start never waits. */
+static void on_window_closed(evutil_socket_t fd, short what, void *arg)
+{
+	struct slabd *d = arg;
+	unsigned held = 0;
+
+	(void)fd;
+	(void)what;
+	if (!d->adopt_window)
+		return;
+	d->adopt_window = false;
+	for (struct conn *c = d->conns; c; c = c->next)
+		held += c->deferred;
+	slabd_log(d, LOG_INFO, "adoption window closed (%s): %u held request(s) go on",
+		  d->pristine ? "no client of the previous slabd came back" : "arena adopted",
+		  held);
+	server_resume_deferred(d);
+}
+
+int adopt_window_open(struct slabd *d)
+{
+	struct timeval tv = { .tv_sec = d->opt.adopt_wait_ms / 1000,
+			      .tv_usec = (d->opt.adopt_wait_ms % 1000) * 1000 };
+
+	if (!d->pristine || !d->opt.adopt_wait_ms)
+		return 0;
+	d->adopt_window_ev = evtimer_new(d->base, on_window_closed, d);
+	if (!d->adopt_window_ev || evtimer_add(d->adopt_window_ev, &tv))
+		return -1;
+	d->adopt_window = true;
+	slabd_log(d, LOG_INFO, "the socket of a dead slabd was left: new clients and "
+		  "cache.create wait up to %u ms for its clients to hand the arena back "
+		  "(--adopt-wait)", d->opt.adopt_wait_ms);
+	return 0;
+}
+
+void adopt_window_close(struct slabd *d)
+{
+	if (d->adopt_window && d->adopt_window_ev)
+		event_active(d->adopt_window_ev, EV_TIMEOUT, 0);
+}
+
+bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req)
+{
+	if (!c->d->adopt_window)
+		return false;
+	if (!strcmp(cmd, "cache.create"))
+		return true;
+	if (!strcmp(cmd, "hello") && c->role == CONN_NEW && !c->adopt_ev) {
+		const char *role = json_string_value(json_object_get(req, "role"));
+
+		return role && !strcmp(role, "client") && !json_object_get(req, "resume");
+	}
+	return false;
 }

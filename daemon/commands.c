@@ -1131,6 +1131,13 @@ bool commands_dispatch(struct conn *c, const char *line, size_t len)
 		fail(&e, ENOSYS, "unknown command '%.64s'", json_string_value(cmd));
 		goto reply;
 	}
+	if (adopt_window_holds(c, found->name, req)) {
+		/* Not now: server.c keeps the line and runs it when the window closes. */
+		c->deferred = true;
+		json_decref(req);
+		json_decref(id);
+		return true;
+	}
 	r = found->fn(c, req, &e);
 	fd_reply = r && found->fn == cmd_hello && c->role == CONN_CLIENT &&
 		   !json_object_get(r, "resumed"); /* a resuming client has the arena */

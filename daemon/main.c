@@ -58,7 +58,8 @@ static void usage(FILE *f)
 		"usage: slabd [--socket PATH] [--arena-size SIZE] [--nodes N] [--allow-uid U]...\n"
 		"             [--allow-gid G]... [--config FILE] [--max-connections N]\n"
 		"             [--max-connections-per-uid N] [--max-pending N] [--max-line BYTES]\n"
-		"             [--arena-file PATH] [--reserve SIZE] [--log-level L]\n"
+		"             [--arena-file PATH] [--reserve SIZE] [--adopt-wait MS]\n"
+		"             [--log-level L]\n"
 		"\n"
 		"slabd owns a shared-memory arena of slabs and serves libslab clients and slabctl\n"
 		"over a Unix socket (newline-delimited JSON, see daemon/PROTOCOL.md).  It runs in\n"
@@ -106,11 +107,17 @@ static void usage(FILE *f)
 		"                         towards SIZE every 10 s in which grants took less than\n"
 		"                         half of it.  A shrink gives it back; the next grant\n"
 		"                         stocks it again\n"
+		"  -W, --adopt-wait MS    when slabd starts on the socket of a slabd that died\n"
+		"                         (or stopped while clients still mapped its arena),\n"
+		"                         new clients and cache.create wait up to MS\n"
+		"                         (default %u; 0: not at all) for the old clients to\n"
+		"                         hand the arena back, so a newcomer cannot lock them\n"
+		"                         out; the first one back ends the wait\n"
 		"  -l, --log-level L      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n"
 		"  -V, --version          print the version\n",
 		SLABD_DEF_MAX_CONNECTIONS, SLABD_DEF_MAX_CONN_PER_UID, SLABD_DEF_MAX_PENDING,
-		SLABD_MIN_LINE, SLABD_MAX_MAX_LINE);
+		SLABD_MIN_LINE, SLABD_MAX_MAX_LINE, SLABD_DEF_ADOPT_WAIT_MS);
 }
 
 static int parse_uint(const char *s, unsigned long max, unsigned long *out)
@@ -137,6 +144,7 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 		{ "max-pending", required_argument, NULL, 'P' },
 		{ "max-line", required_argument, NULL, 'L' },
 		{ "reserve", required_argument, NULL, 'r' },
+		{ "adopt-wait", required_argument, NULL, 'W' },
 		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -149,12 +157,13 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 
 	o->arena_size = 256u << 20;
 	o->reserve = SLABD_DEF_RESERVE;
+	o->adopt_wait_ms = SLABD_DEF_ADOPT_WAIT_MS;
 	o->log_level = LOG_INFO;
 	o->max_connections = SLABD_DEF_MAX_CONNECTIONS;
 	o->max_conn_per_uid = SLABD_DEF_MAX_CONN_PER_UID;
 	o->max_pending = SLABD_DEF_MAX_PENDING;
 	o->max_line = SLABD_MAX_LINE;
-	while ((ch = getopt_long(argc, argv, "s:a:n:u:g:f:r:l:c:hV", longs, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "s:a:n:u:g:f:r:W:l:c:hV", longs, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			o->socket = optarg;
@@ -196,6 +205,14 @@ static int parse_options(int argc, char **argv, struct slabd_options *o)
 			break;
 		case 'c':
 			o->config = optarg;
+			break;
+		case 'W':
+			if (parse_uint(optarg, SLABD_MAX_ADOPT_WAIT_MS, &v)) {
+				fprintf(stderr, "slabd: --adopt-wait takes milliseconds, 0 to %u\n",
+					SLABD_MAX_ADOPT_WAIT_MS);
+				return 2;
+			}
+			o->adopt_wait_ms = (unsigned)v;
 			break;
 		case 'C':
 		case 'U':
@@ -404,6 +421,9 @@ int main(int argc, char **argv)
 		event_base_free(d.base);
 		return 1;
 	}
+	if (d.stale_socket && adopt_window_open(&d))
+		slabd_log(&d, LOG_WARN, "cannot set up the adoption window: new clients may "
+			  "lock out the previous slabd's");
 	rc = stocker_start(&d);
 	if (rc)
 		slabd_log(&d, LOG_WARN, "no reserve stocker thread (%s): the reserve is restocked "
@@ -429,6 +449,8 @@ int main(int argc, char **argv)
 
 	stocker_stop(&d);
 	server_close_all(&d);
+	if (d.adopt_window_ev)
+		event_free(d.adopt_window_ev);
 	if (d.accept_retry)
 		event_free(d.accept_retry);
 	event_free(d.reap_timer);

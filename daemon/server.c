@@ -143,6 +143,7 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 		}
 		/* A stale socket of a dead slabd: nobody answers on it. */
 		unlink(d->socket_path);
+		d->stale_socket = true;
 		slabd_log(d, LOG_INFO, "replaced stale socket %s", d->socket_path);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -186,9 +187,39 @@ void server_close_all(struct slabd *d)
 	while (d->conns)
 		server_conn_free(d->conns);
 	if (d->listener) {
+		unsigned live = 0;
+
 		evconnlistener_free(d->listener);
 		d->listener = NULL;
-		unlink(d->socket_path);
+		for (uint32_t s = 0; d->arena.hdr && s < d->arena.hdr->ah_nr_clients; s++)
+			live += sm_client(&d->arena, s)->cl_state == CLIENT_LIVE;
+		/* The socket file is how the next slabd knows clients may come back with
+		 * an arena (the adoption window, adopt.c): left while any still map it. */
+		if (live)
+			slabd_log(d, LOG_INFO, "%u client(s) still map the arena: socket %s left "
+				  "for the next slabd to wait for them", live, d->socket_path);
+		else
+			unlink(d->socket_path);
+	}
+}
+
+static void on_read(struct bufferevent *bev, void *arg);
+
+void server_resume_deferred(struct slabd *d)
+{
+	/* Oldest connection first (d->conns is newest first); on_read may free the one it
+	 * runs, so each turn looks again from the top (at most max-connections, once). */
+	for (;;) {
+		struct conn *c = NULL;
+
+		for (struct conn *x = d->conns; x; x = x->next)
+			if (x->deferred)
+				c = x;
+		if (!c)
+			return;
+		c->deferred = false;
+		bufferevent_enable(c->bev, EV_READ);
+		on_read(c->bev, c);
 	}
 }
 
@@ -436,7 +467,7 @@ static void on_read(struct bufferevent *bev, void *arg)
 	char *line;
 	size_t len;
 
-	while (!c->closing && !c->fd_reply && !c->adopt_ev &&
+	while (!c->closing && !c->fd_reply && !c->adopt_ev && !c->deferred &&
 	       (line = evbuffer_readln(in, &len, EVBUFFER_EOL_LF))) {
 		bool keep = true;
 		int pending;
@@ -462,12 +493,19 @@ static void on_read(struct bufferevent *bev, void *arg)
 			reply_refused(c, line, len, "EAGAIN", msg);
 		} else {
 			keep = commands_dispatch(c, line, len);
+			if (c->deferred) {
+				/* Held for the adoption window: the line goes back in front,
+				 * and nothing more is read until it has run. */
+				if (evbuffer_prepend(in, "\n", 1) || evbuffer_prepend(in, line, len))
+					keep = false;
+				bufferevent_disable(bev, EV_READ);
+			}
 		}
 		free(line);
 		if (!keep)
 			c->closing = true;
 	}
-	if (!c->closing && !c->fd_reply && evbuffer_get_length(in) > max_line) {
+	if (!c->closing && !c->fd_reply && !c->deferred && evbuffer_get_length(in) > max_line) {
 		char msg[96];
 
 		snprintf(msg, sizeof(msg), "request line longer than %zu bytes (max-line)", max_line);

@@ -35,6 +35,8 @@
 #define SLABD_DEF_MAX_CONN_PER_UID 256u
 #define SLABD_DEF_MAX_PENDING     256u
 #define SLABD_DEF_RESERVE         (16ull << 20) /* --reserve, per node */
+#define SLABD_DEF_ADOPT_WAIT_MS   2000u       /* --adopt-wait */
+#define SLABD_MAX_ADOPT_WAIT_MS   600000u
 #define SLABD_MIN_LINE            256u        /* --max-line range */
 #define SLABD_MAX_MAX_LINE        (64u << 20)
 
@@ -60,6 +62,8 @@ struct conn {
 	bool                bye;       /* client.bye: disconnecting on purpose */
 	bool                refs_kept; /* resumed with its slot's references */
 	char               *fd_reply;  /* hello reply waiting to carry the arena fd */
+	bool                deferred;  /* its next request waits for the adoption window
+					* to close (adopt.c); reading is paused */
 	struct event       *adopt_ev;  /* waiting for the arena fd a client hands back */
 	uint32_t            resume_slot; /* hello "resume": the slot it had */
 	json_t             *resume_id; /* the request id of that hello */
@@ -94,6 +98,7 @@ struct slabd_options {
 	unsigned    nr_allow_gid;
 	const char *arena_file;
 	uint64_t    reserve;           /* --reserve: bytes per node kept faulted in */
+	unsigned    adopt_wait_ms;     /* --adopt-wait: the adoption window (adopt.c) */
 	int         log_level;
 	const char *config;            /* --config FILE, or NULL */
 	unsigned    max_connections;   /* in total */
@@ -136,6 +141,9 @@ struct slabd {
 	uint64_t               last_any_grant_ns; /* when any cache was granted slabs last */
 	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
 	bool                   adopt_at_start; /* --arena-file held an arena */
+	bool                   stale_socket;  /* a dead slabd's socket was there at start */
+	bool                   adopt_window;  /* requests that would end pristine wait */
+	struct event          *adopt_window_ev; /* closes the window (timer, or at once) */
 	struct cache_track    *track;         /* per cache id (ah_nr_caches entries) */
 	uint32_t               restock[SLABD_RESTOCK_MAX]; /* pending restock work (commands.c) */
 	unsigned               nr_restock;
@@ -182,6 +190,9 @@ void conn_reply(struct conn *c, json_t *reply);
 int conn_reply_fd(struct conn *c, json_t *reply);
 /* Watch a client's process through a pidfd (its death ends the connection). */
 void server_watch_pid(struct conn *c);
+/* Go on reading every connection whose request was deferred (c->deferred): the
+ * adoption window has closed. */
+void server_resume_deferred(struct slabd *d);
 
 /* commands.c */
 /* Handle one request line; returns false when the connection must be closed. */
@@ -208,6 +219,15 @@ bool adopt_keep_ghost(struct conn *c);
 struct conn *adopt_find_ghost(struct slabd *d, uint32_t slot, pid_t pid);
 void adopt_resume(struct conn *c, struct conn *g);
 void adopt_wait_arena(struct conn *c);
+/* The adoption window: at start on a dead slabd's socket, a pristine slabd holds back the
+ * requests that would end its pristine state (a new client's hello, cache.create) for
+ * --adopt-wait ms, or until a client of the old slabd hands its arena back, so that the
+ * old clients are not locked out by a newcomer.  0 or -1 (no event). */
+int adopt_window_open(struct slabd *d);
+/* Close it now (from the event loop, not from the caller's stack). */
+void adopt_window_close(struct slabd *d);
+/* Must this request wait for the window?  (c's connection; cmd its name.) */
+bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req);
 /* commands.c: the reply to a resuming hello once the arena is the client's. */
 json_t *commands_resume_reply(struct conn *c);
 

@@ -637,21 +637,33 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 	return spawn_daemon(d, extra_args, false);
 }
 
-int th_kill(struct th_daemon *d)
+/* Send sig and reap; the files stay for th_restart.  The exit status, or -1. */
+static int stop_for_restart(struct th_daemon *d, int sig)
 {
 	struct th_rec *r;
+	int status = 0;
 
 	if (!d || d->pid <= 0)
 		return -1;
 	r = rec_find(d->pid);
-	kill(d->pid, SIGKILL);
-	while (waitpid(d->pid, NULL, 0) < 0 && errno == EINTR)
+	kill(d->pid, sig);
+	while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (r)
 		r->pid = 0;
 	d->pid = 0;
 	d->killed = true;
-	return 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int th_kill(struct th_daemon *d)
+{
+	return stop_for_restart(d, SIGKILL) < 0 ? -1 : 0;
+}
+
+int th_term(struct th_daemon *d)
+{
+	return stop_for_restart(d, SIGTERM);
 }
 
 int th_restart(struct th_daemon *d, const char *const *extra_args)

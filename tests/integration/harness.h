@@ -74,6 +74,9 @@ int th_start(struct th_daemon *d, const char *const *extra_args);
 /* SIGKILL the daemon (a crash) and reap it; its directory, stale socket file and log stay
  * for th_restart.  Returns 0, or -1 if it was not running. */
 int th_kill(struct th_daemon *d);
+/* SIGTERM the daemon (a clean stop) and reap it, keeping its directory for th_restart as
+ * th_kill does.  Returns its exit status (0: clean), or -1 if it was not running. */
+int th_term(struct th_daemon *d);
 
 /* Start a new slabd where a th_kill'ed one ran: same directory, same --socket path (the
  * new daemon replaces the stale socket), the log appended to; the arguments as th_start.

@@ -26,6 +26,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -51,7 +52,7 @@
 #define TMPFS_MAGIC 0x01021994
 #endif
 
-enum { W_STARTING, W_RUNNING, W_QUIET, W_DONE };
+enum { W_STARTING, W_RUNNING, W_QUIET, W_DONE, W_PAUSED };
 
 enum {
 	EX_OK = 0,
@@ -75,6 +76,7 @@ struct wshare {
 	_Atomic int64_t  max_held;
 	_Atomic int      state;        /* W_* */
 	_Atomic int      quiet_req;    /* test 3: stop allocating, report, wait to be killed */
+	_Atomic int      pause_req;    /* adoption window: make no call until cleared */
 	_Atomic int      last_err;
 	char pad[64];
 };
@@ -307,6 +309,14 @@ static int worker_main(char **argv)
 		if (!(n % 1024))
 			th_sleep_ms(1);
 
+		if (atomic_load_explicit(&ws->pause_req, memory_order_relaxed)) {
+			/* Paused: no call at all, so no slow path looks for slabd either. */
+			atomic_store(&ws->state, W_PAUSED);
+			while (atomic_load(&ws->pause_req) && !atomic_load(&sh->stop))
+				th_sleep_ms(1);
+			atomic_store(&ws->state, W_RUNNING);
+			continue;
+		}
 		if (atomic_load_explicit(&ws->quiet_req, memory_order_relaxed)) {
 			/* Quiet: nothing in progress; what the application holds is final. */
 			atomic_store(&ws->held, (int64_t)held);
@@ -1141,6 +1151,137 @@ static void test_dead_counters(void **state)
 	assert_int_equal(th_stop(&daemon_), 0);
 }
 
+/* ---- 6. the adoption window ---------------------------------------------------------------- */
+
+/* Has fd something to read right now? */
+static bool readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) > 0;
+}
+
+/* A slabd stopped cleanly while a client still maps its arena leaves its socket, and the
+ * next one opens the adoption window (daemon/adopt.c): a brand-new client's hello and a
+ * cache.create wait, unanswered, until the old client hands its arena back, then run
+ * against the adopted arena.  Without the window the newcomer took the pristine slabd, and
+ * the old client was refused for good (EPROTO "serves another arena"). */
+static void test_adopt_window(void **state)
+{
+	const char *const wait10[] = { "--adopt-wait", "10000", NULL };
+	const char *create = "{\"id\":5,\"cmd\":\"cache.create\",\"name\":\"win2\",\"size\":64}\n";
+	enum { A = 0, B = 1 };
+	uint64_t seed = 0xad09ULL ^ (uint64_t)getpid(), t_back;
+	struct shared *sh;
+	char *log;
+	json_t *r;
+	int shfd, mon;
+
+	(void)state;
+	assert_int_equal(th_start(&daemon_, NULL), 0);
+	create_cache("win");
+	sh = new_shared(&shfd);
+	spawn_worker("win", shfd, A, th_rand(&seed), 300);
+	wait_state(sh, A, W_RUNNING);
+	th_sleep_ms(100);
+	/* Paused, A makes no call: no slow path of its looks for slabd. */
+	atomic_store(&sh->w[A].pause_req, 1);
+	wait_state(sh, A, W_PAUSED);
+
+	/* A clean stop while A still maps the arena: the socket stays for the next slabd. */
+	assert_int_equal(th_term(&daemon_), 0);
+	assert_int_equal(access(daemon_.socket, F_OK), 0);
+	assert_true(th_log_has(&daemon_, "1 client(s) still map the arena"));
+	assert_int_equal(th_restart(&daemon_, wait10), 0);
+	assert_true(th_log_has(&daemon_, "wait up to 10000 ms"));
+
+	/* The newcomers: a libslab client that opens A's cache (a fresh arena has no such
+	 * cache: the worker would exit), and a monitor's cache.create.  A monitor's own
+	 * hello is not held. */
+	spawn_worker("win", shfd, B, th_rand(&seed), 300);
+	mon = th_connect(&daemon_);
+	assert_true(mon >= 0);
+	r = th_conn_request(mon, "{\"id\":4,\"cmd\":\"hello\",\"role\":\"monitor\"}");
+	th_assert_ok(r, "a monitor's hello during the window");
+	json_decref(r);
+	assert_int_equal(write(mon, create, strlen(create)), (ssize_t)strlen(create));
+	th_sleep_ms(300);
+	check_alive(2);
+	assert_int_equal(atomic_load(&sh->w[B].state), W_STARTING); /* still in connect */
+	assert_false(readable(mon));                                  /* create unanswered */
+
+	/* A's next slow path hands the arena back, which closes the window at once. */
+	t_back = now_ns();
+	atomic_store(&sh->w[A].pause_req, 0);
+	wait_state(sh, B, W_RUNNING);
+	printf("[restart] adoption window: the new client went on %.1f ms after the old one "
+	       "resumed calling\n", (double)(now_ns() - t_back) / 1e6);
+	r = th_conn_read(mon);
+	th_assert_ok(r, "cache.create held by the adoption window");
+	assert_int_equal(th_jint(r, "id"), 5);
+	json_decref(r);
+	close(mon);
+	log = read_log();
+	assert_int_equal(count_in(log, "adopted the arena"), 1);
+	assert_int_equal(count_in(log, "adoption window closed (arena adopted): 2 held"), 1);
+	free(log);
+
+	th_sleep_ms(100);
+	atomic_store(&sh->stop, 1);
+	for (unsigned i = A; i <= B; i++) {
+		assert_int_equal(th_wait_child(workers[i], 30), 0);
+		workers[i] = 0;
+		assert_int_equal(sh->w[i].errors, 0);
+		assert_int_equal(sh->w[i].bad_cookies, 0);
+	}
+	assert_int_equal(th_stat(&daemon_, "win", "in_use"), 0);
+	assert_int_equal(th_validate(&daemon_, "win"), 0);
+	destroy_cache("win");
+	destroy_cache("win2");
+	munmap(sh, sizeof(*sh));
+	close(shfd);
+	TH_STOP_CLEAN(&daemon_);
+}
+
+/* Nobody comes back: the held request runs when the window ends, on a fresh arena; and
+ * --adopt-wait 0 opens no window. */
+static void test_adopt_window_expires(void **state)
+{
+	const char *const short_wait[] = { "--adopt-wait", "300", NULL };
+	const char *const no_wait[] = { "--adopt-wait", "0", NULL };
+	uint64_t t0;
+	double held_ms;
+	char *log;
+	json_t *r;
+
+	(void)state;
+	assert_int_equal(th_start(&daemon_, NULL), 0);
+	create_cache("old");
+	assert_int_equal(th_kill(&daemon_), 0);
+	assert_int_equal(th_restart(&daemon_, short_wait), 0);
+	t0 = now_ns();
+	create_cache("new1"); /* held until the window ends */
+	held_ms = (double)(now_ns() - t0) / 1e6;
+	printf("[restart] cache.create held %.1f ms by a 300 ms adoption window\n", held_ms);
+	/* The window began when slabd got ready, a little before th_restart returned. */
+	assert_true(held_ms >= 150.0);
+	log = read_log();
+	assert_int_equal(count_in(log, "adoption window closed (no client of the previous "
+				       "slabd came back): 1 held"), 1);
+	free(log);
+	r = th_cache_listed(&daemon_, "old");
+	assert_null(r); /* a fresh arena */
+
+	assert_int_equal(th_kill(&daemon_), 0);
+	assert_int_equal(th_restart(&daemon_, no_wait), 0);
+	create_cache("new2");
+	log = read_log();
+	assert_int_equal(count_in(log, "wait up to"), 1); /* the first restart's only */
+	free(log);
+	destroy_cache("new2");
+	TH_STOP_CLEAN(&daemon_);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -1151,6 +1292,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_dead_while_down, teardown),
 		cmocka_unit_test_teardown(test_adopt_larger, teardown),
 		cmocka_unit_test_teardown(test_dead_counters, teardown),
+		cmocka_unit_test_teardown(test_adopt_window, teardown),
+		cmocka_unit_test_teardown(test_adopt_window_expires, teardown),
 	};
 
 	if (argc == 8 && !strcmp(argv[1], "--worker"))
