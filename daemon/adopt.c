@@ -205,9 +205,10 @@ bool adopt_keep_ghost(struct conn *c)
 	struct slabd *d = c->d;
 	struct conn *g;
 
-	/* Only a client whose process is alive and did not say goodbye (client.bye, sent
-	 * by slab_pool_disconnect after flushing): a dead one is reclaimed now. */
-	if (c->role != CONN_CLIENT || !c->bev || c->bye || !process_alive(c))
+	/* Only a client whose process is alive, did not say goodbye (client.bye, sent by
+	 * slab_pool_disconnect after flushing) and got the arena (its hello reply carrying
+	 * the fd went out): a dead one is reclaimed now. */
+	if (c->role != CONN_CLIENT || !c->bev || c->bye || c->fd_reply || !process_alive(c))
 		return false;
 	/* The ghost takes over the slot, the references and the pidfd (the same one: a
 	 * pid opened again could already be reaped, or reused). */
@@ -330,6 +331,8 @@ void adopt_wait_arena(struct conn *c)
  * idle for the whole window can still be locked out; the window only opens when a dead
  * slabd's socket is found (a clean stop leaves it too while clients still map the arena,
  * server_close_all), so a first start never waits. */
+#define ADOPT_HANDOVER_GRACE_MS 1000u
+
 static void on_window_closed(evutil_socket_t fd, short what, void *arg)
 {
 	struct slabd *d = arg;
@@ -339,6 +342,23 @@ static void on_window_closed(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!d->adopt_window)
 		return;
+	if (d->pristine && !d->adopt_window_extended) {
+		/* An old client told to send its arena ({"adopt":true}) whose fd is on
+		 * the way: releasing the newcomers now would lock it out.  Once, for at
+		 * most ADOPT_HANDOVER_GRACE_MS, so that a stalled peer cannot hold the
+		 * window open. */
+		for (struct conn *c = d->conns; c; c = c->next)
+			if (c->adopt_ev) {
+				struct timeval tv = { .tv_sec = ADOPT_HANDOVER_GRACE_MS / 1000,
+						      .tv_usec = (ADOPT_HANDOVER_GRACE_MS % 1000) *
+								 1000 };
+
+				d->adopt_window_extended = true;
+				if (evtimer_add(d->adopt_window_ev, &tv) == 0)
+					return;
+				break;
+			}
+	}
 	d->adopt_window = false;
 	for (struct conn *c = d->conns; c; c = c->next)
 		held += c->deferred;
@@ -359,7 +379,7 @@ int adopt_window_open(struct slabd *d)
 	if (!d->adopt_window_ev || evtimer_add(d->adopt_window_ev, &tv))
 		return -1;
 	d->adopt_window = true;
-	slabd_log(d, LOG_INFO, "the socket of a dead slabd was left: new clients and "
+	slabd_log(d, LOG_INFO, "a previous slabd left its socket: new clients and "
 		  "cache.create wait up to %u ms for its clients to hand the arena back "
 		  "(--adopt-wait)", d->opt.adopt_wait_ms);
 	return 0;

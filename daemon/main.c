@@ -110,9 +110,10 @@ static void usage(FILE *f)
 		"  -W, --adopt-wait MS    when slabd starts on the socket of a slabd that died\n"
 		"                         (or stopped while clients still mapped its arena),\n"
 		"                         new clients and cache.create wait up to MS\n"
-		"                         (default %u; 0: not at all) for the old clients to\n"
-		"                         hand the arena back, so a newcomer cannot lock them\n"
-		"                         out; the first one back ends the wait\n"
+		"                         (default %u, at most 600000; 0: not at all) for\n"
+		"                         the old clients to hand the arena back, so a\n"
+		"                         newcomer cannot lock them out; the first one back\n"
+		"                         ends the wait\n"
 		"  -l, --log-level L      error, warn, info (default) or debug\n"
 		"  -h, --help             this text\n"
 		"  -V, --version          print the version\n",
@@ -403,7 +404,8 @@ int main(int argc, char **argv)
 	else
 		commands_reserve_init(&d);
 	/* Signals first: slabd is ready once its socket accepts connections, and a SIGTERM
-	 * from then on must be a clean stop (the socket removed), not the default death. */
+	 * from then on must be a clean stop (the socket removed unless clients may come
+	 * back, server_close_all), not the default death. */
 	d.sigterm = evsignal_new(d.base, SIGTERM, on_signal, &d);
 	d.sigint = evsignal_new(d.base, SIGINT, on_signal, &d);
 	d.reap_timer = event_new(d.base, -1, EV_PERSIST, on_reap, &d);

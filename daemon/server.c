@@ -23,6 +23,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -194,10 +195,14 @@ void server_close_all(struct slabd *d)
 		for (uint32_t s = 0; d->arena.hdr && s < d->arena.hdr->ah_nr_clients; s++)
 			live += sm_client(&d->arena, s)->cl_state == CLIENT_LIVE;
 		/* The socket file is how the next slabd knows clients may come back with
-		 * an arena (the adoption window, adopt.c): left while any still map it. */
+		 * an arena (the adoption window, adopt.c): left while any still map this
+		 * arena, or, on a slabd still pristine after a dead one, the old arena. */
 		if (live)
 			slabd_log(d, LOG_INFO, "%u client(s) still map the arena: socket %s left "
 				  "for the next slabd to wait for them", live, d->socket_path);
+		else if (d->stale_socket && d->pristine)
+			slabd_log(d, LOG_INFO, "no client of the previous slabd came back: socket %s "
+				  "left for the next slabd to wait for them", d->socket_path);
 		else
 			unlink(d->socket_path);
 	}
@@ -207,9 +212,11 @@ static void on_read(struct bufferevent *bev, void *arg);
 
 void server_resume_deferred(struct slabd *d)
 {
-	/* Oldest connection first (d->conns is newest first); on_read may free the one it
-	 * runs, so each turn looks again from the top (at most max-connections, once). */
+	/* Oldest connection first (d->conns is newest first).  on_read may free the one
+	 * it runs, so each turn scans the list again: quadratic in the connections held,
+	 * once per start (1024 connections by default). */
 	for (;;) {
+		struct pollfd p = { .events = POLLIN };
 		struct conn *c = NULL;
 
 		for (struct conn *x = d->conns; x; x = x->next)
@@ -218,6 +225,18 @@ void server_resume_deferred(struct slabd *d)
 		if (!c)
 			return;
 		c->deferred = false;
+		/* A peer that gave up meanwhile (slabctl's 10 s timeout, a client that
+		 * exited) must not have its request run: a cache nobody asked for any
+		 * more, or a slot for a process that never got the arena, would end the
+		 * pristine state for nothing.  Its close shows as POLLHUP (a half-close
+		 * does not: that peer still reads its replies). */
+		p.fd = bufferevent_getfd(c->bev);
+		if (poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR))) {
+			slabd_log(d, LOG_INFO, "pid %d hung up while its request was held: dropped",
+				  (int)c->pid);
+			server_conn_free(c);
+			continue;
+		}
 		bufferevent_enable(c->bev, EV_READ);
 		on_read(c->bev, c);
 	}
@@ -425,6 +444,7 @@ static int send_fd_reply(struct conn *c)
 		c->fd_reply = NULL;
 		slabd_log(c->d, LOG_WARN, "cannot pass the arena to pid %d: %s", (int)c->pid,
 			  strerror(e));
+		c->bye = true; /* it never got the arena: no slot to keep for it */
 		return -e;
 	}
 	/* The fd went with the first byte; whatever did not fit is ordinary output. */

@@ -143,6 +143,7 @@ struct slabd {
 	bool                   adopt_at_start; /* --arena-file held an arena */
 	bool                   stale_socket;  /* a dead slabd's socket was there at start */
 	bool                   adopt_window;  /* requests that would end pristine wait */
+	bool                   adopt_window_extended; /* once, for a hand-over under way */
 	struct event          *adopt_window_ev; /* closes the window (timer, or at once) */
 	struct cache_track    *track;         /* per cache id (ah_nr_caches entries) */
 	uint32_t               restock[SLABD_RESTOCK_MAX]; /* pending restock work (commands.c) */

@@ -840,6 +840,64 @@ json_t *th_conn_read(int fd)
 	return reply;
 }
 
+json_t *th_conn_read_fd(int fd, int *passed)
+{
+	char buf[65536];
+	size_t len = 0;
+	json_t *reply;
+
+	*passed = -1;
+	/* A byte at a time: the fd rides on the reply's first byte. */
+	while (len < sizeof(buf) - 1) {
+		union {
+			char b[CMSG_SPACE(sizeof(int))];
+			struct cmsghdr align;
+		} cbuf;
+		struct iovec iov = { buf + len, 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b,
+				     .msg_controllen = sizeof(cbuf.b) };
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, TH_REPLY_MS) != 1)
+			break;
+		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		if (n <= 0)
+			break;
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+			if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+			    *passed < 0)
+				memcpy(passed, CMSG_DATA(cm), sizeof(int));
+		if (buf[len++] == '\n')
+			break;
+	}
+	buf[len] = 0;
+	reply = len && buf[len - 1] == '\n' ? json_loads(buf, 0, NULL) : NULL;
+	if (!reply)
+		fprintf(stderr, "harness: no reply line with an fd: %.300s\n", buf);
+	return reply;
+}
+
+int th_send_fd(int fd, int passed)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} cbuf;
+	char byte = 'A';
+	struct iovec iov = { &byte, 1 };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf.b,
+			     .msg_controllen = sizeof(cbuf.b) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+
+	memset(cbuf.b, 0, sizeof(cbuf.b));
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &passed, sizeof(int));
+	return sendmsg(fd, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
 json_t *th_conn_request(int fd, const char *line)
 {
 	json_t *reply;

@@ -122,6 +122,11 @@ int th_connect(struct th_daemon *d);
 json_t *th_conn_request(int fd, const char *line);
 /* Read one more reply line on a persistent connection (pipelined requests). */
 json_t *th_conn_read(int fd);
+/* th_conn_read for a reply that may carry a file descriptor (SCM_RIGHTS, as a client's
+ * hello reply carries the arena): *passed is the fd, or -1 when none came. */
+json_t *th_conn_read_fd(int fd, int *passed);
+/* Send one byte carrying `passed` (SCM_RIGHTS), as the adopt exchange does.  0 or -1. */
+int th_send_fd(int fd, int passed);
 
 /* Send len arbitrary bytes on a fresh connection (nothing appended), then read whatever
  * comes back until EOF or until timeout_ms passes without more bytes.  reply gets at most

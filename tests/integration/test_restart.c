@@ -1243,22 +1243,37 @@ static void test_adopt_window(void **state)
 	TH_STOP_CLEAN(&daemon_);
 }
 
-/* Nobody comes back: the held request runs when the window ends, on a fresh arena; and
- * --adopt-wait 0 opens no window. */
+/* Nobody comes back: the held request runs when the window ends, on a fresh arena, and
+ * one whose peer hung up is dropped; a slabd stopped while still pristine leaves the
+ * socket for the next; --adopt-wait 0 opens no window. */
 static void test_adopt_window_expires(void **state)
 {
 	const char *const short_wait[] = { "--adopt-wait", "300", NULL };
 	const char *const no_wait[] = { "--adopt-wait", "0", NULL };
+	const char *gone = "{\"id\":1,\"cmd\":\"cache.create\",\"name\":\"gave-up\",\"size\":64}\n";
 	uint64_t t0;
 	double held_ms;
 	char *log;
 	json_t *r;
+	int quitter;
 
 	(void)state;
 	assert_int_equal(th_start(&daemon_, NULL), 0);
 	create_cache("old");
 	assert_int_equal(th_kill(&daemon_), 0);
+	/* Stopped while still pristine: the old arena's clients may yet come back to the
+	 * next slabd, so the socket stays, and the next slabd waits for them too. */
 	assert_int_equal(th_restart(&daemon_, short_wait), 0);
+	assert_int_equal(th_term(&daemon_), 0);
+	assert_int_equal(access(daemon_.socket, F_OK), 0);
+	assert_true(th_log_has(&daemon_, "no client of the previous slabd came back: socket"));
+	assert_int_equal(th_restart(&daemon_, short_wait), 0);
+
+	/* A monitor that sends cache.create and hangs up: its held request is dropped. */
+	quitter = th_connect(&daemon_);
+	assert_true(quitter >= 0);
+	assert_int_equal(write(quitter, gone, strlen(gone)), (ssize_t)strlen(gone));
+	close(quitter);
 	t0 = now_ns();
 	create_cache("new1"); /* held until the window ends */
 	held_ms = (double)(now_ns() - t0) / 1e6;
@@ -1266,9 +1281,13 @@ static void test_adopt_window_expires(void **state)
 	/* The window began when slabd got ready, a little before th_restart returned. */
 	assert_true(held_ms >= 150.0);
 	log = read_log();
+	assert_int_equal(count_in(log, "wait up to"), 2);
 	assert_int_equal(count_in(log, "adoption window closed (no client of the previous "
-				       "slabd came back): 1 held"), 1);
+				       "slabd came back): 2 held"), 1);
+	assert_int_equal(count_in(log, "hung up while its request was held: dropped"), 1);
 	free(log);
+	r = th_cache_listed(&daemon_, "gave-up");
+	assert_null(r);
 	r = th_cache_listed(&daemon_, "old");
 	assert_null(r); /* a fresh arena */
 
@@ -1276,9 +1295,75 @@ static void test_adopt_window_expires(void **state)
 	assert_int_equal(th_restart(&daemon_, no_wait), 0);
 	create_cache("new2");
 	log = read_log();
-	assert_int_equal(count_in(log, "wait up to"), 1); /* the first restart's only */
+	assert_int_equal(count_in(log, "wait up to"), 2); /* no third window */
 	free(log);
 	destroy_cache("new2");
+	TH_STOP_CLEAN(&daemon_);
+}
+
+/* The window's time runs out while an old client is in the adopt exchange (told to send
+ * its arena, the fd not there yet): the held requests wait up to a second more for it,
+ * else the newcomer would take the slabd and the old client get EPROTO "already serves
+ * an arena".  The old client here is the test's own raw connection: a client hello on the
+ * first slabd hands it the arena fd, which it sends back to the second one late. */
+static void test_adopt_window_handover(void **state)
+{
+	const char *const short_wait[] = { "--adopt-wait", "300", NULL };
+	const char *create = "{\"id\":6,\"cmd\":\"cache.create\",\"name\":\"grace\",\"size\":64}\n";
+	long long slot, arena_id;
+	int raw, arena_fd, mon;
+	char line[256];
+	char *log;
+	json_t *r;
+
+	(void)state;
+	assert_int_equal(th_start(&daemon_, NULL), 0);
+	raw = th_connect(&daemon_);
+	assert_true(raw >= 0);
+	assert_int_equal(write(raw, "{\"id\":1,\"cmd\":\"hello\",\"role\":\"client\"}\n", 39), 39);
+	r = th_conn_read_fd(raw, &arena_fd);
+	th_assert_ok(r, "a client hello on the first slabd");
+	assert_true(arena_fd >= 0);
+	slot = th_jint(r, "client");
+	arena_id = th_jint(r, "arena_id");
+	json_decref(r);
+	close(raw);
+	assert_int_equal(th_kill(&daemon_), 0);
+	assert_int_equal(th_restart(&daemon_, short_wait), 0);
+
+	raw = th_connect(&daemon_);
+	assert_true(raw >= 0);
+	snprintf(line, sizeof(line), "{\"id\":2,\"cmd\":\"hello\",\"role\":\"client\",\"resume\":"
+		 "{\"slot\":%lld,\"arena_id\":%lld}}", slot, arena_id);
+	r = th_conn_request(raw, line);
+	th_assert_ok(r, "hello resume on the restarted slabd");
+	assert_true(json_is_true(json_object_get(r, "adopt")));
+	json_decref(r);
+	mon = th_connect(&daemon_);
+	assert_true(mon >= 0);
+	assert_int_equal(write(mon, create, strlen(create)), (ssize_t)strlen(create));
+	th_sleep_ms(600); /* past the 300 ms window, within the second more */
+	assert_false(readable(mon));
+	assert_int_equal(th_send_fd(raw, arena_fd), 0);
+	r = th_conn_read(raw);
+	th_assert_ok(r, "the arena handed back late");
+	assert_true(json_is_true(json_object_get(r, "resumed")));
+	json_decref(r);
+	r = th_conn_read(mon);
+	th_assert_ok(r, "cache.create held until the hand-over");
+	json_decref(r);
+	log = read_log();
+	assert_int_equal(count_in(log, "adopted the arena"), 1);
+	assert_int_equal(count_in(log, "adoption window closed (arena adopted): 1 held"), 1);
+	free(log);
+	/* Leave no slot behind: the test process is the client. */
+	r = th_conn_request(raw, "{\"id\":3,\"cmd\":\"client.bye\"}");
+	th_assert_ok(r, "client.bye");
+	json_decref(r);
+	close(raw);
+	close(mon);
+	close(arena_fd);
+	destroy_cache("grace");
 	TH_STOP_CLEAN(&daemon_);
 }
 
@@ -1294,6 +1379,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_dead_counters, teardown),
 		cmocka_unit_test_teardown(test_adopt_window, teardown),
 		cmocka_unit_test_teardown(test_adopt_window_expires, teardown),
+		cmocka_unit_test_teardown(test_adopt_window_handover, teardown),
 	};
 
 	if (argc == 8 && !strcmp(argv[1], "--worker"))
