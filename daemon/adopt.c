@@ -21,6 +21,8 @@
  * refs and its pidfd exactly as a connected client does (D2, D3 of slabd.h).
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -136,6 +138,7 @@ void adopt_after(struct slabd *d)
 		}
 	d->pristine = false;
 	adopt_window_close(d);
+	adopt_ident_save(d);
 	commands_reserve_init(d);
 	slabd_log(d, LOG_INFO, "adopted the arena (generation %llu): %u problems, %u clients to come back",
 		  (unsigned long long)a->hdr->ah_generation, bad, ghosts);
@@ -144,8 +147,18 @@ void adopt_after(struct slabd *d)
 int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
 {
 	struct sm_arena fresh;
-	int rc = sm_arena_attach(fd, &fresh, err, errlen);
+	struct stat st = { 0 };
+	int rc;
 
+	if (d->prev_ident && (fstat(fd, &st) || (uint64_t)st.st_dev != d->prev_dev ||
+			      (uint64_t)st.st_ino != d->prev_ino)) {
+		snprintf(err, errlen, "not the arena the previous slabd served (file %llu:%llu, "
+			 "not %llu:%llu): a copy, or another arena",
+			 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+			 (unsigned long long)d->prev_dev, (unsigned long long)d->prev_ino);
+		return -EPERM;
+	}
+	rc = sm_arena_attach(fd, &fresh, err, errlen);
 	if (rc)
 		return rc;
 	if (d->arena.hdr && fresh.hdr->ah_nr_caches > d->arena.hdr->ah_nr_caches) {
@@ -403,4 +416,88 @@ bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req)
 		return role && !strcmp(role, "client") && !json_object_get(req, "resume");
 	}
 	return false;
+}
+
+/* ---- the arena's identity ------------------------------------------------------------------ */
+
+/* The adopt exchange takes the arena fd of whichever admitted client offers one first, and
+ * the header check cannot tell the arena the old clients map from a copy of it (every
+ * client can read all of it) or from another arena: adopting a copy would leave slabd and
+ * the old clients working on different memory.  So once slabd serves an arena for good
+ * (it stopped being pristine), it records the arena file's identity, device and inode,
+ * in SOCKET.arena (0600, written whole by rename); the next slabd adopts only a fd with
+ * that identity (same_arena's test).  A record that is missing (a slabd that died
+ * pristine, or one older than this), not a regular file of slabd's uid, or writable by
+ * others, is not used: any arena that passes the header check is adopted, as before.
+ * --arena-file needs none: the file is the identity. */
+static int ident_path(const struct slabd *d, char *buf, size_t cap, const char *suffix)
+{
+	int n = snprintf(buf, cap, "%s.arena%s", d->socket_path, suffix);
+
+	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+void adopt_ident_load(struct slabd *d)
+{
+	char path[PATH_MAX], buf[128];
+	unsigned long long dev, ino;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	if (d->opt.arena_file || ident_path(d, path, sizeof(path), ""))
+		return;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 022)) {
+		slabd_log(d, LOG_WARN, "%s is not slabd's own record (owner, mode or type): "
+			  "not used", path);
+		close(fd);
+		return;
+	}
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	if (sscanf(buf, "slabd-arena dev %llu ino %llu", &dev, &ino) != 2) {
+		slabd_log(d, LOG_WARN, "%s is not an arena record: not used", path);
+		return;
+	}
+	d->prev_ident = true;
+	d->prev_dev = dev;
+	d->prev_ino = ino;
+	slabd_log(d, LOG_INFO, "the previous slabd served arena file %llu:%llu (%s): only that "
+		  "one is adopted", dev, ino, path);
+}
+
+void adopt_ident_save(struct slabd *d)
+{
+	char path[PATH_MAX], tmp[PATH_MAX], line[128];
+	struct stat st;
+	int fd, len;
+
+	if (d->ident_saved || d->opt.arena_file || d->arena.fd < 0 ||
+	    ident_path(d, path, sizeof(path), "") ||
+	    ident_path(d, tmp, sizeof(tmp), ".new") || fstat(d->arena.fd, &st))
+		return;
+	d->ident_saved = true;
+	len = snprintf(line, sizeof(line), "slabd-arena dev %llu ino %llu\n",
+		       (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
+	unlink(tmp); /* a leftover of a slabd that died here; O_EXCL below */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)len) != len || close(fd) || rename(tmp, path)) {
+		slabd_log(d, LOG_WARN, "cannot record the arena's identity in %s (%s): the next "
+			  "slabd will adopt any arena a client hands back", path, strerror(errno));
+		if (fd >= 0)
+			unlink(tmp);
+	}
+}
+
+void adopt_ident_remove(struct slabd *d)
+{
+	char path[PATH_MAX];
+
+	if (!d->opt.arena_file && !ident_path(d, path, sizeof(path), ""))
+		unlink(path);
 }

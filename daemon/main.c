@@ -423,6 +423,8 @@ int main(int argc, char **argv)
 		event_base_free(d.base);
 		return 1;
 	}
+	if (d.stale_socket)
+		adopt_ident_load(&d);
 	if (d.stale_socket && adopt_window_open(&d))
 		slabd_log(&d, LOG_WARN, "cannot set up the adoption window: new clients may "
 			  "lock out the previous slabd's");

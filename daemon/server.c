@@ -203,8 +203,10 @@ void server_close_all(struct slabd *d)
 		else if (d->stale_socket && d->pristine)
 			slabd_log(d, LOG_INFO, "no client of the previous slabd came back: socket %s "
 				  "left for the next slabd to wait for them", d->socket_path);
-		else
+		else {
 			unlink(d->socket_path);
+			adopt_ident_remove(d);
+		}
 	}
 }
 

@@ -144,6 +144,9 @@ struct slabd {
 	bool                   stale_socket;  /* a dead slabd's socket was there at start */
 	bool                   adopt_window;  /* requests that would end pristine wait */
 	bool                   adopt_window_extended; /* once, for a hand-over under way */
+	bool                   prev_ident;    /* the previous slabd recorded its arena: */
+	uint64_t               prev_dev, prev_ino; /* only that file is adopted (adopt.c) */
+	bool                   ident_saved;   /* this slabd's arena recorded */
 	struct event          *adopt_window_ev; /* closes the window (timer, or at once) */
 	struct cache_track    *track;         /* per cache id (ah_nr_caches entries) */
 	uint32_t               restock[SLABD_RESTOCK_MAX]; /* pending restock work (commands.c) */
@@ -229,6 +232,12 @@ int adopt_window_open(struct slabd *d);
 void adopt_window_close(struct slabd *d);
 /* Must this request wait for the window?  (c's connection; cmd its name.) */
 bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req);
+/* The arena's identity record, SOCKET.arena (adopt.c): read the previous slabd's at
+ * start (after a stale socket), write this one's once it serves its arena for good (it
+ * stopped being pristine), remove it when the socket goes. */
+void adopt_ident_load(struct slabd *d);
+void adopt_ident_save(struct slabd *d);
+void adopt_ident_remove(struct slabd *d);
 /* commands.c: the reply to a resuming hello once the arena is the client's. */
 json_t *commands_resume_reply(struct conn *c);
 

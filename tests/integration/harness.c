@@ -156,11 +156,30 @@ static struct th_rec *rec_find(pid_t pid)
 	return NULL;
 }
 
+/* slabd's arena identity record next to its socket (SOCKET.arena, and the .new it is
+ * written to), which a stop leaves with the socket while clients may come back.
+ * Async-signal-safe. */
+static void unlink_records(const char *socket)
+{
+	static const char *const suffix[] = { ".arena", ".arena.new" };
+	size_t len = strlen(socket);
+	char path[sizeof(((struct th_rec *)0)->socket) + 16];
+
+	if (len + 12 >= sizeof(path))
+		return;
+	for (unsigned i = 0; i < 2; i++) {
+		memcpy(path, socket, len);
+		memcpy(path + len, suffix[i], strlen(suffix[i]) + 1);
+		unlink(path);
+	}
+}
+
 /* Async-signal-safe: the daemon's files and directory (unlink and rmdir only). */
 static void rec_remove_files(const struct th_rec *r)
 {
 	if (!r->dir[0])
 		return;
+	unlink_records(r->socket);
 	unlink(r->socket);
 	unlink(r->log);
 	rmdir(r->dir);
@@ -685,6 +704,7 @@ static void remove_killed(struct th_daemon *d)
 		fprintf(stderr, "harness: keeping %s (TH_KEEP)\n", d->dir);
 		return;
 	}
+	unlink_records(d->socket);
 	unlink(d->socket);
 	unlink(d->log);
 	if (rmdir(d->dir))
@@ -721,6 +741,12 @@ int th_stop(struct th_daemon *d)
 		r->pid = 0;
 	d->pid = 0;
 	d->socket_left = lstat(d->socket, &st) == 0;
+	{
+		char rec[sizeof(d->socket) + 8];
+
+		snprintf(rec, sizeof(rec), "%s.arena", d->socket);
+		d->record_left = lstat(rec, &st) == 0;
+	}
 	if (rc != 0) {
 		fprintf(stderr, "harness: slabd exited with status %d%s\n", rc,
 			rc > 128 ? " (killed by a signal)" : "");
@@ -729,6 +755,7 @@ int th_stop(struct th_daemon *d)
 	if (getenv("TH_KEEP")) {
 		fprintf(stderr, "harness: keeping %s (TH_KEEP)\n", d->dir);
 	} else {
+		unlink_records(d->socket);
 		unlink(d->socket);
 		unlink(d->log);
 		if (rmdir(d->dir))

@@ -61,6 +61,7 @@ struct th_daemon {
 	char  socket[108];      /* <dir>/slabd.sock */
 	char  log[128];         /* <dir>/slabd.log (the daemon's stderr) */
 	bool  socket_left;      /* th_stop: the socket file still existed after exit */
+	bool  record_left;      /* th_stop: so did slabd's arena record, SOCKET.arena */
 	bool  killed;           /* th_kill'ed: not running, directory kept for th_restart */
 };
 
@@ -98,6 +99,7 @@ void th_start_or_fail(struct th_daemon *d, const char *const *extra_args);
 	do {                                                                           \
 		assert_int_equal(th_stop(d), 0);                                       \
 		assert_false((d)->socket_left);                                        \
+		assert_false((d)->record_left);                                        \
 	} while (0)
 /* A teardown after a test that may have failed half-way: th_kill_children, then th_stop
  * if the daemon still runs. */

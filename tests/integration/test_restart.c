@@ -1301,17 +1301,55 @@ static void test_adopt_window_expires(void **state)
 	TH_STOP_CLEAN(&daemon_);
 }
 
+/* A connection that said `hello` (a resume, line) and was asked for its arena. */
+static int asked_for_arena(const char *line)
+{
+	int s = th_connect(&daemon_);
+	json_t *r;
+
+	assert_true(s >= 0);
+	r = th_conn_request(s, line);
+	th_assert_ok(r, "hello resume on a pristine slabd");
+	assert_true(json_is_true(json_object_get(r, "adopt")));
+	json_decref(r);
+	return s;
+}
+
+/* A copy of fd's file in a new memfd: the same bytes, another file. */
+static int copy_of(int fd)
+{
+	struct stat st;
+	int c = memfd_create("arena-copy", MFD_CLOEXEC);
+	void *p;
+
+	assert_true(c >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	assert_true(p != MAP_FAILED);
+	for (off_t off = 0; off < st.st_size;) {
+		ssize_t n = pwrite(c, (const char *)p + off, (size_t)(st.st_size - off), off);
+
+		assert_true(n > 0);
+		off += n;
+	}
+	munmap(p, (size_t)st.st_size);
+	return c;
+}
+
 /* The window's time runs out while an old client is in the adopt exchange (told to send
  * its arena, the fd not there yet): the held requests wait up to a second more for it,
  * else the newcomer would take the slabd and the old client get EPROTO "already serves
  * an arena".  The old client here is the test's own raw connection: a client hello on the
- * first slabd hands it the arena fd, which it sends back to the second one late. */
+ * first slabd hands it the arena fd, which it sends back to the second one late.
+ * Before it, a forger hands back a copy of that arena (every byte the same, header
+ * included): refused, since the first slabd recorded its arena file's identity
+ * (SOCKET.arena), and the restarted slabd stays pristine for the real one. */
 static void test_adopt_window_handover(void **state)
 {
 	const char *const short_wait[] = { "--adopt-wait", "300", NULL };
 	const char *create = "{\"id\":6,\"cmd\":\"cache.create\",\"name\":\"grace\",\"size\":64}\n";
 	long long slot, arena_id;
-	int raw, arena_fd, mon;
+	int raw, arena_fd, mon, forger, copy;
 	char line[256];
 	char *log;
 	json_t *r;
@@ -1328,17 +1366,25 @@ static void test_adopt_window_handover(void **state)
 	arena_id = th_jint(r, "arena_id");
 	json_decref(r);
 	close(raw);
+	snprintf(line, sizeof(line), "%s.arena", daemon_.socket);
+	assert_int_equal(access(line, F_OK), 0); /* recorded once a client registered */
 	assert_int_equal(th_kill(&daemon_), 0);
 	assert_int_equal(th_restart(&daemon_, short_wait), 0);
+	assert_true(th_log_has(&daemon_, "the previous slabd served arena file"));
 
-	raw = th_connect(&daemon_);
-	assert_true(raw >= 0);
 	snprintf(line, sizeof(line), "{\"id\":2,\"cmd\":\"hello\",\"role\":\"client\",\"resume\":"
 		 "{\"slot\":%lld,\"arena_id\":%lld}}", slot, arena_id);
-	r = th_conn_request(raw, line);
-	th_assert_ok(r, "hello resume on the restarted slabd");
-	assert_true(json_is_true(json_object_get(r, "adopt")));
+	forger = asked_for_arena(line);
+	copy = copy_of(arena_fd);
+	assert_int_equal(th_send_fd(forger, copy), 0);
+	r = th_conn_read(forger);
+	th_assert_error(r, "EPROTO", "a copy of the arena handed back");
+	assert_non_null(strstr(th_jstr(r, "message"), "not the arena the previous slabd served"));
 	json_decref(r);
+	close(forger);
+	close(copy);
+
+	raw = asked_for_arena(line);
 	mon = th_connect(&daemon_);
 	assert_true(mon >= 0);
 	assert_int_equal(write(mon, create, strlen(create)), (ssize_t)strlen(create));
