@@ -16,9 +16,16 @@
  *      is reclaimed as usual.
  * A client whose connection broke while slabd stayed up resumes the same way: the slot
  * was kept as a ghost because its process was alive (adopt_keep_ghost).
+ * Two guards keep the old clients' arena the one adopted: the adoption window (a slabd
+ * started on a stale socket holds newcomers' hello and cache.create, which would end the
+ * pristine state, until an old client is back or --adopt-wait ms pass), and the arena
+ * record (SOCKET.arena: the previous slabd's arena file, the only one adopted).
  *
  * Invariants: a ghost is a CONN_CLIENT connection with bev == NULL; it owns its slot, its
- * refs and its pidfd exactly as a connected client does (D2, D3 of slabd.h).
+ * refs and its pidfd exactly as a connected client does (D2, D3 of slabd.h).  While
+ * d->adopt_window is set, d->pristine is true and no request that would clear it runs (it
+ * waits with c->deferred); the window closes once and never reopens.  SOCKET.arena, when
+ * this slabd wrote it, names d->arena's file; it is removed only with the socket.
  */
 #include <errno.h>
 #include <fcntl.h>
