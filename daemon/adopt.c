@@ -23,8 +23,8 @@
  *
  * Invariants: a ghost is a CONN_CLIENT connection with bev == NULL; it owns its slot, its
  * refs and its pidfd exactly as a connected client does (D2, D3 of slabd.h).  While
- * d->adopt_window is set, d->pristine is true and no request that would clear it runs (it
- * waits with c->deferred); the window closes once and never reopens.  SOCKET.arena, when
+ * d->adopt_window is set and d->pristine too, no request that would clear d->pristine
+ * runs (it waits with c->deferred); the window closes once and never reopens.  SOCKET.arena, when
  * this slabd wrote it, names d->arena's file; it is removed only with the socket.
  */
 #include <errno.h>
@@ -413,7 +413,8 @@ void adopt_window_close(struct slabd *d)
 
 bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req)
 {
-	if (!c->d->adopt_window)
+	/* Adopted already (the window's close is queued): nothing to wait for. */
+	if (!c->d->adopt_window || !c->d->pristine)
 		return false;
 	if (!strcmp(cmd, "cache.create"))
 		return true;
