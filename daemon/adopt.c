@@ -151,7 +151,7 @@ void adopt_after(struct slabd *d)
 		  (unsigned long long)a->hdr->ah_generation, bad, ghosts);
 }
 
-int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
+int adopt_arena_fd(struct slabd *d, int fd, uint32_t slot, pid_t pid, char *err, size_t errlen)
 {
 	struct sm_arena fresh;
 	struct stat st = { 0 };
@@ -168,6 +168,15 @@ int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen)
 	rc = sm_arena_attach(fd, &fresh, err, errlen);
 	if (rc)
 		return rc;
+	/* Only an arena in which the offering process holds the slot it resumes: the old
+	 * slabd's record of it, which a stranger cannot show. */
+	if (slot >= fresh.hdr->ah_nr_clients || sm_client(&fresh, slot)->cl_state != CLIENT_LIVE ||
+	    sm_client(&fresh, slot)->cl_pid != (int32_t)pid) {
+		snprintf(err, errlen, "slot %u of that arena is not this process's (pid %d)", slot,
+			 (int)pid);
+		sm_arena_detach(&fresh);
+		return -EPERM;
+	}
 	if (d->arena.hdr && fresh.hdr->ah_nr_caches > d->arena.hdr->ah_nr_caches) {
 		/* The per-cache arrays were sized for the fresh arena. */
 		uint32_t n = fresh.hdr->ah_nr_caches;
@@ -313,17 +322,20 @@ static void on_arena_fd(evutil_socket_t sock, short what, void *arg)
 	if (fd < 0) {
 		slabd_log(d, LOG_WARN, "pid %d offered an arena but sent no fd", (int)c->pid);
 		server_conn_free(c);
+		adopt_window_handover_ended(d);
 		return;
 	}
 	/* Clients that came back together may all have been asked for the arena before the
 	 * first one's fd arrived: the others hand over the arena adopted meanwhile. */
-	rc = d->pristine ? adopt_arena_fd(d, fd, err, sizeof(err)) : same_arena(d, fd) ? 0 : -EBUSY;
+	rc = d->pristine ? adopt_arena_fd(d, fd, c->resume_slot, c->pid, err, sizeof(err))
+			 : same_arena(d, fd) ? 0 : -EBUSY;
 	close(fd);
 	if (rc) {
 		r = json_pack("{s:n, s:b, s:s, s:s}", "id", "ok", 0, "error", "EPROTO", "message",
 			      rc == -EBUSY ? "this slabd already serves an arena" : err);
 		conn_reply(c, r);
 		c->closing = true;
+		adopt_window_handover_ended(d);
 		return;
 	}
 	r = commands_resume_reply(c);
@@ -356,7 +368,8 @@ void adopt_wait_arena(struct conn *c)
 static void on_window_closed(evutil_socket_t fd, short what, void *arg)
 {
 	struct slabd *d = arg;
-	unsigned held = 0;
+	unsigned ran = 0, dropped = 0;
+	bool adopted;
 
 	(void)fd;
 	(void)what;
@@ -380,12 +393,11 @@ static void on_window_closed(evutil_socket_t fd, short what, void *arg)
 			}
 	}
 	d->adopt_window = false;
-	for (struct conn *c = d->conns; c; c = c->next)
-		held += c->deferred;
-	slabd_log(d, LOG_INFO, "adoption window closed (%s): %u held request(s) go on",
-		  d->pristine ? "no client of the previous slabd came back" : "arena adopted",
-		  held);
-	server_resume_deferred(d);
+	adopted = !d->pristine;
+	server_resume_deferred(d, &ran, &dropped);
+	slabd_log(d, LOG_INFO, "adoption window closed (%s): %u held request(s) run, %u dropped",
+		  adopted ? "arena adopted" : "no client of the previous slabd came back", ran,
+		  dropped);
 }
 
 int adopt_window_open(struct slabd *d)
@@ -411,6 +423,18 @@ void adopt_window_close(struct slabd *d)
 		event_active(d->adopt_window_ev, EV_TIMEOUT, 0);
 }
 
+void adopt_window_handover_ended(struct slabd *d)
+{
+	/* The window was waiting a little longer for a hand-over: with none left under way,
+	 * it need not. */
+	if (!d->adopt_window || !d->adopt_window_extended)
+		return;
+	for (struct conn *x = d->conns; x; x = x->next)
+		if (x->adopt_ev)
+			return;
+	adopt_window_close(d);
+}
+
 bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req)
 {
 	/* Adopted already (the window's close is queued): nothing to wait for. */
@@ -431,36 +455,115 @@ bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req)
 /* The adopt exchange takes the arena fd of whichever admitted client offers one first, and
  * the header check cannot tell the arena the old clients map from a copy of it (every
  * client can read all of it) or from another arena: adopting a copy would leave slabd and
- * the old clients working on different memory.  So once slabd serves an arena for good
- * (it stopped being pristine), it records the arena file's identity, device and inode,
- * in SOCKET.arena (0600, written whole by rename); the next slabd adopts only a fd with
- * that identity (same_arena's test).  A record that is missing (a slabd that died
- * pristine, or one older than this), not a regular file of slabd's uid, or writable by
- * others, is not used: any arena that passes the header check is adopted, as before.
- * --arena-file needs none: the file is the identity. */
-static int ident_path(const struct slabd *d, char *buf, size_t cap, const char *suffix)
-{
-	int n = snprintf(buf, cap, "%s.arena%s", d->socket_path, suffix);
+ * the old clients working on different memory.  So slabd records which file its arena is
+ * (device and inode), and which socket it served it on (the socket file's inode), in a
+ * record only its uid can write: SOCKET.arena when the socket's directory is its own and
+ * writable by nobody else, else SOCKET.d/arena in a 0700 directory it makes (a socket in
+ * /tmp).  It writes the record when it starts serving an arena for good (it stops being
+ * pristine), and, still pristine on a stale socket whose record it trusts, carries that
+ * record over to its own socket.  A slabd restarted on a stale socket trusts the record
+ * only when it names that very socket: one left by an earlier slabd whose successor did
+ * not record its own arena (an older build, a failed write) names another socket and is
+ * ignored.  Then only that file is adopted.  No record that can be trusted: any arena
+ * that passes the header check is adopted, as before records existed (logged).  Opening
+ * never blocks (O_NONBLOCK: a FIFO planted there) and never follows a link. */
+enum { IDENT_UNKNOWN, IDENT_BESIDE, IDENT_SUBDIR, IDENT_NONE };
 
+static bool private_dir(const char *dir)
+{
+	struct stat st;
+
+	return lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+	       !(st.st_mode & 022);
+}
+
+/* Where the record goes (d->ident_where), decided once; IDENT_NONE is logged. */
+static int ident_where(struct slabd *d)
+{
+	char dir[PATH_MAX];
+	char *slash;
+
+	if (d->ident_where != IDENT_UNKNOWN)
+		return d->ident_where;
+	d->ident_where = IDENT_NONE;
+	snprintf(dir, sizeof(dir), "%s", d->socket_path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		slash[slash == dir] = 0; /* "/x.sock" -> "/" */
+	if (private_dir(dir))
+		return d->ident_where = IDENT_BESIDE;
+	snprintf(dir, sizeof(dir), "%s.d", d->socket_path);
+	if ((mkdir(dir, 0700) == 0 || errno == EEXIST) && private_dir(dir))
+		return d->ident_where = IDENT_SUBDIR;
+	slabd_log(d, LOG_WARN, "%s is not a directory of slabd's own (uid %u, mode 0700): no "
+		  "arena record, so a restarted slabd adopts any arena a client hands back",
+		  dir, (unsigned)geteuid());
+	return IDENT_NONE;
+}
+
+static int ident_path(struct slabd *d, char *buf, size_t cap, const char *suffix)
+{
+	int n;
+
+	switch (ident_where(d)) {
+	case IDENT_BESIDE:
+		n = snprintf(buf, cap, "%s.arena%s", d->socket_path, suffix);
+		break;
+	case IDENT_SUBDIR:
+		n = snprintf(buf, cap, "%s.d/arena%s", d->socket_path, suffix);
+		break;
+	default:
+		return -1;
+	}
 	return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* Write the record (arena file dev:ino, served on this slabd's socket). */
+static void ident_write(struct slabd *d, uint64_t dev, uint64_t ino)
+{
+	char path[PATH_MAX], tmp[PATH_MAX], line[160];
+	int fd = -1, len;
+
+	if (ident_path(d, path, sizeof(path), "") || ident_path(d, tmp, sizeof(tmp), ".new"))
+		return;
+	len = snprintf(line, sizeof(line), "slabd-arena dev %llu ino %llu socket %llu\n",
+		       (unsigned long long)dev, (unsigned long long)ino,
+		       (unsigned long long)d->socket_ino);
+	unlink(tmp); /* a leftover of a slabd that died here; O_EXCL below */
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd < 0 || write(fd, line, (size_t)len) != len || close(fd) || rename(tmp, path)) {
+		int e = errno;
+
+		if (fd >= 0)
+			unlink(tmp);
+		unlink(path); /* an older record must not outlive this arena */
+		slabd_log(d, LOG_WARN, "cannot record the arena's identity in %s (%s): a "
+			  "restarted slabd will adopt any arena a client hands back", path,
+			  strerror(e));
+	}
 }
 
 void adopt_ident_load(struct slabd *d)
 {
-	char path[PATH_MAX], buf[128];
-	unsigned long long dev, ino;
+	char path[PATH_MAX], buf[160];
+	unsigned long long dev, ino, sock;
 	struct stat st;
 	ssize_t n;
 	int fd;
 
-	if (d->opt.arena_file || ident_path(d, path, sizeof(path), ""))
+	if (ident_path(d, path, sizeof(path), ""))
 		return;
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0)
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno != ENOENT)
+			slabd_log(d, LOG_WARN, "arena record %s: %s: not used", path, strerror(errno));
 		return;
+	}
 	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
 	    (st.st_mode & 022)) {
-		slabd_log(d, LOG_WARN, "%s is not slabd's own record (owner, mode or type): "
+		slabd_log(d, LOG_WARN, "arena record %s is not slabd's own (owner, mode or type): "
 			  "not used", path);
 		close(fd);
 		return;
@@ -468,44 +571,42 @@ void adopt_ident_load(struct slabd *d)
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	buf[n > 0 ? n : 0] = 0;
-	if (sscanf(buf, "slabd-arena dev %llu ino %llu", &dev, &ino) != 2) {
-		slabd_log(d, LOG_WARN, "%s is not an arena record: not used", path);
+	if (sscanf(buf, "slabd-arena dev %llu ino %llu socket %llu", &dev, &ino, &sock) != 3) {
+		slabd_log(d, LOG_WARN, "arena record %s does not parse: not used", path);
+		return;
+	}
+	if (sock != d->stale_socket_ino) {
+		slabd_log(d, LOG_INFO, "arena record %s names another socket than the stale one "
+			  "(an earlier slabd's): not used", path);
 		return;
 	}
 	d->prev_ident = true;
 	d->prev_dev = dev;
 	d->prev_ino = ino;
+	ident_write(d, dev, ino); /* carried over to this slabd's socket */
 	slabd_log(d, LOG_INFO, "the previous slabd served arena file %llu:%llu (%s): only that "
 		  "one is adopted", dev, ino, path);
 }
 
 void adopt_ident_save(struct slabd *d)
 {
-	char path[PATH_MAX], tmp[PATH_MAX], line[128];
 	struct stat st;
-	int fd, len;
 
-	if (d->ident_saved || d->opt.arena_file || d->arena.fd < 0 ||
-	    ident_path(d, path, sizeof(path), "") ||
-	    ident_path(d, tmp, sizeof(tmp), ".new") || fstat(d->arena.fd, &st))
+	if (d->ident_saved || d->arena.fd < 0 || fstat(d->arena.fd, &st))
 		return;
 	d->ident_saved = true;
-	len = snprintf(line, sizeof(line), "slabd-arena dev %llu ino %llu\n",
-		       (unsigned long long)st.st_dev, (unsigned long long)st.st_ino);
-	unlink(tmp); /* a leftover of a slabd that died here; O_EXCL below */
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, line, (size_t)len) != len || close(fd) || rename(tmp, path)) {
-		slabd_log(d, LOG_WARN, "cannot record the arena's identity in %s (%s): the next "
-			  "slabd will adopt any arena a client hands back", path, strerror(errno));
-		if (fd >= 0)
-			unlink(tmp);
-	}
+	ident_write(d, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
 }
 
 void adopt_ident_remove(struct slabd *d)
 {
 	char path[PATH_MAX];
 
-	if (!d->opt.arena_file && !ident_path(d, path, sizeof(path), ""))
-		unlink(path);
+	if (ident_path(d, path, sizeof(path), ""))
+		return;
+	unlink(path);
+	if (d->ident_where == IDENT_SUBDIR) {
+		snprintf(path, sizeof(path), "%s.d", d->socket_path);
+		rmdir(path);
+	}
 }

@@ -145,6 +145,7 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 		/* A stale socket of a dead slabd: nobody answers on it. */
 		unlink(d->socket_path);
 		d->stale_socket = true;
+		d->stale_socket_ino = (uint64_t)st.st_ino;
 		slabd_log(d, LOG_INFO, "replaced stale socket %s", d->socket_path);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -162,6 +163,8 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
+	if (lstat(d->socket_path, &st) == 0)
+		d->socket_ino = (uint64_t)st.st_ino; /* the arena record names it (adopt.c) */
 	d->listener = evconnlistener_new(d->base, on_accept, d,
 					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (!d->listener) {
@@ -212,7 +215,7 @@ void server_close_all(struct slabd *d)
 
 static void on_read(struct bufferevent *bev, void *arg);
 
-void server_resume_deferred(struct slabd *d)
+void server_resume_deferred(struct slabd *d, unsigned *ran, unsigned *dropped)
 {
 	/* Oldest connection first (d->conns is newest first).  on_read may free the one
 	 * it runs, so each turn scans the list again: quadratic in the connections held,
@@ -237,8 +240,10 @@ void server_resume_deferred(struct slabd *d)
 			slabd_log(d, LOG_INFO, "pid %d hung up while its request was held: dropped",
 				  (int)c->pid);
 			server_conn_free(c);
+			++*dropped;
 			continue;
 		}
+		++*ran;
 		bufferevent_enable(c->bev, EV_READ);
 		on_read(c->bev, c);
 	}
@@ -273,6 +278,7 @@ static void conn_unlink(struct conn *c)
 void server_conn_free(struct conn *c)
 {
 	struct slabd *d = c->d;
+	bool told_gone = false;
 
 	/* Output accounting ends here (before a ghost copies the connection). */
 	free(c->out_ends);
@@ -289,8 +295,11 @@ void server_conn_free(struct conn *c)
 	}
 	if (c->refs)
 		commands_drop_refs(c);
-	if (c->adopt_ev)
+	if (c->adopt_ev) {
 		event_free(c->adopt_ev);
+		c->adopt_ev = NULL;
+		told_gone = true;
+	}
 	json_decref(c->resume_id);
 	if (c->pidfd_ev)
 		event_free(c->pidfd_ev);
@@ -302,6 +311,8 @@ void server_conn_free(struct conn *c)
 	conn_unlink(c);
 	free(c->refs);
 	free(c);
+	if (told_gone)
+		adopt_window_handover_ended(d);
 }
 
 /* ---- output and pending replies ------------------------------------------------------- */

@@ -142,6 +142,9 @@ struct slabd {
 	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
 	bool                   adopt_at_start; /* --arena-file held an arena */
 	bool                   stale_socket;  /* a dead slabd's socket was there at start */
+	uint64_t               stale_socket_ino; /* its inode (the arena record names it) */
+	uint64_t               socket_ino;    /* this slabd's socket file's inode */
+	int                    ident_where;   /* where the arena record lives (adopt.c) */
 	bool                   adopt_window;  /* requests that would end pristine wait */
 	bool                   adopt_window_extended; /* once, for a hand-over under way */
 	bool                   prev_ident;    /* the previous slabd recorded its arena: */
@@ -195,8 +198,9 @@ int conn_reply_fd(struct conn *c, json_t *reply);
 /* Watch a client's process through a pidfd (its death ends the connection). */
 void server_watch_pid(struct conn *c);
 /* Go on reading every connection whose request was deferred (c->deferred): the
- * adoption window has closed. */
-void server_resume_deferred(struct slabd *d);
+ * adoption window has closed.  Counts the requests run, and those dropped because their
+ * peer hung up meanwhile. */
+void server_resume_deferred(struct slabd *d, unsigned *ran, unsigned *dropped);
 
 /* commands.c */
 /* Handle one request line; returns false when the connection must be closed. */
@@ -218,7 +222,10 @@ void commands_client_gone(struct conn *c, uint64_t returned);
 
 /* adopt.c */
 void adopt_after(struct slabd *d);
-int adopt_arena_fd(struct slabd *d, int fd, char *err, size_t errlen);
+/* Adopt the arena in fd, offered by process pid resuming slot: it must be the previous
+ * slabd's (the record, if one is trusted), pass the header check, and hold slot for pid.
+ * 0, or -errno with err set (slabd stays as it was). */
+int adopt_arena_fd(struct slabd *d, int fd, uint32_t slot, pid_t pid, char *err, size_t errlen);
 bool adopt_keep_ghost(struct conn *c);
 struct conn *adopt_find_ghost(struct slabd *d, uint32_t slot, pid_t pid);
 void adopt_resume(struct conn *c, struct conn *g);
@@ -230,6 +237,8 @@ void adopt_wait_arena(struct conn *c);
 int adopt_window_open(struct slabd *d);
 /* Close it now (from the event loop, not from the caller's stack). */
 void adopt_window_close(struct slabd *d);
+/* A hand-over the window waits for is over (its fd refused, or its peer gone). */
+void adopt_window_handover_ended(struct slabd *d);
 /* Must this request wait for the window?  (c's connection; cmd its name.) */
 bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req);
 /* The arena's identity record, SOCKET.arena (adopt.c): read the previous slabd's at

@@ -161,16 +161,20 @@ static struct th_rec *rec_find(pid_t pid)
  * Async-signal-safe. */
 static void unlink_records(const char *socket)
 {
-	static const char *const suffix[] = { ".arena", ".arena.new" };
+	static const char *const suffix[] = { ".arena", ".arena.new", ".d/arena", ".d/arena.new",
+					      ".d" };
 	size_t len = strlen(socket);
 	char path[sizeof(((struct th_rec *)0)->socket) + 16];
 
-	if (len + 12 >= sizeof(path))
+	if (len + 14 >= sizeof(path))
 		return;
-	for (unsigned i = 0; i < 2; i++) {
+	for (unsigned i = 0; i < 5; i++) {
 		memcpy(path, socket, len);
 		memcpy(path + len, suffix[i], strlen(suffix[i]) + 1);
-		unlink(path);
+		if (i < 4)
+			unlink(path);
+		else
+			rmdir(path);
 	}
 }
 
@@ -509,6 +513,15 @@ bool th_log_has(const struct th_daemon *d, const char *needle)
 		found = strstr(line, needle) != NULL;
 	fclose(f);
 	return found;
+}
+
+bool th_wait_log(const struct th_daemon *d, const char *needle)
+{
+	for (long long until = th_now_ms() + 5000;; th_sleep_ms(10))
+		if (th_log_has(d, needle))
+			return true;
+		else if (th_now_ms() > until)
+			return false;
 }
 
 static int try_connect(const char *path)

@@ -110,6 +110,9 @@ int th_slabd_bin(char *buf, size_t cap);
 /* Whether a line of the daemon's log contains needle (fails the test if the log cannot
  * be opened). */
 bool th_log_has(const struct th_daemon *d, const char *needle);
+/* th_log_has, waiting up to 5 s for the line: slabd accepts connections (th_start
+ * returns) a moment before it logs the rest of its start-up ("ready" comes last). */
+bool th_wait_log(const struct th_daemon *d, const char *needle);
 
 /* One request on a fresh connection: send line + "\n", read one reply line (5 s).
  * Returns the parsed reply (json_decref it) or NULL after printing why. */

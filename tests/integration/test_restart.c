@@ -1193,7 +1193,7 @@ static void test_adopt_window(void **state)
 	assert_int_equal(access(daemon_.socket, F_OK), 0);
 	assert_true(th_log_has(&daemon_, "1 client(s) still map the arena"));
 	assert_int_equal(th_restart(&daemon_, wait10), 0);
-	assert_true(th_log_has(&daemon_, "wait up to 10000 ms"));
+	assert_true(th_wait_log(&daemon_, "wait up to 10000 ms"));
 
 	/* The newcomers: a libslab client that opens A's cache (a fresh arena has no such
 	 * cache: the worker would exit), and a monitor's cache.create.  A monitor's own
@@ -1223,7 +1223,8 @@ static void test_adopt_window(void **state)
 	close(mon);
 	log = read_log();
 	assert_int_equal(count_in(log, "adopted the arena"), 1);
-	assert_int_equal(count_in(log, "adoption window closed (arena adopted): 2 held"), 1);
+	assert_int_equal(count_in(log, "adoption window closed (arena adopted): 2 held request(s) "
+				       "run, 0 dropped"), 1);
 	free(log);
 
 	th_sleep_ms(100);
@@ -1283,7 +1284,7 @@ static void test_adopt_window_expires(void **state)
 	log = read_log();
 	assert_int_equal(count_in(log, "wait up to"), 2);
 	assert_int_equal(count_in(log, "adoption window closed (no client of the previous "
-				       "slabd came back): 2 held"), 1);
+				       "slabd came back): 1 held request(s) run, 1 dropped"), 1);
 	assert_int_equal(count_in(log, "hung up while its request was held: dropped"), 1);
 	free(log);
 	r = th_cache_listed(&daemon_, "gave-up");
@@ -1301,6 +1302,26 @@ static void test_adopt_window_expires(void **state)
 	TH_STOP_CLEAN(&daemon_);
 }
 
+/* The test process as a client, on a raw connection closed at once (its slot is kept:
+ * the process lives): returns the arena fd the hello reply carried. */
+static int raw_client(long long *slot, long long *arena_id)
+{
+	const char *hello = "{\"id\":1,\"cmd\":\"hello\",\"role\":\"client\"}\n";
+	int raw = th_connect(&daemon_), arena_fd;
+	json_t *r;
+
+	assert_true(raw >= 0);
+	assert_int_equal(write(raw, hello, strlen(hello)), (ssize_t)strlen(hello));
+	r = th_conn_read_fd(raw, &arena_fd);
+	th_assert_ok(r, "a client hello");
+	assert_true(arena_fd >= 0);
+	*slot = th_jint(r, "client");
+	*arena_id = th_jint(r, "arena_id");
+	json_decref(r);
+	close(raw);
+	return arena_fd;
+}
+
 /* A connection that said `hello` (a resume, line) and was asked for its arena. */
 static int asked_for_arena(const char *line)
 {
@@ -1313,6 +1334,21 @@ static int asked_for_arena(const char *line)
 	assert_true(json_is_true(json_object_get(r, "adopt")));
 	json_decref(r);
 	return s;
+}
+
+/* Say hello (line, a resume), hand over arena_fd when asked: refused with EPROTO and a
+ * message containing why; slabd stays pristine. */
+static void offer_refused(const char *line, int arena_fd, const char *why)
+{
+	int s = asked_for_arena(line);
+	json_t *r;
+
+	assert_int_equal(th_send_fd(s, arena_fd), 0);
+	r = th_conn_read(s);
+	th_assert_error(r, "EPROTO", why);
+	assert_non_null(strstr(th_jstr(r, "message"), why));
+	json_decref(r);
+	close(s);
 }
 
 /* A copy of fd's file in a new memfd: the same bytes, another file. */
@@ -1349,40 +1385,29 @@ static void test_adopt_window_handover(void **state)
 	const char *const short_wait[] = { "--adopt-wait", "300", NULL };
 	const char *create = "{\"id\":6,\"cmd\":\"cache.create\",\"name\":\"grace\",\"size\":64}\n";
 	long long slot, arena_id;
-	int raw, arena_fd, mon, forger, copy;
-	char line[256];
+	int raw, arena_fd, mon, copy;
+	char line[256], wrong[256];
 	char *log;
 	json_t *r;
 
 	(void)state;
 	assert_int_equal(th_start(&daemon_, NULL), 0);
-	raw = th_connect(&daemon_);
-	assert_true(raw >= 0);
-	assert_int_equal(write(raw, "{\"id\":1,\"cmd\":\"hello\",\"role\":\"client\"}\n", 39), 39);
-	r = th_conn_read_fd(raw, &arena_fd);
-	th_assert_ok(r, "a client hello on the first slabd");
-	assert_true(arena_fd >= 0);
-	slot = th_jint(r, "client");
-	arena_id = th_jint(r, "arena_id");
-	json_decref(r);
-	close(raw);
+	arena_fd = raw_client(&slot, &arena_id);
 	snprintf(line, sizeof(line), "%s.arena", daemon_.socket);
 	assert_int_equal(access(line, F_OK), 0); /* recorded once a client registered */
 	assert_int_equal(th_kill(&daemon_), 0);
 	assert_int_equal(th_restart(&daemon_, short_wait), 0);
-	assert_true(th_log_has(&daemon_, "the previous slabd served arena file"));
+	assert_true(th_wait_log(&daemon_, "the previous slabd served arena file"));
 
 	snprintf(line, sizeof(line), "{\"id\":2,\"cmd\":\"hello\",\"role\":\"client\",\"resume\":"
 		 "{\"slot\":%lld,\"arena_id\":%lld}}", slot, arena_id);
-	forger = asked_for_arena(line);
 	copy = copy_of(arena_fd);
-	assert_int_equal(th_send_fd(forger, copy), 0);
-	r = th_conn_read(forger);
-	th_assert_error(r, "EPROTO", "a copy of the arena handed back");
-	assert_non_null(strstr(th_jstr(r, "message"), "not the arena the previous slabd served"));
-	json_decref(r);
-	close(forger);
+	offer_refused(line, copy, "not the arena the previous slabd served");
 	close(copy);
+	/* The real arena, offered for a slot that is not the offering process's. */
+	snprintf(wrong, sizeof(wrong), "{\"id\":2,\"cmd\":\"hello\",\"role\":\"client\",\"resume\":"
+		 "{\"slot\":%lld,\"arena_id\":%lld}}", slot + 1, arena_id);
+	offer_refused(wrong, arena_fd, "is not this process's");
 
 	raw = asked_for_arena(line);
 	mon = th_connect(&daemon_);
@@ -1400,7 +1425,8 @@ static void test_adopt_window_handover(void **state)
 	json_decref(r);
 	log = read_log();
 	assert_int_equal(count_in(log, "adopted the arena"), 1);
-	assert_int_equal(count_in(log, "adoption window closed (arena adopted): 1 held"), 1);
+	assert_int_equal(count_in(log, "adoption window closed (arena adopted): 1 held request(s) "
+				       "run, 0 dropped"), 1);
 	free(log);
 	/* Leave no slot behind: the test process is the client. */
 	r = th_conn_request(raw, "{\"id\":3,\"cmd\":\"client.bye\"}");
@@ -1411,6 +1437,46 @@ static void test_adopt_window_handover(void **state)
 	close(arena_fd);
 	destroy_cache("grace");
 	TH_STOP_CLEAN(&daemon_);
+}
+
+/* The arena record is never trusted blindly: a FIFO planted where it goes does not hang a
+ * restarted slabd (it opens it without blocking, and finds no regular file), and a record
+ * naming another socket than the stale one (an earlier slabd's, whose successor did not
+ * record its own arena) is not used, lest it refuse the arena actually served. */
+static void test_arena_record(void **state)
+{
+	const char *const no_wait[] = { "--adopt-wait", "0", NULL };
+	const char *other = "slabd-arena dev 1 ino 2 socket 3\n";
+	long long slot, arena_id;
+	char rec[256];
+	int arena_fd, fd;
+
+	(void)state;
+	assert_int_equal(th_start(&daemon_, NULL), 0);
+	arena_fd = raw_client(&slot, &arena_id);
+	snprintf(rec, sizeof(rec), "%s.arena", daemon_.socket);
+	assert_int_equal(access(rec, F_OK), 0);
+	assert_int_equal(th_kill(&daemon_), 0);
+
+	assert_int_equal(unlink(rec), 0);
+	assert_int_equal(mkfifo(rec, 0600), 0);
+	assert_int_equal(th_restart(&daemon_, no_wait), 0); /* it got ready */
+	assert_true(th_wait_log(&daemon_, "is not slabd's own (owner, mode or type): not used"));
+	assert_int_equal(th_kill(&daemon_), 0);
+
+	assert_int_equal(unlink(rec), 0);
+	fd = open(rec, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, other, strlen(other)), (ssize_t)strlen(other));
+	close(fd);
+	assert_int_equal(th_restart(&daemon_, no_wait), 0);
+	assert_true(th_wait_log(&daemon_, "names another socket than the stale one"));
+	assert_false(th_log_has(&daemon_, "the previous slabd served arena file"));
+	close(arena_fd);
+	assert_int_equal(th_kill(&daemon_), 0);
+	assert_int_equal(th_stop(&daemon_), -1); /* removes the files */
+	(void)slot;
+	(void)arena_id;
 }
 
 int main(int argc, char **argv)
@@ -1426,6 +1492,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_adopt_window, teardown),
 		cmocka_unit_test_teardown(test_adopt_window_expires, teardown),
 		cmocka_unit_test_teardown(test_adopt_window_handover, teardown),
+		cmocka_unit_test_teardown(test_arena_record, teardown),
 	};
 
 	if (argc == 8 && !strcmp(argv[1], "--worker"))
