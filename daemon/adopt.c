@@ -24,8 +24,10 @@
  * Invariants: a ghost is a CONN_CLIENT connection with bev == NULL; it owns its slot, its
  * refs and its pidfd exactly as a connected client does (D2, D3 of slabd.h).  While
  * d->adopt_window is set and d->pristine too, no request that would clear d->pristine
- * runs (it waits with c->deferred); the window closes once and never reopens.  SOCKET.arena, when
- * this slabd wrote it, names d->arena's file; it is removed only with the socket.
+ * runs (it waits with c->deferred); the window closes once and never reopens.
+ * SOCKET.arena names the arena file this slabd serves (once not pristine) or the one the
+ * previous slabd served (carried over while pristine), and this slabd's socket; a record
+ * slabd cannot write is removed, and a record otherwise goes only with the socket.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -168,8 +170,9 @@ int adopt_arena_fd(struct slabd *d, int fd, uint32_t slot, pid_t pid, char *err,
 	rc = sm_arena_attach(fd, &fresh, err, errlen);
 	if (rc)
 		return rc;
-	/* Only an arena in which the offering process holds the slot it resumes: the old
-	 * slabd's record of it, which a stranger cannot show. */
+	/* Only an arena in which the offering process holds the slot it resumes (a peer
+	 * with no slot there has no business offering it; a copy passes this, the arena
+	 * record stops that). */
 	if (slot >= fresh.hdr->ah_nr_clients || sm_client(&fresh, slot)->cl_state != CLIENT_LIVE ||
 	    sm_client(&fresh, slot)->cl_pid != (int32_t)pid) {
 		snprintf(err, errlen, "slot %u of that arena is not this process's (pid %d)", slot,
@@ -456,86 +459,76 @@ bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req)
  * the header check cannot tell the arena the old clients map from a copy of it (every
  * client can read all of it) or from another arena: adopting a copy would leave slabd and
  * the old clients working on different memory.  So slabd records which file its arena is
- * (device and inode), and which socket it served it on (the socket file's inode), in a
- * record only its uid can write: SOCKET.arena when the socket's directory is its own and
- * writable by nobody else, else SOCKET.d/arena in a 0700 directory it makes (a socket in
- * /tmp).  It writes the record when it starts serving an arena for good (it stops being
- * pristine), and, still pristine on a stale socket whose record it trusts, carries that
- * record over to its own socket.  A slabd restarted on a stale socket trusts the record
- * only when it names that very socket: one left by an earlier slabd whose successor did
- * not record its own arena (an older build, a failed write) names another socket and is
- * ignored.  Then only that file is adopted.  No record that can be trusted: any arena
- * that passes the header check is adopted, as before records existed (logged).  Opening
- * never blocks (O_NONBLOCK: a FIFO planted there) and never follows a link. */
-enum { IDENT_UNKNOWN, IDENT_BESIDE, IDENT_SUBDIR, IDENT_NONE };
+ * (device and inode) and which socket it served it on (the socket file's inode and
+ * change time: ext4 gives a new socket the inode number of the one just unlinked) in
+ * SOCKET.arena, and only when the socket's directory is its own uid's and writable by no
+ * one else: elsewhere (/tmp) another uid could plant, swap or pre-empt whatever slabd
+ * uses there, so there is no record (logged at start).  It writes the record when it
+ * starts serving an arena for good (it stops being pristine), and, still pristine on a
+ * stale socket whose record it trusts, carries that record over to its own socket.  A
+ * slabd restarted on a stale socket trusts the record only when it names that very
+ * socket: one left by an earlier slabd whose successor did not record its own arena (an
+ * older build, a failed write) names another and is ignored.  Then only that file is
+ * adopted.  No record it can trust: any arena that passes the header check is adopted,
+ * as before records existed.  Opening never blocks (O_NONBLOCK) nor follows a link. */
 
-static bool private_dir(const char *dir)
-{
-	struct stat st;
-
-	return lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
-	       !(st.st_mode & 022);
-}
-
-/* Where the record goes (d->ident_where), decided once; IDENT_NONE is logged. */
-static int ident_where(struct slabd *d)
+/* Is the socket's directory slabd's own, writable by no one else?  Asked once it exists
+ * (after server_listen); d->ident_where caches the answer (1 yes, -1 no). */
+static bool ident_usable(struct slabd *d)
 {
 	char dir[PATH_MAX];
 	char *slash;
+	struct stat st;
 
-	if (d->ident_where != IDENT_UNKNOWN)
-		return d->ident_where;
-	d->ident_where = IDENT_NONE;
+	if (d->ident_where)
+		return d->ident_where > 0;
 	snprintf(dir, sizeof(dir), "%s", d->socket_path);
 	slash = strrchr(dir, '/');
 	if (!slash)
 		snprintf(dir, sizeof(dir), ".");
 	else
 		slash[slash == dir] = 0; /* "/x.sock" -> "/" */
-	if (private_dir(dir))
-		return d->ident_where = IDENT_BESIDE;
-	snprintf(dir, sizeof(dir), "%s.d", d->socket_path);
-	if ((mkdir(dir, 0700) == 0 || errno == EEXIST) && private_dir(dir))
-		return d->ident_where = IDENT_SUBDIR;
-	slabd_log(d, LOG_WARN, "%s is not a directory of slabd's own (uid %u, mode 0700): no "
-		  "arena record, so a restarted slabd adopts any arena a client hands back",
-		  dir, (unsigned)geteuid());
-	return IDENT_NONE;
+	d->ident_where = lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
+					 !(st.st_mode & 022) ? 1 : -1;
+	if (d->ident_where < 0)
+		slabd_log(d, LOG_INFO, "%s is not a directory of slabd's uid alone: no arena "
+			  "record, so a restarted slabd adopts any arena a client hands back "
+			  "(PROTOCOL.md 8.2.2)", dir);
+	return d->ident_where > 0;
 }
 
 static int ident_path(struct slabd *d, char *buf, size_t cap, const char *suffix)
 {
 	int n;
 
-	switch (ident_where(d)) {
-	case IDENT_BESIDE:
-		n = snprintf(buf, cap, "%s.arena%s", d->socket_path, suffix);
-		break;
-	case IDENT_SUBDIR:
-		n = snprintf(buf, cap, "%s.d/arena%s", d->socket_path, suffix);
-		break;
-	default:
+	if (!d->socket_ino || !ident_usable(d))
 		return -1;
-	}
+	n = snprintf(buf, cap, "%s.arena%s", d->socket_path, suffix);
 	return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
-/* Write the record (arena file dev:ino, served on this slabd's socket). */
+/* Write the record: arena file dev:ino, served on this slabd's socket. */
 static void ident_write(struct slabd *d, uint64_t dev, uint64_t ino)
 {
-	char path[PATH_MAX], tmp[PATH_MAX], line[160];
-	int fd = -1, len;
+	char path[PATH_MAX], tmp[PATH_MAX], line[200];
+	int fd, len, e = 0;
 
 	if (ident_path(d, path, sizeof(path), "") || ident_path(d, tmp, sizeof(tmp), ".new"))
 		return;
-	len = snprintf(line, sizeof(line), "slabd-arena dev %llu ino %llu socket %llu\n",
+	len = snprintf(line, sizeof(line), "slabd-arena dev %llu ino %llu socket %llu %llu\n",
 		       (unsigned long long)dev, (unsigned long long)ino,
-		       (unsigned long long)d->socket_ino);
+		       (unsigned long long)d->socket_ino, (unsigned long long)d->socket_ctime_ns);
 	unlink(tmp); /* a leftover of a slabd that died here; O_EXCL below */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd < 0 || write(fd, line, (size_t)len) != len || close(fd) || rename(tmp, path)) {
-		int e = errno;
-
+	if (fd < 0)
+		e = errno;
+	else if (write(fd, line, (size_t)len) != len)
+		e = errno ? errno : EIO;
+	if (fd >= 0 && close(fd) && !e)
+		e = errno;
+	if (!e && rename(tmp, path))
+		e = errno;
+	if (e) {
 		if (fd >= 0)
 			unlink(tmp);
 		unlink(path); /* an older record must not outlive this arena */
@@ -547,8 +540,8 @@ static void ident_write(struct slabd *d, uint64_t dev, uint64_t ino)
 
 void adopt_ident_load(struct slabd *d)
 {
-	char path[PATH_MAX], buf[160];
-	unsigned long long dev, ino, sock;
+	char path[PATH_MAX], buf[200];
+	unsigned long long dev, ino, sock, sock_ns;
 	struct stat st;
 	ssize_t n;
 	int fd;
@@ -571,11 +564,12 @@ void adopt_ident_load(struct slabd *d)
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	buf[n > 0 ? n : 0] = 0;
-	if (sscanf(buf, "slabd-arena dev %llu ino %llu socket %llu", &dev, &ino, &sock) != 3) {
+	if (sscanf(buf, "slabd-arena dev %llu ino %llu socket %llu %llu", &dev, &ino, &sock,
+		   &sock_ns) != 4) {
 		slabd_log(d, LOG_WARN, "arena record %s does not parse: not used", path);
 		return;
 	}
-	if (sock != d->stale_socket_ino) {
+	if (sock != d->stale_socket_ino || sock_ns != d->stale_socket_ctime_ns) {
 		slabd_log(d, LOG_INFO, "arena record %s names another socket than the stale one "
 			  "(an earlier slabd's): not used", path);
 		return;
@@ -592,7 +586,8 @@ void adopt_ident_save(struct slabd *d)
 {
 	struct stat st;
 
-	if (d->ident_saved || d->arena.fd < 0 || fstat(d->arena.fd, &st))
+	/* Before server_listen (an --arena-file adopted at start) main.c asks again. */
+	if (d->ident_saved || !d->socket_ino || d->arena.fd < 0 || fstat(d->arena.fd, &st))
 		return;
 	d->ident_saved = true;
 	ident_write(d, (uint64_t)st.st_dev, (uint64_t)st.st_ino);
@@ -602,11 +597,6 @@ void adopt_ident_remove(struct slabd *d)
 {
 	char path[PATH_MAX];
 
-	if (ident_path(d, path, sizeof(path), ""))
-		return;
-	unlink(path);
-	if (d->ident_where == IDENT_SUBDIR) {
-		snprintf(path, sizeof(path), "%s.d", d->socket_path);
-		rmdir(path);
-	}
+	if (!ident_path(d, path, sizeof(path), ""))
+		unlink(path);
 }

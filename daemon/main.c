@@ -423,8 +423,10 @@ int main(int argc, char **argv)
 		event_base_free(d.base);
 		return 1;
 	}
-	if (d.stale_socket)
+	if (d.stale_socket && d.pristine)
 		adopt_ident_load(&d);
+	if (!d.pristine)
+		adopt_ident_save(&d); /* an --arena-file adopted before the socket existed */
 	if (d.stale_socket && adopt_window_open(&d))
 		slabd_log(&d, LOG_WARN, "cannot set up the adoption window: new clients may "
 			  "lock out the previous slabd's");

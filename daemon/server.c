@@ -146,6 +146,8 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 		unlink(d->socket_path);
 		d->stale_socket = true;
 		d->stale_socket_ino = (uint64_t)st.st_ino;
+		d->stale_socket_ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000ull +
+					   (uint64_t)st.st_ctim.tv_nsec;
 		slabd_log(d, LOG_INFO, "replaced stale socket %s", d->socket_path);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -163,8 +165,11 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	if (lstat(d->socket_path, &st) == 0)
-		d->socket_ino = (uint64_t)st.st_ino; /* the arena record names it (adopt.c) */
+	if (lstat(d->socket_path, &st) == 0) { /* the arena record names it (adopt.c) */
+		d->socket_ino = (uint64_t)st.st_ino;
+		d->socket_ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000ull +
+				     (uint64_t)st.st_ctim.tv_nsec;
+	}
 	d->listener = evconnlistener_new(d->base, on_accept, d,
 					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (!d->listener) {

@@ -142,9 +142,11 @@ struct slabd {
 	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
 	bool                   adopt_at_start; /* --arena-file held an arena */
 	bool                   stale_socket;  /* a dead slabd's socket was there at start */
-	uint64_t               stale_socket_ino; /* its inode (the arena record names it) */
-	uint64_t               socket_ino;    /* this slabd's socket file's inode */
-	int                    ident_where;   /* where the arena record lives (adopt.c) */
+	uint64_t               stale_socket_ino; /* its inode and change time (ns): the */
+	uint64_t               stale_socket_ctime_ns; /* arena record names a socket so */
+	uint64_t               socket_ino;    /* this slabd's socket file's, once bound */
+	uint64_t               socket_ctime_ns;
+	int                    ident_where;   /* arena record usable: 1, not: -1, unknown: 0 */
 	bool                   adopt_window;  /* requests that would end pristine wait */
 	bool                   adopt_window_extended; /* once, for a hand-over under way */
 	bool                   prev_ident;    /* the previous slabd recorded its arena: */
@@ -241,9 +243,10 @@ void adopt_window_close(struct slabd *d);
 void adopt_window_handover_ended(struct slabd *d);
 /* Must this request wait for the window?  (c's connection; cmd its name.) */
 bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req);
-/* The arena's identity record, SOCKET.arena (adopt.c): read the previous slabd's at
- * start (after a stale socket), write this one's once it serves its arena for good (it
- * stopped being pristine), remove it when the socket goes. */
+/* The arena record, SOCKET.arena, kept only in a directory of slabd's uid alone (adopt.c):
+ * read the previous slabd's at start (after a stale socket; a trusted one is carried over
+ * to this slabd's socket), write this one's once it serves its arena for good (it stopped
+ * being pristine, and listens), remove it when the socket goes. */
 void adopt_ident_load(struct slabd *d);
 void adopt_ident_save(struct slabd *d);
 void adopt_ident_remove(struct slabd *d);

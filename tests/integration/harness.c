@@ -161,20 +161,16 @@ static struct th_rec *rec_find(pid_t pid)
  * Async-signal-safe. */
 static void unlink_records(const char *socket)
 {
-	static const char *const suffix[] = { ".arena", ".arena.new", ".d/arena", ".d/arena.new",
-					      ".d" };
+	static const char *const suffix[] = { ".arena", ".arena.new" };
 	size_t len = strlen(socket);
 	char path[sizeof(((struct th_rec *)0)->socket) + 16];
 
-	if (len + 14 >= sizeof(path))
+	if (len + 12 >= sizeof(path))
 		return;
-	for (unsigned i = 0; i < 5; i++) {
+	for (unsigned i = 0; i < 2; i++) {
 		memcpy(path, socket, len);
 		memcpy(path + len, suffix[i], strlen(suffix[i]) + 1);
-		if (i < 4)
-			unlink(path);
-		else
-			rmdir(path);
+		unlink(path);
 	}
 }
 
