@@ -459,8 +459,9 @@ bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req)
  * the header check cannot tell the arena the old clients map from a copy of it (every
  * client can read all of it) or from another arena: adopting a copy would leave slabd and
  * the old clients working on different memory.  So slabd records which file its arena is
- * (device and inode) and which socket it served it on (the socket file's inode and
- * change time: ext4 gives a new socket the inode number of the one just unlinked) in
+ * (device and inode) and which socket it served it on (the socket file's inode and birth
+ * time: ext4 gives a new socket the inode number of the one just unlinked, and the change
+ * time is anyone's to reset who may write the socket, as every client may) in
  * SOCKET.arena, and only when the socket's directory is its own uid's and writable by no
  * one else: elsewhere (/tmp) another uid could plant, swap or pre-empt whatever slabd
  * uses there, so there is no record (logged at start).  It writes the record when it
@@ -472,38 +473,48 @@ bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req)
  * adopted.  No record it can trust: any arena that passes the header check is adopted,
  * as before records existed.  Opening never blocks (O_NONBLOCK) nor follows a link. */
 
-/* Is the socket's directory slabd's own, writable by no one else?  Asked once it exists
- * (after server_listen); d->ident_where caches the answer (1 yes, -1 no). */
+/* Is the socket's directory slabd's own, writable by no one else?  Asked once, right
+ * after server_listen (adopt_ident_check); the record's path is then built on the
+ * directory's resolved path (d->ident_dir), so that no link along the way is followed
+ * later (a symlinked /var/run resolves to /run). */
 static bool ident_usable(struct slabd *d)
 {
 	char dir[PATH_MAX];
-	char *slash;
+	const char *slash = strrchr(d->socket_path, '/');
 	struct stat st;
 
 	if (d->ident_where)
 		return d->ident_where > 0;
-	snprintf(dir, sizeof(dir), "%s", d->socket_path);
-	slash = strrchr(dir, '/');
+	d->ident_where = -1;
 	if (!slash)
 		snprintf(dir, sizeof(dir), ".");
 	else
-		slash[slash == dir] = 0; /* "/x.sock" -> "/" */
-	d->ident_where = lstat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() &&
-					 !(st.st_mode & 022) ? 1 : -1;
-	if (d->ident_where < 0)
-		slabd_log(d, LOG_INFO, "%s is not a directory of slabd's uid alone: no arena "
+		snprintf(dir, sizeof(dir), "%.*s", slash == d->socket_path ? 1 :
+			 (int)(slash - d->socket_path), d->socket_path);
+	if (realpath(dir, d->ident_dir) && lstat(d->ident_dir, &st) == 0 &&
+	    S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022))
+		d->ident_where = 1;
+	else
+		slabd_log(d, LOG_WARN, "%s is not a directory of slabd's uid alone: no arena "
 			  "record, so a restarted slabd adopts any arena a client hands back "
 			  "(PROTOCOL.md 8.2.2)", dir);
 	return d->ident_where > 0;
 }
 
+void adopt_ident_check(struct slabd *d)
+{
+	(void)ident_usable(d);
+}
+
 static int ident_path(struct slabd *d, char *buf, size_t cap, const char *suffix)
 {
+	const char *base = strrchr(d->socket_path, '/');
 	int n;
 
 	if (!d->socket_ino || !ident_usable(d))
 		return -1;
-	n = snprintf(buf, cap, "%s.arena%s", d->socket_path, suffix);
+	n = snprintf(buf, cap, "%s/%s.arena%s", d->ident_dir, base ? base + 1 : d->socket_path,
+		     suffix);
 	return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
@@ -517,12 +528,12 @@ static void ident_write(struct slabd *d, uint64_t dev, uint64_t ino)
 		return;
 	len = snprintf(line, sizeof(line), "slabd-arena dev %llu ino %llu socket %llu %llu\n",
 		       (unsigned long long)dev, (unsigned long long)ino,
-		       (unsigned long long)d->socket_ino, (unsigned long long)d->socket_ctime_ns);
+		       (unsigned long long)d->socket_ino, (unsigned long long)d->socket_born_ns);
 	unlink(tmp); /* a leftover of a slabd that died here; O_EXCL below */
 	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		e = errno;
-	else if (write(fd, line, (size_t)len) != len)
+	else if ((errno = 0, write(fd, line, (size_t)len) != len))
 		e = errno ? errno : EIO;
 	if (fd >= 0 && close(fd) && !e)
 		e = errno;
@@ -569,9 +580,10 @@ void adopt_ident_load(struct slabd *d)
 		slabd_log(d, LOG_WARN, "arena record %s does not parse: not used", path);
 		return;
 	}
-	if (sock != d->stale_socket_ino || sock_ns != d->stale_socket_ctime_ns) {
+	if (sock != d->stale_socket_ino || sock_ns != d->stale_socket_born_ns) {
 		slabd_log(d, LOG_INFO, "arena record %s names another socket than the stale one "
-			  "(an earlier slabd's): not used", path);
+			  "(%s): not used", path, sock != d->stale_socket_ino ?
+			  "an earlier slabd's" : "the same inode, made at another time");
 		return;
 	}
 	d->prev_ident = true;

@@ -423,6 +423,7 @@ int main(int argc, char **argv)
 		event_base_free(d.base);
 		return 1;
 	}
+	adopt_ident_check(&d);
 	if (d.stale_socket && d.pristine)
 		adopt_ident_load(&d);
 	if (!d.pristine)

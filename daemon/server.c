@@ -123,6 +123,22 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 	}
 }
 
+/* What names one socket file among all that ever were at its path (adopt.c's arena
+ * record): its inode and its birth time, which nobody can set (statx); where the file
+ * system keeps no birth time, the change time, which any client may reset (the record
+ * is then distrusted: it fails open). */
+static void socket_stamp(const char *path, const struct stat *st, uint64_t *ino, uint64_t *ns)
+{
+	struct statx sx;
+
+	*ino = (uint64_t)st->st_ino;
+	if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW, STATX_INO | STATX_BTIME, &sx) == 0 &&
+	    (sx.stx_mask & STATX_BTIME) && sx.stx_ino == st->st_ino)
+		*ns = (uint64_t)sx.stx_btime.tv_sec * 1000000000ull + sx.stx_btime.tv_nsec;
+	else
+		*ns = (uint64_t)st->st_ctim.tv_sec * 1000000000ull + (uint64_t)st->st_ctim.tv_nsec;
+}
+
 int server_listen(struct slabd *d, char *err, size_t errlen)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
@@ -143,11 +159,9 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 			return -1;
 		}
 		/* A stale socket of a dead slabd: nobody answers on it. */
+		socket_stamp(d->socket_path, &st, &d->stale_socket_ino, &d->stale_socket_born_ns);
 		unlink(d->socket_path);
 		d->stale_socket = true;
-		d->stale_socket_ino = (uint64_t)st.st_ino;
-		d->stale_socket_ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000ull +
-					   (uint64_t)st.st_ctim.tv_nsec;
 		slabd_log(d, LOG_INFO, "replaced stale socket %s", d->socket_path);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -165,11 +179,8 @@ int server_listen(struct slabd *d, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	if (lstat(d->socket_path, &st) == 0) { /* the arena record names it (adopt.c) */
-		d->socket_ino = (uint64_t)st.st_ino;
-		d->socket_ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000ull +
-				     (uint64_t)st.st_ctim.tv_nsec;
-	}
+	if (lstat(d->socket_path, &st) == 0) /* the arena record names it (adopt.c) */
+		socket_stamp(d->socket_path, &st, &d->socket_ino, &d->socket_born_ns);
 	d->listener = evconnlistener_new(d->base, on_accept, d,
 					 LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
 	if (!d->listener) {

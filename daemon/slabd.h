@@ -19,6 +19,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <jansson.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -142,11 +143,12 @@ struct slabd {
 	bool                   pristine;      /* no client, no cache yet: may adopt an arena */
 	bool                   adopt_at_start; /* --arena-file held an arena */
 	bool                   stale_socket;  /* a dead slabd's socket was there at start */
-	uint64_t               stale_socket_ino; /* its inode and change time (ns): the */
-	uint64_t               stale_socket_ctime_ns; /* arena record names a socket so */
+	uint64_t               stale_socket_ino; /* its inode and birth time (ns): the */
+	uint64_t               stale_socket_born_ns; /* arena record names a socket so */
 	uint64_t               socket_ino;    /* this slabd's socket file's, once bound */
-	uint64_t               socket_ctime_ns;
+	uint64_t               socket_born_ns;
 	int                    ident_where;   /* arena record usable: 1, not: -1, unknown: 0 */
+	char                   ident_dir[PATH_MAX]; /* the socket's directory, resolved */
 	bool                   adopt_window;  /* requests that would end pristine wait */
 	bool                   adopt_window_extended; /* once, for a hand-over under way */
 	bool                   prev_ident;    /* the previous slabd recorded its arena: */
@@ -248,6 +250,8 @@ bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req);
  * to this slabd's socket), write this one's once it serves its arena for good (it stopped
  * being pristine, and listens), remove it when the socket goes. */
 void adopt_ident_load(struct slabd *d);
+/* Decide (and log) once, after server_listen, whether a record can be kept at all. */
+void adopt_ident_check(struct slabd *d);
 void adopt_ident_save(struct slabd *d);
 void adopt_ident_remove(struct slabd *d);
 /* commands.c: the reply to a resuming hello once the arena is the client's. */
