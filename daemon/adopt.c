@@ -145,22 +145,29 @@ void adopt_after(struct slabd *d)
 			make_ghost(d, s);
 			ghosts++;
 		}
-	d->pristine = false;
-	adopt_window_close(d);
-	adopt_ident_save(d);
+	adopt_end_pristine(d);
 	commands_reserve_init(d);
 	slabd_log(d, LOG_INFO, "adopted the arena (generation %llu): %u problems, %u clients to come back",
 		  (unsigned long long)a->hdr->ah_generation, bad, ghosts);
 }
 
+/* Is fd the file dev:ino? */
+static bool file_is(int fd, uint64_t dev, uint64_t ino)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
+}
+
 int adopt_arena_fd(struct slabd *d, int fd, uint32_t slot, pid_t pid, char *err, size_t errlen)
 {
 	struct sm_arena fresh;
-	struct stat st = { 0 };
 	int rc;
 
-	if (d->prev_ident && (fstat(fd, &st) || (uint64_t)st.st_dev != d->prev_dev ||
-			      (uint64_t)st.st_ino != d->prev_ino)) {
+	if (d->prev_ident && !file_is(fd, d->prev_dev, d->prev_ino)) {
+		struct stat st = { 0 };
+
+		(void)fstat(fd, &st);
 		snprintf(err, errlen, "not the arena the previous slabd served (file %llu:%llu, "
 			 "not %llu:%llu): a copy, or another arena",
 			 (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
@@ -297,10 +304,10 @@ void adopt_resume(struct conn *c, struct conn *g)
 /* Is fd the arena this slabd serves (the same file)? */
 static bool same_arena(struct slabd *d, int fd)
 {
-	struct stat a, b;
+	struct stat b;
 
-	return d->arena.fd >= 0 && fstat(fd, &a) == 0 && fstat(d->arena.fd, &b) == 0 &&
-	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	return d->arena.fd >= 0 && fstat(d->arena.fd, &b) == 0 &&
+	       file_is(fd, (uint64_t)b.st_dev, (uint64_t)b.st_ino);
 }
 
 static void on_arena_fd(evutil_socket_t sock, short what, void *arg)
@@ -368,9 +375,24 @@ void adopt_wait_arena(struct conn *c)
  * server_close_all), so a first start never waits. */
 #define ADOPT_HANDOVER_GRACE_MS 1000u
 
+static struct timeval ms_timeval(unsigned ms)
+{
+	return (struct timeval){ .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+}
+
+/* Has some old client been told to send its arena ({"adopt":true}), its fd not in yet? */
+static bool handover_under_way(const struct slabd *d)
+{
+	for (const struct conn *c = d->conns; c; c = c->next)
+		if (c->adopt_ev)
+			return true;
+	return false;
+}
+
 static void on_window_closed(evutil_socket_t fd, short what, void *arg)
 {
 	struct slabd *d = arg;
+	struct timeval grace = ms_timeval(ADOPT_HANDOVER_GRACE_MS);
 	unsigned ran = 0, dropped = 0;
 	bool adopted;
 
@@ -378,22 +400,13 @@ static void on_window_closed(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (!d->adopt_window)
 		return;
-	if (d->pristine && !d->adopt_window_extended) {
-		/* An old client told to send its arena ({"adopt":true}) whose fd is on
-		 * the way: releasing the newcomers now would lock it out.  Once, for at
-		 * most ADOPT_HANDOVER_GRACE_MS, so that a stalled peer cannot hold the
-		 * window open. */
-		for (struct conn *c = d->conns; c; c = c->next)
-			if (c->adopt_ev) {
-				struct timeval tv = { .tv_sec = ADOPT_HANDOVER_GRACE_MS / 1000,
-						      .tv_usec = (ADOPT_HANDOVER_GRACE_MS % 1000) *
-								 1000 };
-
-				d->adopt_window_extended = true;
-				if (evtimer_add(d->adopt_window_ev, &tv) == 0)
-					return;
-				break;
-			}
+	/* Releasing the newcomers while an old client's fd is on the way would lock it
+	 * out: wait once more, for at most ADOPT_HANDOVER_GRACE_MS, so that a stalled
+	 * peer cannot hold the window open. */
+	if (d->pristine && !d->adopt_window_extended && handover_under_way(d)) {
+		d->adopt_window_extended = true;
+		if (evtimer_add(d->adopt_window_ev, &grace) == 0)
+			return;
 	}
 	d->adopt_window = false;
 	adopted = !d->pristine;
@@ -405,8 +418,7 @@ static void on_window_closed(evutil_socket_t fd, short what, void *arg)
 
 int adopt_window_open(struct slabd *d)
 {
-	struct timeval tv = { .tv_sec = d->opt.adopt_wait_ms / 1000,
-			      .tv_usec = (d->opt.adopt_wait_ms % 1000) * 1000 };
+	struct timeval tv = ms_timeval(d->opt.adopt_wait_ms);
 
 	if (!d->pristine || !d->opt.adopt_wait_ms)
 		return 0;
@@ -426,16 +438,19 @@ void adopt_window_close(struct slabd *d)
 		event_active(d->adopt_window_ev, EV_TIMEOUT, 0);
 }
 
+void adopt_end_pristine(struct slabd *d)
+{
+	d->pristine = false;
+	adopt_window_close(d); /* nothing left to wait for */
+	adopt_ident_save(d);
+}
+
 void adopt_window_handover_ended(struct slabd *d)
 {
 	/* The window was waiting a little longer for a hand-over: with none left under way,
 	 * it need not. */
-	if (!d->adopt_window || !d->adopt_window_extended)
-		return;
-	for (struct conn *x = d->conns; x; x = x->next)
-		if (x->adopt_ev)
-			return;
-	adopt_window_close(d);
+	if (d->adopt_window && d->adopt_window_extended && !handover_under_way(d))
+		adopt_window_close(d);
 }
 
 bool adopt_window_holds(struct conn *c, const char *cmd, json_t *req)

@@ -372,8 +372,7 @@ static json_t *cmd_hello(struct conn *c, json_t *req, struct err *e)
 			return fail(e, EUSERS, "client table full (%u clients)",
 				    d->arena.hdr->ah_nr_clients);
 		c->role = CONN_CLIENT;
-		d->pristine = false;
-		adopt_ident_save(d);
+		adopt_end_pristine(d);
 		server_watch_pid(c);
 		slabd_log(d, LOG_INFO, "client pid %d uid %u admitted (slot %u)", (int)c->pid,
 			  (unsigned)c->uid, c->slot);
@@ -458,10 +457,8 @@ static json_t *cmd_cache_create(struct conn *c, json_t *req, struct err *e)
 	p.min_partial = (unsigned)v[5];
 	p.max_objects = v[6];
 	rc = sm_cache_create(&d->arena, &p, &id, &existed);
-	if (rc == 0) {
-		d->pristine = false;
-		adopt_ident_save(d);
-	}
+	if (rc == 0)
+		adopt_end_pristine(d);
 	if (rc == -EEXIST)
 		return fail(e, EEXIST, "cache '%s' exists with another geometry", p.name);
 	if (rc == -EBUSY)

@@ -241,6 +241,9 @@ void adopt_wait_arena(struct conn *c);
 int adopt_window_open(struct slabd *d);
 /* Close it now (from the event loop, not from the caller's stack). */
 void adopt_window_close(struct slabd *d);
+/* slabd serves its arena for good (a client registered, a cache created, an arena
+ * adopted): no longer pristine, the window closes, the arena record is written. */
+void adopt_end_pristine(struct slabd *d);
 /* A hand-over the window waits for is over (its fd refused, or its peer gone). */
 void adopt_window_handover_ended(struct slabd *d);
 /* Must this request wait for the window?  (c's connection; cmd its name.) */

@@ -450,6 +450,15 @@ static void dump_workers(const struct shared *sh, unsigned nr)
 	}
 }
 
+/* After sh->stop: worker i exits 0 within 30 s, with no error and no bad cookie. */
+static void finish_worker(const struct shared *sh, unsigned i)
+{
+	assert_int_equal(th_wait_child(workers[i], 30), 0);
+	workers[i] = 0;
+	assert_int_equal(sh->w[i].errors, 0);
+	assert_int_equal(sh->w[i].bad_cookies, 0);
+}
+
 static void check_alive(unsigned nr)
 {
 	for (unsigned i = 0; i < nr; i++)
@@ -1010,10 +1019,7 @@ static void test_dead_while_down(void **state)
 
 	th_sleep_ms(100);
 	atomic_store(&sh->stop, 1);
-	assert_int_equal(th_wait_child(workers[B], 30), 0);
-	workers[B] = 0;
-	assert_int_equal(sh->w[B].errors, 0);
-	assert_int_equal(sh->w[B].bad_cookies, 0);
+	finish_worker(sh, B);
 	/* What A's and C's applications held stays allocated, exactly. */
 	assert_int_equal(th_stat(&daemon_, "dwd", "in_use"), held_a + held_c);
 	assert_int_equal(th_stat(&daemon_, "dwd", "magazine_avail"), 0);
@@ -1081,11 +1087,8 @@ static void test_adopt_larger(void **state)
 	assert_int_equal(th_jint(r, "size"), 128ll << 20);
 	json_decref(r);
 	atomic_store(&sh->stop, 1);
-	for (unsigned i = 0; i < 2; i++) {
-		assert_int_equal(th_wait_child(workers[i], 30), 0);
-		workers[i] = 0;
-		assert_int_equal(sh->w[i].errors, 0);
-	}
+	for (unsigned i = 0; i < 2; i++)
+		finish_worker(sh, i);
 	assert_int_equal(th_stat(&daemon_, "big", "in_use"), 0);
 	assert_int_equal(th_validate(&daemon_, "big"), 0);
 	destroy_cache("big");
@@ -1231,12 +1234,8 @@ static void test_adopt_window(void **state)
 
 	th_sleep_ms(100);
 	atomic_store(&sh->stop, 1);
-	for (unsigned i = A; i <= B; i++) {
-		assert_int_equal(th_wait_child(workers[i], 30), 0);
-		workers[i] = 0;
-		assert_int_equal(sh->w[i].errors, 0);
-		assert_int_equal(sh->w[i].bad_cookies, 0);
-	}
+	for (unsigned i = A; i <= B; i++)
+		finish_worker(sh, i);
 	assert_int_equal(th_stat(&daemon_, "win", "in_use"), 0);
 	assert_int_equal(th_validate(&daemon_, "win"), 0);
 	destroy_cache("win");
