@@ -136,7 +136,7 @@ static struct slab_mag *bind_mag(slab_cache *h, int *err)
 		free(b);
 		return NULL;
 	}
-	sm_mag_init(m, h->desc, m->m_capacity);
+	sm_mag_init(&h->pool->arena, m, h->desc, m->m_capacity);
 	sm_mag_set_node(&h->pool->arena, m, slab_thread_node(h->pool));
 	b->mag = m;
 	b->tls = &slab_tls_mags[h->slot];
@@ -173,7 +173,7 @@ static struct slab_mag *alien_buffer(slab_cache *h, unsigned node)
 	pthread_mutex_lock(&slab_lib_lock);
 	m = slab_area_mag(h->pool, SLAB_ALIEN_LIMIT, &err);
 	if (m) {
-		sm_alien_init(m, h->desc, node, m->m_capacity);
+		sm_alien_init(&h->pool->arena, m, h->desc, node, m->m_capacity);
 		b->alien[node] = m;
 	}
 	pthread_mutex_unlock(&slab_lib_lock);
@@ -365,42 +365,32 @@ static sm_noinline void *alloc_debug(slab_cache *h, uint64_t off, void *caller)
 	return obj;
 }
 
-/* Ask for a cache line for writing (the line in exclusive state, so the first store
- * needs no second trip).  x86 PREFETCHW (Broadwell and later; older CPUs execute the
- * opcode as a no-op); elsewhere the compiler's write prefetch. */
-static inline void prefetch_for_write(const void *p)
-{
-#if defined(__x86_64__)
-	__asm__ volatile("prefetchw (%0)" : : "r"(p));
-#else
-	__builtin_prefetch(p, 1);
-#endif
-}
-
 /* A refill's objects are about to be handed out, and most callers write an object as
  * soon as they get it.  Objects that come back through a shared array come in the order
  * they were freed, which after scattered frees is no order at all, and in a producer and
  * consumer pair each one was last touched on the other CPU: either way every first write
- * would miss on its own, one after the other.  Asking for all their lines at once lets
- * the misses overlap; the fast path stays as it is (the kernel's SLUB prefetches the next
- * object there instead).  For writing: a plain prefetch fetched the consumer's lines
- * shared and every write then paid an upgrade (prodcons 120 -> 48 M objects/s); with
- * PREFETCHW prodcons went 119 -> 133 and batch 5.0 -> 4.2 ns per operation (the test
- * machine before 2026-12).  On an AMD EPYC a PREFETCHW of a line this CPU still holds
- * Owned does nothing;
- * the consumer's flush writes such lines first (magazine.c, touch_for_handover).
- * At most SLAB_REFILL_PREFETCH, the next ones out (8 KiB of lines, a quarter of a 32 KiB
- * L1D): a contended magazine refills up to 504 objects, whose lines would evict each
- * other before use.  Prefetching all of such a refill cost 700 cycles, and prodcons 2
- * threads ran at 116 against 140 M objects/s with the cap (medians of 7, same runs). */
-#define SLAB_REFILL_PREFETCH 128u
+ * would miss on its own, one after the other.  Asking for their lines ahead lets the
+ * misses overlap.  For writing: a plain prefetch fetched the consumer's lines shared and
+ * every write then paid an upgrade (prodcons 120 -> 48 M objects/s); with PREFETCHW
+ * prodcons went 119 -> 133 and batch 5.0 -> 4.2 ns per operation (the test machine
+ * before 2026-12).  On an AMD EPYC a PREFETCHW of a line this CPU still holds Owned does
+ * nothing; the consumer's flush writes such lines first (magazine.c, touch_for_handover).
+ *
+ * The fast path prefetches the object SLAB_MAG_AHEAD pops ahead (slab_alloc), which
+ * covers every object of a refill but the first SLAB_MAG_AHEAD out: those are this
+ * loop's.  (Before the fast path prefetched, this loop took up to 128, and prefetching
+ * all of a contended magazine's 504 had cost 700 cycles and prodcons 2 threads 116
+ * against 140 M objects/s.)  The take usually prefetched them already, as the entries
+ * under the shared array's top (magazine.c, prefetch_next_refill); a line already on its
+ * way costs the instruction only. */
+#define SLAB_REFILL_PREFETCH SLAB_MAG_AHEAD
 
 static void prefetch_refill(slab_cache *h, const struct slab_mag *m)
 {
 	unsigned lo = m->m_avail > SLAB_REFILL_PREFETCH ? m->m_avail - SLAB_REFILL_PREFETCH : 0;
 
 	for (unsigned k = m->m_avail; k > lo; k--)
-		prefetch_for_write(h->base + m->m_slots[k]);
+		sm_prefetch_w(h->base + sm_mag_entries(m)[k - 1]);
 }
 
 static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
@@ -431,14 +421,25 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 	return h->base + off;
 }
 
-/* The fast path: one TLS load, pop, count.  Debug caches never get here with objects
- * (their TLS entry stays on the empty magazine). */
+/* The fast path: one TLS load, pop, count, and a prefetch for writing of the object
+ * SLAB_MAG_AHEAD pops ahead (sm_mag_pop_ahead: the magazine's own line when it holds
+ * fewer, so the prefetch needs no test).  A refill
+ * prefetches the objects it hands out first (prefetch_refill); this covers the rest, each
+ * SLAB_MAG_AHEAD allocations before its first write.  Objects freed in no particular
+ * order come back from the shared array in that order, each a cache miss and often a TLB
+ * miss of its own (batch, allocating 100,000 objects after shuffled frees: 16-20 ns per
+ * allocation without, 5-10 with, with the host busy; see tests/bench/README.md).  Three
+ * instructions; on a line already in the cache PREFETCHW costs nearly nothing.  Debug
+ * caches never get here with objects (their TLS entry stays on the empty magazine). */
 void *slab_alloc(slab_cache *h)
 {
-	uint64_t off;
+	uint8_t *base = h->base;
+	uint64_t off, ahead;
 
-	if (likely(sm_mag_pop(slab_tls_mag(h), &off)))
-		return h->base + off;
+	if (likely(sm_mag_pop_ahead(slab_tls_mag(h), &off, &ahead))) {
+		sm_prefetch_w_at(base, ahead);
+		return base + off;
+	}
 	return alloc_slow(h, __builtin_return_address(0));
 }
 
@@ -501,10 +502,11 @@ int slab_free(slab_cache *h, void *obj)
 		     !sm_objcheck_ok(&h->objcheck, off & h->slab_mask)))
 		return free_slow(h, off);
 	avail = m->m_avail;
-	if (unlikely(m->m_slots[avail] == off || avail >= m->m_limit))
+	if (unlikely(m->m_slots[SM_TOP + (uint64_t)avail] == off || avail >= m->m_limit))
 		return free_slow(h, off);
-	m->m_slots[avail + 1] = off;
-	m->m_avail = avail + 1; /* counted through m_moved (layout.h): one store fewer */
+	avail++;
+	m->m_slots[SM_TOP + (uint64_t)avail] = off; /* 64-bit: SM_TOP folds into the address */
+	m->m_avail = avail; /* counted through m_moved (layout.h): one store fewer */
 	return 0;
 }
 

@@ -86,7 +86,7 @@
 #include <stdint.h>
 
 #define SLAB_ARENA_MAGIC     0x414e455241424c53ULL  /* "SLBARENA" little-endian */
-#define SLAB_LAYOUT_VERSION  15u                    /* bump on ANY change to this file */
+#define SLAB_LAYOUT_VERSION  16u                    /* bump on ANY change to this file */
 
 #define SLAB_PAGE_SHIFT      12
 #define SLAB_PAGE_SIZE       (1u << SLAB_PAGE_SHIFT)
@@ -98,6 +98,8 @@
 #define SLAB_NIL             0xffffffffu
 #define SLAB_SHARED_MAX      1024u      /* entries of a per-node shared array */
 #define SLAB_MAG_MAX         1024u      /* largest magazine limit */
+#define SLAB_MAG_AHEAD       32u        /* slab_alloc prefetches the object this many pops
+					 * ahead (struct slab_mag, m_slots) */
 #define SLAB_MAX_OBJECT_SIZE (256u << 10) /* keeps waste <= 1/16 within SLAB_MAX_ORDER */
 #define SLAB_MAX_ALIGN       SLAB_PAGE_SIZE
 #define SLAB_MIN_ALIGN       8u
@@ -379,9 +381,14 @@ enum slab_mag_state {
  * (see the "who writes" rules above).  Invariants: m_avail <= m_capacity, m_limit <=
  * m_capacity, and m_avail <= m_limit except between a resize that made it smaller and the
  * next free, which flushes down to it;
- * m_slots[0] == 0 (a sentinel: no object has offset 0, so the freshest-double-free check
- * needs no test for an empty magazine); m_slots[1 .. m_avail] are object offsets of cache
- * m_cache, oldest first (I7).  sm_mag_entries(m) is &m_slots[1]. */
+ * m_slots[0 .. SLAB_MAG_AHEAD - 1] all hold the magazine's own offset from the arena base
+ * (so base + m_slots[k] is the magazine itself): the last of them is the sentinel under
+ * the entries, which no object offset equals, so the freshest-double-free check needs no
+ * test for an empty magazine, and the ones below it are what slab_alloc's prefetch of
+ * the entry SLAB_MAG_AHEAD pops ahead reads when the magazine holds fewer, so it needs
+ * no test either (it prefetches the magazine's own line, which its thread holds).
+ * m_slots[SLAB_MAG_AHEAD .. SLAB_MAG_AHEAD + m_avail - 1] are object offsets of cache
+ * m_cache, oldest first (I7): sm_mag_entries(m) is &m_slots[SLAB_MAG_AHEAD]. */
 struct slab_mag {
 	union {
 		struct {
@@ -424,7 +431,8 @@ struct slab_mag {
 	int64_t  m_moved;
 	uint64_t m_stat[SLAB_STAT_NR]; /* this thread's counts, summed by stats; the
 					* STAT_FREE_FASTPATH entry stays 0 (m_moved) */
-	uint64_t m_slots[];      /* sentinel, then object offsets */
+	uint64_t m_slots[];      /* SLAB_MAG_AHEAD self offsets (the last: the sentinel),
+				  * then the object offsets */
 };
 #define SLAB_NIL16 0xffffu
 

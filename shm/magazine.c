@@ -9,7 +9,8 @@
 #include "debug.h"
 #include "testpoint.h"
 
-void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned capacity)
+void sm_mag_init(const struct sm_arena *a, struct slab_mag *m, const struct slab_cache_desc *c,
+		 unsigned capacity)
 {
 	/* m_capacity is the stride by which slabd walks a client's area
 	 * (sm_client_for_each_mag) while the client rebinds a parked magazine here: zeroed
@@ -17,6 +18,8 @@ void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned c
 	 * counters missed those magazines' counts and appeared to go back (the fold race
 	 * test_stats kept behind SLAB_TEST_FOLD_RACE).  So it is written first and never 0. */
 	const size_t cap = offsetof(struct slab_mag, m_capacity), after = cap + sizeof(m->m_capacity);
+	/* base + self == m, wherever m is (unsigned arithmetic wraps) */
+	const uint64_t self = (uint64_t)((uintptr_t)m - (uintptr_t)a->base);
 
 	SM_STORE(&m->m_capacity, (uint32_t)capacity);
 	memset(m, 0, cap);
@@ -29,6 +32,8 @@ void sm_mag_init(struct slab_mag *m, const struct slab_cache_desc *c, unsigned c
 	m->m_node_count = UINT32_MAX; /* no alien frees until sm_mag_set_node */
 	m->m_tag = SLAB_TAG_NONE;     /* libslab's fast free: none until sm_mag_set_node */
 	m->m_cache_serial = c->c_serial;
+	for (unsigned k = 0; k <= SM_TOP; k++)
+		m->m_slots[k] = self;
 	m->m_state = MAG_LIVE;
 }
 
@@ -44,10 +49,10 @@ void sm_mag_set_node(const struct sm_arena *a, struct slab_mag *m, unsigned node
 	m->m_tag = SLAB_TAG(m->m_cache + 1u, node);
 }
 
-void sm_alien_init(struct slab_mag *alien, const struct slab_cache_desc *c, unsigned node,
-		   unsigned capacity)
+void sm_alien_init(const struct sm_arena *a, struct slab_mag *alien,
+		   const struct slab_cache_desc *c, unsigned node, unsigned capacity)
 {
-	sm_mag_init(alien, c, capacity);
+	sm_mag_init(a, alien, c, capacity);
 	alien->m_limit = capacity < SLAB_ALIEN_LIMIT ? capacity : SLAB_ALIEN_LIMIT;
 	alien->m_batchcount = alien->m_limit;
 	alien->m_node = (uint16_t)node;
@@ -343,6 +348,36 @@ static unsigned home_node(const struct sm_arena *a, const struct slab_cache_desc
 	return c->c_node >= 0 ? (unsigned)c->c_node : node < a->hdr->ah_nr_nodes ? node : 0;
 }
 
+/* The refill after this one takes the next entries under the shared array's top, unless
+ * a flush lands on it first: ask for the lines of the first SM_NEXT_PREFETCH it will hand
+ * out now, for writing, a whole batch of allocations before the first of them is written
+ * (libslab's fast path prefetches the objects after those, SLAB_MAG_AHEAD pops ahead).
+ *
+ * After scattered frees the array's order is no order at all: each object is a miss of
+ * its own, and a TLB miss more often than not (100,000 64-byte objects span 1,600
+ * pages).  libslab prefetches a refill's first objects itself (cache.c,
+ * prefetch_refill), but those are wanted at once.  Measured on the batch workload
+ * (allocate 100,000, free them shuffled), alternating builds against one slabd, the
+ * allocation phase alone, before the fast path prefetched: 5.5-9.7 ns per allocation
+ * without, 4.6-7.2 with (six runs each; mimalloc 4.5-5.4 in the same runs).  A producer
+ * flushes between a consumer's refills, so there the guess is often wrong, and a wrong
+ * guess costs the prefetches of lines nobody is using.  n_lock held; the entries are the
+ * array's (I7), and a prefetch never faults. */
+#define SM_NEXT_PREFETCH SLAB_MAG_AHEAD
+
+static void prefetch_next_refill(const struct sm_arena *a, struct slab_cache_node *cn,
+				 unsigned n)
+{
+	const uint64_t *sh = sm_shared(a, cn);
+	uint32_t top = cn->n_shared_avail, lo;
+
+	if (n > SM_NEXT_PREFETCH)
+		n = SM_NEXT_PREFETCH;
+	lo = top > n ? top - n : 0;
+	for (uint32_t k = top; k > lo; k--)
+		sm_prefetch_w(a->base + sh[k - 1]);
+}
+
 /* Take up to want objects of node into dst (entries of m from index base): the shared
  * array first (newest entries), then the slabs.  Each object is written to dst before it
  * leaves its source (see sm_node_repair).  Returns how many. */
@@ -365,6 +400,7 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 		SM_BARRIER();
 		SM_TEST_POINT("refill.locked");
 		cn->n_shared_avail -= got;
+		prefetch_next_refill(a, cn, got);
 	}
 	if (got < want)
 		got += sm_do_alloc_objs(a, c, node, dst + got, want - got);

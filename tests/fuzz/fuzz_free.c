@@ -213,9 +213,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 			mag_alloc[k][n] = calloc(1, sm_mag_bytes(MAG_CAP));
 			if (!mag_free[k][n] || !mag_alloc[k][n])
 				abort();
-			sm_mag_init(mag_free[k][n], C[k], MAG_CAP);
+			sm_mag_init(&A, mag_free[k][n], C[k], MAG_CAP);
 			sm_mag_set_node(&A, mag_free[k][n], n);
-			sm_mag_init(mag_alloc[k][n], C[k], MAG_CAP);
+			sm_mag_init(&A, mag_alloc[k][n], C[k], MAG_CAP);
 			sm_mag_set_node(&A, mag_alloc[k][n], n);
 		}
 	}

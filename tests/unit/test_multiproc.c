@@ -275,7 +275,7 @@ static struct slab_mag *new_mag(const struct slab_cache_desc *c)
 	struct slab_mag *m = calloc(1, sm_mag_bytes(MAG_CAP));
 
 	if (m)
-		sm_mag_init(m, c, MAG_CAP);
+		sm_mag_init(&g_arena, m, c, MAG_CAP);
 	return m;
 }
 

@@ -27,6 +27,8 @@
  *     reference free_block does; an empty slab hands out objects 0, 1, 2, ... and chains
  *     the rest in order, and a corrupt chain stops alloc and parks its slab on the full
  *     list;
+ *   - a magazine's self slots (layout.h) point at the magazine, the entry SLAB_MAG_AHEAD
+ *     pops ahead is the one libslab prefetches, and the sentinel refuses no valid free;
  *   - sm_validate is not blind: each injected corruption is reported with the right words,
  *     and sm_node_repair rebuilds the node from the slabs' bufctl so it validates clean.
  *
@@ -149,7 +151,7 @@ static struct slab_mag *mag_new(struct fx *f, const struct slab_cache_desc *c, u
 	assert_true(f->nr_mags < MAX_MAGS);
 	m = calloc(1, sm_mag_bytes(cap));
 	assert_non_null(m);
-	sm_mag_init(m, c, cap);
+	sm_mag_init(&f->a, m, c, cap);
 	f->mags[f->nr_mags++] = m;
 	return m;
 }
@@ -166,7 +168,7 @@ static struct slab_mag *mag_new_shared(struct fx *f, const struct slab_cache_des
 	m = mmap(NULL, f->shm_mag_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(m != MAP_FAILED);
 	f->shm_mag = m;
-	sm_mag_init(m, c, cap);
+	sm_mag_init(&f->a, m, c, cap);
 	f->mags[f->nr_mags++] = m;
 	return m;
 }
@@ -1366,6 +1368,54 @@ static struct slab_cache_desc *handover_pair(struct fx *f, const char *name, uns
 	return c;
 }
 
+/* The self slots under a magazine's entries (layout.h): sm_mag_init points each of the
+ * SLAB_MAG_AHEAD of them at the magazine itself, sm_mag_pop_ahead gives the entry
+ * SLAB_MAG_AHEAD pops ahead while the magazine holds one and the magazine's own offset
+ * after that (what libslab's fast path prefetches), and the last self slot, the
+ * sentinel, refuses no valid free into an empty magazine. */
+static void test_mag_ahead(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("ahead", 64);
+	enum { N = 2 * SLAB_MAG_AHEAD + 5 };
+	struct slab_cache_desc *c;
+	struct slab_mag *m, *src;
+	uint64_t objs[N], off = 0, ahead = 0;
+
+	p.limit = N + 3;
+	c = cache_new(f, &p);
+	m = mag_new(f, c, N + 3);
+	src = mag_new(f, c, N + 3);
+	for (unsigned k = 0; k < SLAB_MAG_AHEAD; k++)
+		assert_ptr_equal(a->base + m->m_slots[k], (uint8_t *)m);
+	for (unsigned i = 0; i < N; i++)
+		E(sm_alloc(a, c, src, 0, &objs[i]));
+	assert_distinct(objs, N);
+
+	for (int round = 0; round < 2; round++) {
+		/* an empty magazine takes any valid object: the sentinel is no object */
+		for (unsigned i = 0; i < N; i++)
+			E(sm_free(a, c, m, 0, objs[i]));
+		assert_int_equal(m->m_avail, N);
+		assert_int_equal(m->m_stat[STAT_DOUBLE_FREE], 0);
+		for (unsigned i = N; i-- > 0;) {
+			assert_int_equal(sm_mag_pop_ahead(m, &off, &ahead), 1);
+			assert_int_equal(off, objs[i]);
+			if (i >= SLAB_MAG_AHEAD)
+				assert_int_equal(ahead, objs[i - SLAB_MAG_AHEAD]);
+			else
+				assert_ptr_equal(a->base + ahead, (uint8_t *)m);
+		}
+		assert_int_equal(sm_mag_pop_ahead(m, &off, &ahead), 0);
+		for (unsigned k = 0; k < SLAB_MAG_AHEAD; k++)
+			assert_ptr_equal(a->base + m->m_slots[k], (uint8_t *)m);
+	}
+	for (unsigned i = 0; i < N; i++)
+		E(sm_free(a, c, src, 0, objs[i]));
+	assert_clean(f);
+}
+
 static void test_handover_touch(void **state)
 {
 	struct fx *f = *state;
@@ -2190,6 +2240,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_give_back_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_limit_adapts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mag_resize, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mag_ahead, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handover_touch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handover_touch_debug, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_depot, setup, teardown),
