@@ -409,11 +409,13 @@ struct slab_mag {
 	uint32_t m_tag;          /* SLAB_TAG(m_cache + 1, the owner thread's node), the pg_tag
 				  * of the slabs whose objects the fast free may push here;
 				  * SLAB_TAG_NONE until the node is known */
-	/* Magazine resizing (Bonwick's, driven by lock contention; magazine.c): the limit
-	 * and batchcount in use are the cache's shifted left by m_shift, within m_capacity.
-	 * m_cont and m_calm count this magazine's slow-path transfers since the last
-	 * decision that found the node lock held by someone else, and all of them. */
-	uint16_t m_shift;
+	/* Magazine resizing (Bonwick's, driven by lock contention and by runs of transfers
+	 * one way; magazine.c): the limit and batchcount in use are the cache's shifted left
+	 * by m_shift, within m_capacity.  m_cont and m_calm count this magazine's slow-path
+	 * transfers since the last decision that met pressure (the node lock held by
+	 * someone else, or the same direction as m_last), and all of them. */
+	uint8_t  m_shift;
+	uint8_t  m_last;         /* the last transfer: SLAB_INTENT_REFILL / _FLUSH, or 0 */
 	uint16_t m_cont;
 	uint32_t m_calm;
 	uint64_t m_cache_serial; /* the cache's c_serial when this magazine was bound */

@@ -140,9 +140,10 @@ static int child_free(slab_pool *pool, slab_cache *c, struct ledger *lg, unsigne
 	return EX_OK;
 }
 
-/* The stopped child: rounds of 3 * limit allocations and 2 * limit frees (at random), so
- * every round refills and flushes several times; it must stop at the point before the
- * pattern ends. */
+/* The stopped child: rounds of 6 * limit allocations and 5 * limit frees (at random),
+ * more than a magazine grown to 4 times the cache's limit holds (runs of refills or of
+ * flushes grow it, magazine.c: mag_resize), so every round refills and flushes several
+ * times; it must stop at the point before the pattern ends. */
 static int point_child(slab_pool *pool, slab_cache *c, struct ledger *lg,
 		       const struct point_case *pc, unsigned limit)
 {
@@ -162,10 +163,10 @@ static int point_child(slab_pool *pool, slab_cache *c, struct ledger *lg,
 		freeslots[nfree++] = LEDGER_CAP - 1 - i;
 	lg->phase = 1;
 	for (unsigned r = 0; r < ROUNDS; r++) {
-		for (unsigned i = 0; i < 3 * limit; i++)
+		for (unsigned i = 0; i < 6 * limit; i++)
 			if ((rc = child_alloc(pool, c, lg)))
 				return rc;
-		for (unsigned i = 0; i < 2 * limit; i++)
+		for (unsigned i = 0; i < 5 * limit; i++)
 			if ((rc = child_free(pool, c, lg, (unsigned)(th_rand(&seed) % nheld))))
 				return rc;
 	}

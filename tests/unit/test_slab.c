@@ -1244,7 +1244,7 @@ static void contended_transfer(struct fx *f, struct slab_cache_desc *c, struct s
 }
 
 /* A magazine doubles after 4 transfers that found the node lock held, up to its capacity
- * and 4x the cache's limit, and halves after 1024 transfers that found it free; one
+ * and 4x the cache's limit, and halves after 1024 transfers that met no pressure; one
  * bound with only the cache's limit as capacity never grows. */
 static void test_mag_resize(void **state)
 {
@@ -1284,19 +1284,28 @@ static void test_mag_resize(void **state)
 	assert_int_equal(m->m_limit, 64);
 	assert_clean(f);
 
-	/* free locks: refill and flush in turn until a whole window passed without
-	 * contention, then once more: halved once, not more */
+	/* free locks: one flush, one refill, in turn (the last transfer was a refill), until
+	 * a whole window passed without pressure, then once more: halved once, not more.
+	 * The window under way may have met pressure before the loop (contended_transfer's
+	 * flush first allocates, and those refills may run one way), so the first window
+	 * to pass without any may be the second. */
 	while (m->m_shift == 2) {
 		uint64_t before = m->m_stat[STAT_ALLOC_REFILL] + m->m_stat[STAT_FREE_FLUSH];
 
+		assert_true(held > m->m_limit - m->m_avail);
+		while (m->m_avail < m->m_limit)
+			E(sm_free(a, c, m, 0, objs[--held]));
+		E(sm_free(a, c, m, 0, objs[--held]));
 		while (m->m_avail)
 			E(sm_alloc(a, c, m, 0, &objs[held++]));
 		E(sm_alloc(a, c, m, 0, &objs[held++]));
-		while (held)
-			E(sm_free(a, c, m, 0, objs[--held]));
+		/* (the flush that halves it flushes once more, down to the new limit) */
+		if (m->m_shift == 2)
+			assert_int_equal(m->m_stat[STAT_ALLOC_REFILL] + m->m_stat[STAT_FREE_FLUSH],
+					 before + 2);
 		transfers += (unsigned)(m->m_stat[STAT_ALLOC_REFILL] + m->m_stat[STAT_FREE_FLUSH] -
 					before);
-		assert_true(transfers <= 1024 + 64);
+		assert_true(transfers <= 2 * 1024 + 64);
 	}
 	assert_true(transfers >= 1024);
 	assert_int_equal(m->m_shift, 1);
@@ -1312,6 +1321,89 @@ static void test_mag_resize(void **state)
 	assert_int_equal(fixed->m_batchcount, 8);
 	while (held)
 		E(sm_free(a, c, fixed, 0, objs[--held]));
+	assert_clean(f);
+}
+
+/* Refills (or flushes) of m, limit 16 and batchcount 8, one after the other: the 1st
+ * has no predecessor and the 2nd-5th are a run, which doubles m; the 6th-9th are
+ * another, which doubles it again. */
+static void expect_run_grows(struct fx *f, struct slab_cache_desc *c, struct slab_mag *m,
+			     uint64_t *objs, unsigned *held, int refill)
+{
+	static const struct { uint64_t transfers; unsigned shift, limit; } steps[] = {
+		{ 4, 0, 16 }, { 5, 1, 32 }, { 9, 2, 64 },
+	};
+	const uint64_t *count = &m->m_stat[refill ? STAT_ALLOC_REFILL : STAT_FREE_FLUSH];
+
+	for (unsigned k = 0; k < SM_ARRAY_SIZE(steps); k++) {
+		while (*count < steps[k].transfers) {
+			if (refill)
+				E(sm_alloc(&f->a, c, m, 0, &objs[(*held)++]));
+			else
+				E(sm_free(&f->a, c, m, 0, objs[--(*held)]));
+		}
+		assert_int_equal(m->m_shift, steps[k].shift);
+		assert_int_equal(m->m_limit, steps[k].limit);
+		assert_int_equal(m->m_batchcount, steps[k].limit / 2);
+	}
+}
+
+/* Runs of transfers one way grow a magazine as contention does: a thread allocating
+ * 4 batches past its first without a free between doubles it, 4 more quadruple it (its
+ * capacity), and so does a thread freeing in bulk; a thread whose refills and flushes
+ * alternate keeps the cache's limit however long it runs. */
+static void test_mag_streak(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("streak", 64);
+	struct slab_cache_desc *c;
+	struct slab_mag *m, *m2, *src;
+	uint64_t *objs;
+	unsigned held = 0;
+
+	p.limit = 16;
+	p.batchcount = 8;
+	c = cache_new(f, &p);
+	objs = hold(f, 4096);
+	src = mag_new(f, c, c->c_limit);
+	while (held < 64)
+		E(sm_alloc(a, c, src, 0, &objs[held++]));
+
+	/* alternating: 200 rounds of one refill and one flush */
+	m = mag_new(f, c, sm_mag_capacity(c->c_limit));
+	for (int round = 0; round < 200; round++) {
+		uint64_t before = m->m_stat[STAT_ALLOC_REFILL] + m->m_stat[STAT_FREE_FLUSH];
+
+		while (m->m_avail)
+			E(sm_alloc(a, c, m, 0, &objs[held++]));
+		E(sm_alloc(a, c, m, 0, &objs[held++]));
+		while (m->m_avail < m->m_limit)
+			E(sm_free(a, c, m, 0, objs[--held]));
+		E(sm_free(a, c, m, 0, objs[--held]));
+		assert_int_equal(m->m_stat[STAT_ALLOC_REFILL] + m->m_stat[STAT_FREE_FLUSH],
+				 before + 2);
+		assert_int_equal(m->m_shift, 0);
+		assert_int_equal(m->m_limit, 16);
+	}
+	while (held)
+		E(sm_free(a, c, src, 0, objs[--held]));
+	sm_mag_drain(a, c, src, 1);
+	sm_mag_drain(a, c, m, 1);
+	assert_clean(f);
+
+	/* allocating in bulk, then freeing all of it into a fresh magazine */
+	m = mag_new(f, c, sm_mag_capacity(c->c_limit));
+	expect_run_grows(f, c, m, objs, &held, 1);
+	while (held < 400)	/* at its capacity it stays */
+		E(sm_alloc(a, c, m, 0, &objs[held++]));
+	assert_int_equal(m->m_shift, 2);
+	m2 = mag_new(f, c, sm_mag_capacity(c->c_limit));
+	expect_run_grows(f, c, m2, objs, &held, 0);
+	while (held)
+		E(sm_free(a, c, m2, 0, objs[--held]));
+	sm_mag_drain(a, c, m2, 1);
+	sm_mag_drain(a, c, m, 1);
 	assert_clean(f);
 }
 
@@ -2240,6 +2332,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_give_back_mixed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_free_limit_adapts, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mag_resize, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_mag_streak, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_mag_ahead, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handover_touch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_handover_touch_debug, setup, teardown),
