@@ -98,7 +98,7 @@
 #define SLAB_NIL             0xffffffffu
 #define SLAB_SHARED_MAX      1024u      /* entries of a per-node shared array */
 #define SLAB_MAG_MAX         1024u      /* largest magazine limit */
-#define SLAB_MAG_AHEAD       32u        /* slab_alloc prefetches the object this many pops
+#define SLAB_MAG_AHEAD       64u        /* slab_alloc prefetches the object this many pops
 					 * ahead (struct slab_mag, m_slots) */
 #define SLAB_MAX_OBJECT_SIZE (256u << 10) /* keeps waste <= 1/16 within SLAB_MAX_ORDER */
 #define SLAB_MAX_ALIGN       SLAB_PAGE_SIZE
