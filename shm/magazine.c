@@ -327,17 +327,21 @@ static void refresh_limits(const struct slab_cache_desc *c, struct slab_mag *m)
  * 100,000, free them all) ran at 4.5-5.5 ns per operation with the magazine 4 times the
  * default against 4.9-6.3 with the default (BENCH_SLAB_LIMIT=504, six alternating runs).
  * A thread whose transfers alternate keeps the cache's tunables, and with them what
- * they bound: the objects it may keep away from the other threads. */
+ * they bound: the objects it may keep away from the other threads.  The flushes that
+ * bring a magazine down to a limit just made smaller (a `tune`, a halving) are no run:
+ * counted as one, four of them would undo the tune at once. */
 #define SM_MAG_GROW_AFTER  4u
 #define SM_MAG_CALM_WINDOW 1024u
 
-/* After a transfer of m in direction dir (SLAB_INTENT_REFILL or _FLUSH). */
+/* After a transfer of m in direction dir (SLAB_INTENT_REFILL or _FLUSH; 0 for a flush
+ * down to a smaller limit, which neither continues nor starts a run). */
 static void mag_resize(const struct slab_cache_desc *c, struct slab_mag *m, unsigned dir,
 		       int contended)
 {
-	int pressure = contended || m->m_last == dir;
+	int pressure = contended || (dir && m->m_last == dir);
 
-	m->m_last = (uint8_t)dir;
+	if (dir)
+		m->m_last = (uint8_t)dir;
 	m->m_calm++;
 	if (pressure && ++m->m_cont >= SM_MAG_GROW_AFTER) {
 		if (m->m_shift < SM_MAG_MAX_SHIFT && m->m_limit < m->m_capacity)
@@ -372,23 +376,30 @@ static unsigned home_node(const struct sm_arena *a, const struct slab_cache_desc
  * prefetch_refill), but those are wanted at once.  Measured on the batch workload
  * (allocate 100,000, free them shuffled), alternating builds against one slabd, the
  * allocation phase alone, before the fast path prefetched: 5.5-9.7 ns per allocation
- * without, 4.6-7.2 with (six runs each; mimalloc 4.5-5.4 in the same runs).  A producer
- * flushes between a consumer's refills, so there the guess is often wrong, and a wrong
- * guess costs the prefetches of lines nobody is using.  n_lock held; the entries are the
- * array's (I7), and a prefetch never faults. */
+ * without, 4.6-7.2 with (six runs each; mimalloc 4.5-5.4 in the same runs).
+ *
+ * Only when this magazine took from the node last as well (n_taker): where several
+ * magazines take turns, the next entries are as likely another's, and a PREFETCHW would
+ * pull their lines to this CPU only for the other to pull them back.  The offsets are
+ * copied under the lock and prefetched after it (prefetches stall once the CPU's miss
+ * buffers are full, and the lock's waiters would wait for that too); the copy is a
+ * hint, whatever happens to the entries meanwhile, and a prefetch never faults. */
 #define SM_NEXT_PREFETCH SLAB_MAG_AHEAD
 
-static void prefetch_next_refill(const struct sm_arena *a, struct slab_cache_node *cn,
-				 unsigned n)
+/* Copy the offsets of the first n (at most SM_NEXT_PREFETCH) entries the next refill
+ * from cn takes into next[]; n_lock held.  Returns how many. */
+static unsigned next_refill(const struct sm_arena *a, struct slab_cache_node *cn,
+			    unsigned n, uint64_t *next)
 {
 	const uint64_t *sh = sm_shared(a, cn);
-	uint32_t top = cn->n_shared_avail, lo;
+	uint32_t top = cn->n_shared_avail;
 
 	if (n > SM_NEXT_PREFETCH)
 		n = SM_NEXT_PREFETCH;
-	lo = top > n ? top - n : 0;
-	for (uint32_t k = top; k > lo; k--)
-		sm_prefetch_w(a->base + sh[k - 1]);
+	if (n > top)
+		n = top;
+	memcpy(next, &sh[top - n], n * sizeof(uint64_t));
+	return n;
 }
 
 /* Take up to want objects of node into dst (entries of m from index base): the shared
@@ -399,7 +410,8 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 {
 	struct slab_cache_node *cn = &c->c_nodes[node];
 	uint64_t *dst = &sm_mag_entries(m)[base];
-	unsigned got = 0;
+	uint64_t next[SM_NEXT_PREFETCH];
+	unsigned got = 0, nnext = 0;
 	int busy = 0;
 
 	if (sm_node_lock_c(a, c, node, &busy))
@@ -413,7 +425,8 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 		SM_BARRIER();
 		SM_TEST_POINT("refill.locked");
 		cn->n_shared_avail -= got;
-		prefetch_next_refill(a, cn, got);
+		if (SM_LOAD(&cn->n_taker) == sm_off(a, m))
+			nnext = next_refill(a, cn, got, next);
 	}
 	if (got < want)
 		got += sm_do_alloc_objs(a, c, node, dst + got, want - got);
@@ -424,6 +437,8 @@ static unsigned take(struct sm_arena *a, struct slab_cache_desc *c, struct slab_
 	xfer_end(cn);
 	SM_STEP_UNLOCKED(SLAB_INTENT_REFILL);
 	sm_node_unlock(c, node);
+	while (nnext)
+		sm_prefetch_w(a->base + next[--nnext]);
 	return got;
 }
 
@@ -515,8 +530,9 @@ static void touch_for_handover(const struct sm_arena *a, const struct slab_cache
 	SM_BARRIER();
 }
 
-void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
-		  unsigned node)
+/* sm_mag_flush, dir as mag_resize's. */
+static void flush_batch(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+			unsigned node, unsigned dir)
 {
 	unsigned n = m->m_batchcount < m->m_avail ? m->m_batchcount : m->m_avail;
 
@@ -524,8 +540,14 @@ void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 		return;
 	touch_for_handover(a, c, m, home_node(a, c, node), n);
 	/* the owner's own flush: entries validated (I7) */
-	mag_resize(c, m, SLAB_INTENT_FLUSH, flush_oldest(a, c, m, n, 1, 1));
+	mag_resize(c, m, dir, flush_oldest(a, c, m, n, 1, 1));
 	m->m_stat[STAT_FREE_FLUSH]++;
+}
+
+void sm_mag_flush(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag *m,
+		  unsigned node)
+{
+	flush_batch(a, c, m, node, SLAB_INTENT_FLUSH);
 }
 
 void sm_mag_fold(struct slab_cache_desc *c, struct slab_mag *m)
@@ -574,9 +596,10 @@ int sm_free_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag 
 {
 	m->m_stat[STAT_FREE_SLOWPATH]++;
 	refresh_limits(c, m);
-	/* More than one flush only when the magazine was just made smaller. */
+	/* More than one flush only when the magazine was just made smaller: those bring it
+	 * down to its new limit and count as no run (mag_resize). */
 	while (m->m_avail >= m->m_limit && m->m_avail)
-		sm_mag_flush(a, c, m, node);
+		flush_batch(a, c, m, node, m->m_avail > m->m_limit ? 0 : SLAB_INTENT_FLUSH);
 	if (m->m_avail >= m->m_capacity) /* limit 0 on a zero-capacity magazine */
 		return sm_give_back(a, c, &off, 1, 1) ? -EINVAL : 0;
 	mag_moved(m, 1);

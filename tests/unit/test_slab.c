@@ -1351,14 +1351,15 @@ static void expect_run_grows(struct fx *f, struct slab_cache_desc *c, struct sla
 /* Runs of transfers one way grow a magazine as contention does: a thread allocating
  * 4 batches past its first without a free between doubles it, 4 more quadruple it (its
  * capacity), and so does a thread freeing in bulk; a thread whose refills and flushes
- * alternate keeps the cache's limit however long it runs. */
+ * alternate keeps the cache's limit however long it runs, and the flushes down to a
+ * limit a tune just lowered do not grow it back. */
 static void test_mag_streak(void **state)
 {
 	struct fx *f = *state;
 	struct sm_arena *a = &f->a;
 	struct sm_cache_params p = params("streak", 64);
 	struct slab_cache_desc *c;
-	struct slab_mag *m, *m2, *src;
+	struct slab_mag *m, *m2, *m3, *src;
 	uint64_t *objs;
 	unsigned held = 0;
 
@@ -1404,6 +1405,28 @@ static void test_mag_streak(void **state)
 		E(sm_free(a, c, m2, 0, objs[--held]));
 	sm_mag_drain(a, c, m2, 1);
 	sm_mag_drain(a, c, m, 1);
+	assert_clean(f);
+
+	/* a tune down: the flushes down to the new limit are no run, or they would undo it */
+	m3 = m;	/* drained: bind it afresh (shift 0, no last transfer) */
+	sm_mag_init(a, m3, c, m3->m_capacity);
+	assert_int_equal(m3->m_limit, 16);
+	while (held < 64)
+		E(sm_alloc(a, c, src, 0, &objs[held++]));
+	while (m3->m_stat[STAT_FREE_FLUSH] < 1)	/* last transfer: a flush */
+		E(sm_free(a, c, m3, 0, objs[--held]));
+	while (m3->m_avail < m3->m_limit)
+		E(sm_free(a, c, m3, 0, objs[--held]));
+	E(sm_cache_tune(a, c->c_id, 2, 1, 0, 0));
+	E(sm_free(a, c, m3, 0, objs[--held]));
+	assert_true(m3->m_stat[STAT_FREE_FLUSH] >= 1 + 14);
+	assert_int_equal(m3->m_shift, 0);
+	assert_int_equal(m3->m_limit, 2);
+	assert_true(m3->m_avail <= 2);
+	while (held)
+		E(sm_free(a, c, src, 0, objs[--held]));
+	sm_mag_drain(a, c, src, 1);
+	sm_mag_drain(a, c, m3, 1);
 	assert_clean(f);
 }
 
