@@ -428,8 +428,8 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
  * SLAB_MAG_AHEAD allocations before its first write.  Objects freed in no particular
  * order come back from the shared array in that order, each a cache miss and often a TLB
  * miss of its own (batch, allocating 100,000 objects after shuffled frees: 16-20 ns per
- * allocation without, 5-10 with, with the host busy; see tests/bench/README.md).  Three
- * instructions; on a line already in the cache PREFETCHW costs nearly nothing.  Debug
+ * allocation without, 5-10 with, with the host busy; see tests/bench/README.md).  Two
+ * instructions (the look-ahead load and the PREFETCHW); on a line already in the cache PREFETCHW costs nearly nothing.  Debug
  * caches never get here with objects (their TLS entry stays on the empty magazine). */
 void *slab_alloc(slab_cache *h)
 {
