@@ -51,6 +51,7 @@
 
 #include "buddy.h"
 #include "cache.h"
+#include "client.h"
 #include "list.h"
 #include "magazine.h"
 #include "slabs.h"
@@ -1483,38 +1484,24 @@ static struct slab_cache_desc *handover_pair(struct fx *f, const char *name, uns
 	return c;
 }
 
-/* The self slots under a magazine's entries (layout.h): sm_mag_init points each of the
- * SLAB_MAG_AHEAD of them at the magazine itself, sm_mag_pop_ahead gives the entry
- * SLAB_MAG_AHEAD pops ahead while the magazine holds one and the magazine's own offset
- * after that (what libslab's fast path prefetches), and the last self slot, the
- * sentinel, refuses no valid free into an empty magazine. */
-static void test_mag_ahead(void **state)
-{
-	struct fx *f = *state;
-	struct sm_arena *a = &f->a;
-	struct sm_cache_params p = params("ahead", 64);
-	enum { N = 2 * SLAB_MAG_AHEAD + 5 };
-	struct slab_cache_desc *c;
-	struct slab_mag *m, *src;
-	uint64_t objs[N], off = 0, ahead = 0;
+enum { AHEAD_N = 2 * SLAB_MAG_AHEAD + 5 };
 
-	p.limit = N + 3;
-	c = cache_new(f, &p);
-	m = mag_new(f, c, N + 3);
-	src = mag_new(f, c, N + 3);
-	for (unsigned k = 0; k < SLAB_MAG_AHEAD; k++)
-		assert_ptr_equal(a->base + m->m_slots[k], (uint8_t *)m);
-	for (unsigned i = 0; i < N; i++)
-		E(sm_alloc(a, c, src, 0, &objs[i]));
-	assert_distinct(objs, N);
+/* test_mag_ahead on one magazine m of c: objs are AHEAD_N objects of c held elsewhere. */
+static void check_mag_ahead(struct fx *f, struct slab_cache_desc *c, struct slab_mag *m,
+			    const uint64_t *objs)
+{
+	struct sm_arena *a = &f->a;
+	uint64_t off = 0, ahead = 0;
 
 	for (int round = 0; round < 2; round++) {
+		for (unsigned k = 0; k < SLAB_MAG_AHEAD; k++)
+			assert_ptr_equal(a->base + m->m_slots[k], (uint8_t *)m);
 		/* an empty magazine takes any valid object: the sentinel is no object */
-		for (unsigned i = 0; i < N; i++)
+		for (unsigned i = 0; i < AHEAD_N; i++)
 			E(sm_free(a, c, m, 0, objs[i]));
-		assert_int_equal(m->m_avail, N);
+		assert_int_equal(m->m_avail, AHEAD_N);
 		assert_int_equal(m->m_stat[STAT_DOUBLE_FREE], 0);
-		for (unsigned i = N; i-- > 0;) {
+		for (unsigned i = AHEAD_N; i-- > 0;) {
 			assert_int_equal(sm_mag_pop_ahead(m, &off, &ahead), 1);
 			assert_int_equal(off, objs[i]);
 			if (i >= SLAB_MAG_AHEAD)
@@ -1523,10 +1510,52 @@ static void test_mag_ahead(void **state)
 				assert_ptr_equal(a->base + ahead, (uint8_t *)m);
 		}
 		assert_int_equal(sm_mag_pop_ahead(m, &off, &ahead), 0);
-		for (unsigned k = 0; k < SLAB_MAG_AHEAD; k++)
-			assert_ptr_equal(a->base + m->m_slots[k], (uint8_t *)m);
 	}
-	for (unsigned i = 0; i < N; i++)
+}
+
+/* The self slots under a magazine's entries (layout.h): sm_mag_init points each of the
+ * SLAB_MAG_AHEAD of them at the magazine itself, sm_mag_pop_ahead gives the entry
+ * SLAB_MAG_AHEAD pops ahead while the magazine holds one and the magazine's own offset
+ * after that (what libslab's fast path prefetches), and the last self slot, the
+ * sentinel, refuses no valid free into an empty magazine.  Both for a magazine outside
+ * the arena (as the other tests use) and for one carved from a client's area, as
+ * libslab's are: there the self offset lies inside the arena, on an area page, and is
+ * no object. */
+static void test_mag_ahead(void **state)
+{
+	struct fx *f = *state;
+	struct sm_arena *a = &f->a;
+	struct sm_cache_params p = params("ahead", 64);
+	struct slab_cache_desc *c;
+	struct slab_mag *m, *src;
+	uint64_t objs[AHEAD_N], self;
+	uint32_t slot, block, head, idx;
+
+	p.limit = AHEAD_N + 3;
+	c = cache_new(f, &p);
+	m = mag_new(f, c, AHEAD_N + 3);
+	src = mag_new(f, c, AHEAD_N + 3);
+	for (unsigned i = 0; i < AHEAD_N; i++)
+		E(sm_alloc(a, c, src, 0, &objs[i]));
+	assert_distinct(objs, AHEAD_N);
+	check_mag_ahead(f, c, m, objs);
+
+	E(sm_client_attach(a, getpid(), 0, 0, &slot));
+	E(sm_area_grow(a, slot, 0, 3, &block));
+	m = sm_area_carve(a, block, AHEAD_N + 3);
+	assert_non_null(m);
+	sm_mag_init(a, m, c, AHEAD_N + 3);
+	self = (uint64_t)((uint8_t *)m - a->base);
+	assert_true(self < a->size);
+	assert_int_equal(m->m_slots[SM_TOP], self);
+	assert_int_equal(a->pages[self >> SLAB_PAGE_SHIFT].pg_state == PG_TAIL ?
+			 a->pages[a->pages[self >> SLAB_PAGE_SHIFT].pg_next].pg_state :
+			 a->pages[self >> SLAB_PAGE_SHIFT].pg_state, PG_AREA);
+	assert_int_not_equal(sm_obj_lookup(a, c, self, &head, &idx), OBJ_OK);
+	check_mag_ahead(f, c, m, objs);
+	sm_client_reclaim(a, slot);
+
+	for (unsigned i = 0; i < AHEAD_N; i++)
 		E(sm_free(a, c, src, 0, objs[i]));
 	assert_clean(f);
 }
