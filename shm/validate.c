@@ -466,10 +466,12 @@ static unsigned rebuild_slab(struct sm_arena *a, struct slab_cache_desc *c, uint
 }
 
 /* The magazine at arena offset off, or NULL if off cannot be one (it must lie in a
- * client area block). */
+ * client area block, and all of it, by its capacity, inside the arena: its entries start
+ * SLAB_MAG_AHEAD words after the header). */
 static struct slab_mag *mag_at(struct sm_arena *a, uint64_t off)
 {
-	uint32_t pg;
+	struct slab_mag *m;
+	uint32_t pg, cap;
 
 	if (off < sizeof(struct slab_area_block) || off + sizeof(struct slab_mag) > a->size ||
 	    off % 8)
@@ -477,7 +479,11 @@ static struct slab_mag *mag_at(struct sm_arena *a, uint64_t off)
 	pg = (uint32_t)(off >> SLAB_PAGE_SHIFT);
 	if (a->pages[pg].pg_state == PG_TAIL && a->pages[pg].pg_next < a->hdr->ah_nr_pages)
 		pg = a->pages[pg].pg_next;
-	return a->pages[pg].pg_state == PG_AREA ? (struct slab_mag *)(a->base + off) : NULL;
+	if (a->pages[pg].pg_state != PG_AREA)
+		return NULL;
+	m = (struct slab_mag *)(a->base + off);
+	cap = SM_LOAD(&m->m_capacity);
+	return cap <= SLAB_MAG_MAX && off + sm_mag_bytes(cap) <= a->size ? m : NULL;
 }
 
 /* The holder died in the middle of a transfer between a magazine and this node's lists
@@ -490,7 +496,7 @@ static void repair_xfer(struct sm_arena *a, struct slab_cache_desc *c, unsigned 
 	struct slab_mag *m = mag_at(a, cn->n_xfer_mag);
 	uint32_t end;
 
-	if (!m || m->m_capacity > SLAB_MAG_MAX) {
+	if (!m) {
 		cn->n_xfer_mag = 0;
 		return;
 	}
