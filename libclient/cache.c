@@ -365,34 +365,6 @@ static sm_noinline void *alloc_debug(slab_cache *h, uint64_t off, void *caller)
 	return obj;
 }
 
-/* A refill's objects are about to be handed out, and most callers write an object as
- * soon as they get it.  Objects that come back through a shared array come in the order
- * they were freed, which after scattered frees is no order at all, and in a producer and
- * consumer pair each one was last touched on the other CPU: either way every first write
- * would miss on its own, one after the other.  Asking for their lines ahead lets the
- * misses overlap.  For writing: a plain prefetch fetched the consumer's lines shared and
- * every write then paid an upgrade (prodcons 120 -> 48 M objects/s); with PREFETCHW
- * prodcons went 119 -> 133 and batch 5.0 -> 4.2 ns per operation (the test machine
- * before 2026-12).  On an AMD EPYC a PREFETCHW of a line this CPU still holds Owned does
- * nothing; the consumer's flush writes such lines first (magazine.c, touch_for_handover).
- *
- * The fast path prefetches the object SLAB_MAG_AHEAD pops ahead (slab_alloc), which
- * covers every object of a refill but the first SLAB_MAG_AHEAD out: those are this
- * loop's.  (Before the fast path prefetched, this loop took up to 128, and prefetching
- * all of a contended magazine's 504 had cost 700 cycles and prodcons 2 threads 116
- * against 140 M objects/s.)  The take usually prefetched them already, as the entries
- * under the shared array's top (magazine.c, prefetch_next_refill); a line already on its
- * way costs the instruction only. */
-#define SLAB_REFILL_PREFETCH SLAB_MAG_AHEAD
-
-static void prefetch_refill(slab_cache *h, const struct slab_mag *m)
-{
-	unsigned lo = m->m_avail > SLAB_REFILL_PREFETCH ? m->m_avail - SLAB_REFILL_PREFETCH : 0;
-
-	for (unsigned k = m->m_avail; k > lo; k--)
-		sm_prefetch_w(h->base + sm_mag_entries(m)[k - 1]);
-}
-
 static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 {
 	slab_pool *p = h->pool;
@@ -414,7 +386,6 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 			errno = -err;
 			return NULL;
 		}
-		prefetch_refill(h, m);
 	}
 	if (h->debug)
 		return alloc_debug(h, off, caller);
@@ -423,21 +394,22 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 
 /* The fast path: one TLS load, pop, count, and a prefetch for writing of the object
  * SLAB_MAG_AHEAD pops ahead (sm_mag_pop_ahead: the magazine's own line when it holds
- * fewer, so the prefetch needs no test).  A refill
- * prefetches the objects it hands out first (prefetch_refill); this covers the rest, each
- * SLAB_MAG_AHEAD allocations before its first write.  Objects freed in no particular
- * order come back from the shared array in that order, each a cache miss and often a TLB
- * miss of its own (batch, allocating 100,000 objects after shuffled frees: 16-20 ns per
- * allocation without, 5-10 with, with the host busy; see tests/bench/README.md).  Two
- * instructions (the look-ahead load and the PREFETCHW); on a line already in the cache PREFETCHW costs nearly nothing.  Debug
- * caches never get here with objects (their TLS entry stays on the empty magazine). */
+ * fewer, so the prefetch needs no test).  A refill prefetches the objects it hands out
+ * first (magazine.c, prefetch_refill); this covers the rest, each SLAB_MAG_AHEAD
+ * allocations before its first write.  Objects freed in no particular order come back
+ * from the shared array in that order, each a cache miss and often a TLB miss of its own
+ * (batch, allocating 100,000 objects after shuffled frees: 16-20 ns per allocation
+ * without, 5-10 with, with the host busy; see tests/bench/README.md).  Two instructions
+ * (the look-ahead load and the PREFETCHW); on a line already in the cache PREFETCHW
+ * costs nearly nothing.  Debug caches never get here with objects (their TLS entry
+ * stays on the empty magazine). */
 void *slab_alloc(slab_cache *h)
 {
 	uint8_t *base = h->base;
 	uint64_t off, ahead;
 
 	if (likely(sm_mag_pop_ahead(slab_tls_mag(h), &off, &ahead))) {
-		sm_prefetch_w_at(base, ahead);
+		sm_prefetch_w(base, ahead);
 		return base + off;
 	}
 	return alloc_slow(h, __builtin_return_address(0));

@@ -22,21 +22,12 @@
 #define SM_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define SM_ADD(p, v)   __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
 
-/* Ask for a cache line for writing (the line in exclusive state, so the first store
- * needs no second trip).  x86 PREFETCHW (Broadwell and later; older CPUs execute the
- * opcode as a no-op); elsewhere the compiler's write prefetch.  Never faults. */
-static inline void sm_prefetch_w(const void *p)
-{
-#if defined(__x86_64__)
-	__asm__ volatile("prefetchw (%0)" : : "r"(p));
-#else
-	__builtin_prefetch(p, 1);
-#endif
-}
-
-/* sm_prefetch_w(base + off), with the addition in the instruction's address (one
- * instruction fewer on the allocation fast path). */
-static inline void sm_prefetch_w_at(const void *base, uint64_t off)
+/* Ask for the cache line at base + off for writing (the line in exclusive state, so the
+ * first store needs no second trip).  x86 PREFETCHW (Broadwell and later; older CPUs
+ * execute the opcode as a no-op), with the addition in the instruction's address (one
+ * instruction fewer on the allocation fast path); elsewhere the compiler's write
+ * prefetch.  Never faults, whatever the address. */
+static inline void sm_prefetch_w(const void *base, uint64_t off)
 {
 #if defined(__x86_64__)
 	__asm__ volatile("prefetchw (%0,%1)" : : "r"(base), "r"(off));
