@@ -459,6 +459,18 @@ static void finish_worker(const struct shared *sh, unsigned i)
 	assert_int_equal(sh->w[i].bad_cookies, 0);
 }
 
+/* Stop the workers and finish those from first to last (the others are gone already):
+ * cache then holds exactly in_use objects and validates clean. */
+static void stop_workers(struct shared *sh, unsigned first, unsigned last, const char *cache,
+			 long long in_use)
+{
+	atomic_store(&sh->stop, 1);
+	for (unsigned i = first; i <= last; i++)
+		finish_worker(sh, i);
+	assert_int_equal(th_stat(&daemon_, cache, "in_use"), in_use);
+	assert_int_equal(th_validate(&daemon_, cache), 0);
+}
+
 static void check_alive(unsigned nr)
 {
 	for (unsigned i = 0; i < nr; i++)
@@ -1018,12 +1030,9 @@ static void test_dead_while_down(void **state)
 	workers[A] = workers[C] = 0;
 
 	th_sleep_ms(100);
-	atomic_store(&sh->stop, 1);
-	finish_worker(sh, B);
 	/* What A's and C's applications held stays allocated, exactly. */
-	assert_int_equal(th_stat(&daemon_, "dwd", "in_use"), held_a + held_c);
+	stop_workers(sh, B, B, "dwd", held_a + held_c);
 	assert_int_equal(th_stat(&daemon_, "dwd", "magazine_avail"), 0);
-	assert_int_equal(th_validate(&daemon_, "dwd"), 0);
 	munmap(sh, sizeof(*sh));
 	close(shfd);
 	TH_STOP_CLEAN(&daemon_);
@@ -1086,11 +1095,7 @@ static void test_adopt_larger(void **state)
 	th_assert_ok(r, "arena.stats");
 	assert_int_equal(th_jint(r, "size"), 128ll << 20);
 	json_decref(r);
-	atomic_store(&sh->stop, 1);
-	for (unsigned i = 0; i < 2; i++)
-		finish_worker(sh, i);
-	assert_int_equal(th_stat(&daemon_, "big", "in_use"), 0);
-	assert_int_equal(th_validate(&daemon_, "big"), 0);
+	stop_workers(sh, 0, 1, "big", 0);
 	destroy_cache("big");
 	munmap(sh, sizeof(*sh));
 	close(shfd);
@@ -1233,11 +1238,7 @@ static void test_adopt_window(void **state)
 	free(log);
 
 	th_sleep_ms(100);
-	atomic_store(&sh->stop, 1);
-	for (unsigned i = A; i <= B; i++)
-		finish_worker(sh, i);
-	assert_int_equal(th_stat(&daemon_, "win", "in_use"), 0);
-	assert_int_equal(th_validate(&daemon_, "win"), 0);
+	stop_workers(sh, A, B, "win", 0);
 	destroy_cache("win");
 	destroy_cache("win2");
 	munmap(sh, sizeof(*sh));
