@@ -365,7 +365,7 @@ static sm_noinline void *alloc_debug(slab_cache *h, uint64_t off, void *caller)
 	return obj;
 }
 
-static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
+sm_noinline sm_cold void *slab_alloc_slow(slab_cache *h, void *caller)
 {
 	slab_pool *p = h->pool;
 	struct slab_mag *m;
@@ -392,33 +392,21 @@ static sm_noinline sm_cold void *alloc_slow(slab_cache *h, void *caller)
 	return h->base + off;
 }
 
-/* The fast path: one TLS load, pop, count, and a prefetch for writing of the object
- * SLAB_MAG_AHEAD pops ahead (sm_mag_pop_ahead: the magazine's own line when it holds
- * fewer, so the prefetch needs no test).  A refill prefetches the objects it hands out
- * first (magazine.c, prefetch_refill); this covers the rest, each SLAB_MAG_AHEAD
- * allocations before its first write.  Objects freed in no particular order come back
- * from the shared array in that order, each a cache miss and often a TLB miss of its own
- * (batch, allocating 100,000 objects after shuffled frees: 16-20 ns per allocation
- * without, 5-10 with, with the host busy; see tests/bench/README.md).  Two instructions
- * (the look-ahead load and the PREFETCHW); on a line already in the cache PREFETCHW
- * costs nearly nothing.  Debug caches never get here with objects (their TLS entry
- * stays on the empty magazine). */
+/* The fast paths themselves are internal.h's slab_alloc_fast and slab_free_tagged,
+ * shared with slab_kmalloc and slab_kfree. */
 void *slab_alloc(slab_cache *h)
 {
-	uint8_t *base = h->base;
-	uint64_t off, ahead;
+	void *obj;
 
-	if (likely(sm_mag_pop_ahead(slab_tls_mag(h), &off, &ahead))) {
-		sm_prefetch_w(base, ahead);
-		return base + off;
-	}
-	return alloc_slow(h, __builtin_return_address(0));
+	if (likely(slab_alloc_fast(h, &obj)))
+		return obj;
+	return slab_alloc_slow(h, __builtin_return_address(0));
 }
 
 /* Everything the fast free does not do: wrong frees (found and counted), the freshest
  * double free, alien objects (cache_free_alien), a full magazine (cache_flusharray), a
  * thread with no magazine yet, debug caches. */
-static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off)
+sm_noinline sm_cold int slab_free_slow(slab_cache *h, uint64_t off)
 {
 	slab_pool *p = h->pool;
 	struct slab_mag *m;
@@ -460,26 +448,14 @@ static sm_noinline sm_cold int free_slow(slab_cache *h, uint64_t off)
 	}
 }
 
-/* The fast path: cache_from_obj in three tests on the handle's copy of the geometry
- * (inside the arena; the page's tag names this cache and this thread's node, so not an
- * alien object; on an object boundary: objcheck.h's one multiplication), the freshest
- * double free, room; then push.  The unbound magazine's tag matches no page. */
+/* cache_from_obj's first test, inside the arena, then slab_free_tagged. */
 int slab_free(slab_cache *h, void *obj)
 {
-	struct slab_mag *m = slab_tls_mag(h);
 	uint64_t off = (uint64_t)((uint8_t *)obj - h->base), pg = off >> SLAB_PAGE_SHIFT;
-	uint32_t avail;
 
-	if (unlikely(pg >= h->nr_pages || SM_LOAD(&h->pages[pg].pg_tag) != m->m_tag ||
-		     !sm_objcheck_ok(&h->objcheck, off & h->slab_mask)))
-		return free_slow(h, off);
-	avail = m->m_avail;
-	if (unlikely(m->m_slots[SM_TOP + (uint64_t)avail] == off || avail >= m->m_limit))
-		return free_slow(h, off);
-	avail++;
-	m->m_slots[SM_TOP + (uint64_t)avail] = off; /* 64-bit: SM_TOP folds into the address */
-	m->m_avail = avail; /* counted through m_moved (layout.h): one store fewer */
-	return 0;
+	if (unlikely(pg >= h->nr_pages))
+		return slab_free_slow(h, off);
+	return slab_free_tagged(h, off, SM_LOAD(&h->pages[pg].pg_tag));
 }
 
 int slab_alloc_bulk(slab_cache *h, size_t n, void **objs)
@@ -542,7 +518,7 @@ int slab_free_bulk(slab_cache *h, size_t n, void **objs)
 	}
 	free(offs);
 	if (bad) {
-		err = free_slow(h, UINT64_MAX);
+		err = slab_free_slow(h, UINT64_MAX);
 		return err ? err : -EINVAL;
 	}
 	/* Checked above: only a debug check racing another process's free of the same

@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
 #include "client.h"
@@ -76,7 +77,9 @@ struct slab_pool {
 	size_t             nr_idle, idle_cap;
 	int                forced_node;    /* $SLAB_NODE, or -1 */
 	slab_cache        *kmalloc[SLAB_KMALLOC_NR];
-	slab_cache        *kmalloc_by_cid[SLAB_MAX_CACHES]; /* cache id -> kmalloc handle */
+	/* cache id + 1 (a page's SLAB_TAG_CID1) -> kmalloc handle; NULL for every other
+	 * value, 0 and those past SLAB_MAX_CACHES included, so slab_kfree needs one test */
+	slab_cache        *kmalloc_by_cid1[1u << SLAB_TAG_CID_BITS];
 	struct slab_pool  *next_pool;      /* all pools, for fork handling */
 	uint64_t           arena_id;       /* slabd's id of the arena (resume after restart) */
 	char             (*names)[SLAB_NAME_MAX]; /* open handles' caches (rpc_lock) */
@@ -130,6 +133,57 @@ static inline struct slab_mag *slab_tls_mag(const struct slab_cache *h)
 	return slab_tls_mags[h->slot];
 }
 #endif
+
+/* ---- the fast paths (slab_alloc/slab_free, and slab_kmalloc/slab_kfree around them) ---- */
+
+/* cache.c, out of line: everything the fast paths do not do.  caller: the return address
+ * of the public call (SLAB_STORE_USER). */
+sm_cold void *slab_alloc_slow(slab_cache *h, void *caller);
+sm_cold int slab_free_slow(slab_cache *h, uint64_t off);
+
+/* One TLS load, pop, count, and a prefetch for writing of the object SLAB_MAG_AHEAD pops
+ * ahead (sm_mag_pop_ahead: the magazine's own line when it holds fewer, so the prefetch
+ * needs no test).  A refill prefetches the objects it hands out first (magazine.c,
+ * prefetch_refill); this covers the rest, each SLAB_MAG_AHEAD allocations before its
+ * first write.  Objects freed in no particular order come back from the shared array in
+ * that order, each a cache miss and often a TLB miss of its own (batch, allocating
+ * 100,000 objects after shuffled frees: 16-20 ns per allocation without, 5-10 with, with
+ * the host busy; see tests/bench/README.md).  Two instructions (the look-ahead load and
+ * the PREFETCHW); on a line already in the cache PREFETCHW costs nearly nothing.  Debug
+ * caches never get here with objects (their TLS entry stays on the empty magazine). */
+static inline bool slab_alloc_fast(slab_cache *h, void **obj)
+{
+	uint8_t *base = h->base;
+	uint64_t off, ahead;
+
+	if (likely(sm_mag_pop_ahead(slab_tls_mag(h), &off, &ahead))) {
+		sm_prefetch_w(base, ahead);
+		*obj = base + off;
+		return true;
+	}
+	return false;
+}
+
+/* The fast free of off, inside the arena, whose page carries tag: cache_from_obj's other
+ * two tests on the handle's copy of the geometry (the tag names this cache and this
+ * thread's node, so not an alien object; on an object boundary: objcheck.h's one
+ * multiplication), the freshest double free, room; then push.  The unbound magazine's
+ * tag matches no page. */
+static inline int slab_free_tagged(slab_cache *h, uint64_t off, unsigned tag)
+{
+	struct slab_mag *m = slab_tls_mag(h);
+	uint32_t avail;
+
+	if (unlikely(tag != m->m_tag || !sm_objcheck_ok(&h->objcheck, off & h->slab_mask)))
+		return slab_free_slow(h, off);
+	avail = m->m_avail;
+	if (unlikely(m->m_slots[SM_TOP + (uint64_t)avail] == off || avail >= m->m_limit))
+		return slab_free_slow(h, off);
+	avail++;
+	m->m_slots[SM_TOP + (uint64_t)avail] = off; /* 64-bit: SM_TOP folds into the address */
+	m->m_avail = avail; /* counted through m_moved (layout.h): one store fewer */
+	return 0;
+}
 
 /* pool.c */
 /* Send {"cmd": cmd, ...fields} and wait for the reply.  Returns the reply (caller

@@ -3,6 +3,7 @@
  * created (or opened) on first use and stays open until the pool disconnects. */
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "internal.h"
 
@@ -10,86 +11,137 @@ static const uint32_t class_size[SLAB_KMALLOC_NR] = {
 	8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192,
 };
 
-/* size -> class index, as the kernel's size_index[]: a table by 8-byte steps up to 192
- * bytes, then powers of two (one bit scan). */
+/* (size - 1) >> 3 -> class index up to 192 bytes, as the kernel's size_index[]; past
+ * that, powers of two: the class of 193..8192 bytes is the bit scan of size - 1
+ * (255 -> 7, kmalloc-256; 8191 -> 12, kmalloc-8192). */
 static const uint8_t small_class[24] = {
 	0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6,
 };
 
-static inline int size_class(size_t size)
-{
-	if (likely(size <= 192))
-		return small_class[(size - 1) >> 3];
-	if (unlikely(size > 8192))
-		return -1;
-	/* 193..256 -> 7, 257..512 -> 8, ..., 4097..8192 -> 12 */
-	return 64 - __builtin_clzll((unsigned long long)size - 1) - 8 + 7;
-}
-
-static sm_noinline slab_cache *class_cache_slow(slab_pool *p, int i, int *err)
+/* A class's first allocation in this pool: create (or open) its cache.  NULL with errno
+ * set when that fails. */
+static sm_noinline sm_cold slab_cache *class_cache_create(slab_pool *p, unsigned i)
 {
 	struct slab_cache_config cfg = { .size = class_size[i], .node = SLAB_NODE_LOCAL };
 	slab_cache *h, *expected = NULL;
 	char name[32];
+	int err;
 
 	/* Racing threads may both create: the daemon opens the same cache for both; the
 	 * loser closes its extra handle. */
 	snprintf(name, sizeof(name), "kmalloc-%u", class_size[i]);
-	*err = slab_cache_create(p, name, &cfg, &h);
-	if (*err)
+	err = slab_cache_create(p, name, &cfg, &h);
+	if (err) {
+		errno = -err;
 		return NULL;
+	}
 	if (!__atomic_compare_exchange_n(&p->kmalloc[i], &expected, h, 0, __ATOMIC_ACQ_REL,
 					 __ATOMIC_ACQUIRE)) {
 		slab_cache_close(h);
 		return expected;
 	}
-	__atomic_store_n(&p->kmalloc_by_cid[h->id], h, __ATOMIC_RELEASE);
+	__atomic_store_n(&p->kmalloc_by_cid1[h->cid1], h, __ATOMIC_RELEASE);
 	return h;
 }
 
-static inline slab_cache *class_cache(slab_pool *p, int i, int *err)
+/* The class of 0..8192 bytes (0: the smallest). */
+static unsigned class_of(size_t size)
 {
-	slab_cache *h = __atomic_load_n(&p->kmalloc[i], __ATOMIC_ACQUIRE);
-
-	return likely(h) ? h : class_cache_slow(p, i, err);
+	if (size <= 192)
+		return small_class[size ? (size - 1) >> 3 : 0];
+	return 63u - (unsigned)__builtin_clzll((unsigned long long)size - 1);
 }
 
-void *slab_kmalloc(slab_pool *p, size_t size)
+/* Everything slab_kmalloc's fast path leaves out: a NULL pool, size 0 (the smallest
+ * class, as before), sizes past the largest class, a class not used yet. */
+static sm_noinline sm_cold void *kmalloc_slow(slab_pool *p, size_t size, void *caller)
 {
-	int i = size_class(size ? size : 1), err = 0;
 	slab_cache *h;
+	void *obj;
+	unsigned i;
 
-	if (!p || i < 0) {
+	if (!p || size > class_size[SLAB_KMALLOC_NR - 1]) {
 		errno = EINVAL;
 		return NULL;
 	}
-	h = class_cache(p, i, &err);
-	if (!h) {
-		errno = -err;
+	i = class_of(size);
+	h = __atomic_load_n(&p->kmalloc[i], __ATOMIC_ACQUIRE);
+	if (!h && !(h = class_cache_create(p, i)))
 		return NULL;
-	}
-	return slab_alloc(h);
+	return slab_alloc_fast(h, &obj) ? obj : slab_alloc_slow(h, caller);
 }
 
+/* The class, its handle (set once, never cleared while the pool lives), and
+ * slab_alloc's fast path inline; size - 1 wraps for 0, which goes the slow way. */
+void *slab_kmalloc(slab_pool *p, size_t size)
+{
+	size_t s1 = size - 1;
+	slab_cache *h;
+	void *obj;
+	unsigned i;
+
+	if (likely(s1 < 192))
+		i = small_class[s1 >> 3];
+	else if (likely(s1 < 8192))
+		i = 63u - (unsigned)__builtin_clzll((unsigned long long)s1);
+	else
+		return kmalloc_slow(p, size, __builtin_return_address(0));
+	if (unlikely(!p || !(h = __atomic_load_n(&p->kmalloc[i], __ATOMIC_ACQUIRE))))
+		return kmalloc_slow(p, size, __builtin_return_address(0));
+	if (likely(slab_alloc_fast(h, &obj)))
+		return obj;
+	return slab_alloc_slow(h, __builtin_return_address(0));
+}
+
+/* An object whose cache has no kmalloc handle in this pool: not a kmalloc object at all
+ * (-EINVAL), or one of a class this process has not allocated from yet, which another
+ * process handed over (the arena is shared): open the class and free it. */
+static sm_noinline sm_cold int kfree_slow(slab_pool *p, uint64_t off, unsigned tag)
+{
+	unsigned cid1 = SLAB_TAG_CID1(tag), i;
+	const struct slab_cache_desc *c;
+	char name[32];
+	slab_cache *h;
+
+	if (!cid1 || cid1 > p->arena.hdr->ah_nr_caches)
+		return -EINVAL;
+	c = sm_cache(&p->arena, cid1 - 1u);
+	if (SM_LOAD(&c->c_state) == CACHE_UNUSED ||
+	    c->c_object_size > class_size[SLAB_KMALLOC_NR - 1])
+		return -EINVAL;
+	i = class_of(c->c_object_size);
+	snprintf(name, sizeof(name), "kmalloc-%u", class_size[i]);
+	if (class_size[i] != c->c_object_size || strncmp(c->c_name, name, sizeof(c->c_name)))
+		return -EINVAL;
+	h = __atomic_load_n(&p->kmalloc[i], __ATOMIC_ACQUIRE);
+	if (!h && !(h = class_cache_create(p, i)))
+		return -errno;
+	if (h->cid1 != cid1)
+		return -EINVAL;
+	return slab_free_tagged(h, off, tag);
+}
+
+/* The page's tag names the object's cache (and node): its kmalloc handle in one load,
+ * NULL for any other cache (kfree_slow tells which), a page holding no slab or an id
+ * past the table; then slab_free's fast path inline, with the tag already read. */
 int slab_kfree(slab_pool *p, void *obj)
 {
 	uint64_t off;
-	uint16_t cid;
+	unsigned tag;
 	slab_cache *h;
 
 	if (!obj)
 		return 0;
-	if (!p)
+	if (unlikely(!p))
 		return -EINVAL;
 	off = (uint64_t)((uint8_t *)obj - p->arena.base);
-	if (off >= p->arena.size)
+	if (unlikely(off >= p->arena.size))
 		return -EINVAL;
-	/* The object's cache id names its kmalloc handle directly. */
-	cid = SLAB_TAG_CID1(SM_LOAD(&p->arena.pages[off >> SLAB_PAGE_SHIFT].pg_tag));
-	if (!cid || cid > SLAB_MAX_CACHES)
-		return -EINVAL;
-	h = __atomic_load_n(&p->kmalloc_by_cid[cid - 1], __ATOMIC_ACQUIRE);
-	return h ? slab_free(h, obj) : -EINVAL;
+	tag = SM_LOAD(&p->arena.pages[off >> SLAB_PAGE_SHIFT].pg_tag);
+	h = __atomic_load_n(&p->kmalloc_by_cid1[SLAB_TAG_CID1(tag)], __ATOMIC_ACQUIRE);
+	if (unlikely(!h))
+		return kfree_slow(p, off, tag);
+	return slab_free_tagged(h, off, tag);
 }
 
 size_t slab_ksize(slab_pool *p, const void *obj)

@@ -548,7 +548,7 @@ static void test_kmalloc(void **state)
 		size_t         len;
 		unsigned char  tag;
 	} ring[KM_RING] = { { 0 } };
-	slab_pool *pool;
+	slab_pool *pool, *pool2;
 	slab_cache *plain;
 	unsigned char *p, *x;
 	size_t ks;
@@ -556,6 +556,8 @@ static void test_kmalloc(void **state)
 	json_t *r, *cache;
 	size_t i;
 	long long in_use = 0, classes = 0;
+	static const size_t exact[][2] = { { 1, 8 }, { 96, 96 }, { 161, 192 }, { 0, 8 },
+					   { 193, 256 }, { 2049, 4096 } };
 
 	(void)state;
 	E(slab_pool_connect(daemon_.socket, &pool));
@@ -584,23 +586,44 @@ static void test_kmalloc(void **state)
 	for (i = 0; i < KM_RING; i++)
 		E(slab_kfree(pool, ring[i].p));
 
-	/* Exact classes, including 96 and 192. */
-	p = E_PTR(slab_kmalloc(pool, 1));
-	assert_int_equal(slab_ksize(pool, p), 8);
+	/* Exact classes, including 96 and 192; kmalloc(0) is the smallest class (size - 1
+	 * wraps: the slow path's case); the first sizes of the bit-scan classes. */
+	for (i = 0; i < sizeof(exact) / sizeof(exact[0]); i++) {
+		p = E_PTR(slab_kmalloc(pool, exact[i][0]));
+		if (slab_ksize(pool, p) != exact[i][1])
+			fail_msg("slab_ksize(kmalloc(%zu)) = %zu, want %zu", exact[i][0],
+				 slab_ksize(pool, p), exact[i][1]);
+		/* Inside the object: refused, nothing changes. */
+		E_IS(slab_kfree(pool, p + 1), -EINVAL);
+		E(slab_kfree(pool, p));
+	}
+	p = E_PTR(slab_kmalloc(pool, 4097));
+	assert_int_equal(slab_ksize(pool, p), 8192);
+	/* No pool: refused, the object stays allocated. */
+	E_IS(slab_kfree(NULL, p), -EINVAL);
+	assert_int_equal(th_stat(&daemon_, "kmalloc-8192", "in_use"), 1);
 	E(slab_kfree(pool, p));
-	p = E_PTR(slab_kmalloc(pool, 96));
-	assert_int_equal(slab_ksize(pool, p), 96);
-	/* Inside the object: refused, nothing changes. */
-	E_IS(slab_kfree(pool, p + 1), -EINVAL);
-	E(slab_kfree(pool, p));
-	p = E_PTR(slab_kmalloc(pool, 161));
-	assert_int_equal(slab_ksize(pool, p), 192);
-	E(slab_kfree(pool, p));
+	errno = 0;
+	assert_null(slab_kmalloc(NULL, 64));
+	assert_int_equal(errno, EINVAL);
 
 	E(slab_kfree(pool, NULL));
 	E_IS(slab_kfree(pool, &local), -EINVAL);
 	assert_int_equal(slab_ksize(pool, &local), 0);
 	assert_int_equal(slab_ksize(pool, NULL), 0);
+
+	/* An object of a class this pool never allocated from, which another pool (another
+	 * process, as far as the arena goes) handed over: kfree opens the class.  Inside
+	 * the object: refused the same way. */
+	E(slab_pool_connect(daemon_.socket, &pool2));
+	p = E_PTR(slab_kmalloc(pool, 2048));
+	x = slab_pointer(pool2, slab_offset(pool, p));
+	assert_non_null(x);
+	E_IS(slab_kfree(pool2, x + 8), -EINVAL);
+	assert_int_equal(th_stat(&daemon_, "kmalloc-2048", "in_use"), 1);
+	E(slab_kfree(pool2, x));
+	assert_int_equal(th_stat(&daemon_, "kmalloc-2048", "in_use"), 0);
+	slab_pool_disconnect(pool2);
 
 	/* An object of an ordinary cache is not kfree's to free. */
 	E(slab_cache_create(pool, "not-kmalloc", &cfg64, &plain));

@@ -31,6 +31,9 @@
  *      alien buffers).  Then exactly: alien_free == N, the other free counters did not
  *      move, node 1's free_objects + shared_avail grew by N, node 0's lists did not change
  *      (still no slab, no free object, nothing shared), in_use 0, validate clean.
+ *  test_kfree_alien       the same through slab_kmalloc / slab_kfree (kmalloc-64): the
+ *      node-0 process kfrees the node-1 process's N objects and disconnects; alien_free
+ *      == N, no local free counted, node 0 has no slab, in_use 0, validate clean.
  *  test_pinned_cache      cache "pinned" created with node = 1: the node-0 process
  *      allocates N; every object lies in node 1's region and node 0 has no slab at all
  *      (partial + full + free + discard == 0), before and after it frees them.
@@ -62,7 +65,7 @@
 /* ---- the agent's protocol ------------------------------------------------------------ */
 
 enum op {
-	OP_OPEN = 1,   /* name: slab_cache_open */
+	OP_OPEN = 1,   /* name: slab_cache_open; "kmalloc": slab_kmalloc/slab_kfree instead */
 	OP_ALLOC,      /* n: allocate n objects, keep them; reply: their n offsets */
 	OP_FREE,       /* n, then n offsets: slab_free each (objects someone else got) */
 	OP_FREE_ALL,   /* free every object this agent holds */
@@ -89,6 +92,7 @@ struct reply {
 struct agent_state {
 	slab_pool  *pool;
 	slab_cache *cache;
+	bool        km;        /* objects of slab_kmalloc(OBJ_SIZE), freed with slab_kfree */
 	void      **held;
 	size_t      nheld, cap;
 	int         node;      /* real NUMA node of the pinned CPU */
@@ -101,6 +105,21 @@ static int reply_to(int fd, int32_t status, int32_t value, const uint64_t *offs,
 	if (th_write_all(fd, &r, sizeof(r)) || (n && th_write_all(fd, offs, n * sizeof(*offs))))
 		return -1;
 	return 0;
+}
+
+static bool agent_ready(const struct agent_state *s)
+{
+	return s->cache || s->km;
+}
+
+static void *obj_alloc(struct agent_state *s)
+{
+	return s->km ? slab_kmalloc(s->pool, OBJ_SIZE) : slab_alloc(s->cache);
+}
+
+static int obj_free(struct agent_state *s, void *o)
+{
+	return s->km ? slab_kfree(s->pool, o) : slab_free(s->cache, o);
 }
 
 static int agent_alloc(struct agent_state *s, uint32_t n, int rfd)
@@ -123,10 +142,10 @@ static int agent_alloc(struct agent_state *s, uint32_t n, int rfd)
 		free(offs);
 		return -1;
 	}
-	if (!s->cache)
+	if (!agent_ready(s))
 		status = -EBADF;
 	for (; !status && got < n; got++) {
-		void *o = slab_alloc(s->cache);
+		void *o = obj_alloc(s);
 
 		if (!o) {
 			status = errno ? -errno : -ENOMEM;
@@ -138,7 +157,7 @@ static int agent_alloc(struct agent_state *s, uint32_t n, int rfd)
 		if (offs[got] == UINT64_MAX || slab_pointer(s->pool, offs[got]) != o) {
 			fprintf(stderr, "agent: slab_offset/slab_pointer do not round-trip\n");
 			status = -EFAULT;
-			slab_free(s->cache, o);
+			obj_free(s, o);
 			break;
 		}
 		memset(o, 0xa5, OBJ_SIZE);
@@ -161,12 +180,12 @@ static int agent_free(struct agent_state *s, uint32_t n, int cfd, int rfd)
 		free(offs);
 		return -1;
 	}
-	if (!s->cache)
+	if (!agent_ready(s))
 		status = -EBADF;
 	for (uint32_t i = 0; i < n && !status; i++) {
 		void *o = slab_pointer(s->pool, offs[i]);
 
-		status = o ? slab_free(s->cache, o) : -EFAULT;
+		status = o ? obj_free(s, o) : -EFAULT;
 		if (status)
 			fprintf(stderr, "agent pid %d: slab_free(offset %llu): %s\n", (int)getpid(),
 				(unsigned long long)offs[i], slab_strerror(status));
@@ -178,7 +197,7 @@ static int agent_free(struct agent_state *s, uint32_t n, int cfd, int rfd)
 static int agent_free_all(struct agent_state *s)
 {
 	while (s->nheld) {
-		int rc = slab_free(s->cache, s->held[s->nheld - 1]);
+		int rc = obj_free(s, s->held[s->nheld - 1]);
 
 		if (rc) {
 			fprintf(stderr, "agent pid %d: slab_free of a held object: %s\n",
@@ -236,7 +255,12 @@ static int agent_main(char **argv)
 		c.name[sizeof(c.name) - 1] = 0;
 		switch (c.op) {
 		case OP_OPEN:
-			status = s.cache ? -EBUSY : slab_cache_open(s.pool, c.name, &s.cache);
+			if (agent_ready(&s))
+				status = -EBUSY;
+			else if (!strcmp(c.name, "kmalloc"))
+				s.km = true;
+			else
+				status = slab_cache_open(s.pool, c.name, &s.cache);
 			break;
 		case OP_ALLOC:
 			if (agent_alloc(&s, c.n, rfd))
@@ -247,11 +271,13 @@ static int agent_main(char **argv)
 				return 6;
 			continue;
 		case OP_FREE_ALL:
-			status = s.cache ? agent_free_all(&s) : -EBADF;
+			status = agent_ready(&s) ? agent_free_all(&s) : -EBADF;
 			break;
 		case OP_CLOSE:
-			status = s.cache ? slab_cache_close(s.cache) : -EBADF;
+			/* kmalloc: its handles are the pool's, flushed at OP_QUIT */
+			status = s.km ? 0 : s.cache ? slab_cache_close(s.cache) : -EBADF;
 			s.cache = NULL;
+			s.km = false;
 			s.nheld = 0;
 			break;
 		case OP_NODE:
@@ -774,6 +800,58 @@ static void test_alien_free(void **state)
 	finish(cache, (long long)n);
 }
 
+/* slab_kfree finds the cache from the page's tag and takes slab_free's fast path with
+ * that tag (libclient/kmalloc.c): a node-1 object freed on node 0 must still take the
+ * alien path (the tag's node differs), not land in node 0's magazine. */
+static void test_kfree_alien(void **state)
+{
+	const char *cache = "kmalloc-64";
+	size_t n = nr_objects();
+	struct agent b0, b1;
+	long long free_before;
+	uint64_t *offs;
+	json_t *st;
+
+	(void)state;
+	get_regions(&daemon_, &regions);
+	agent_start(&b1, daemon_.socket, "=1", "node-1 process");
+	agent_start(&b0, daemon_.socket, "=0", "node-0 process");
+	agent_ok(&b1, OP_OPEN, "kmalloc");
+	offs = agent_alloc_n(&b1, n);
+	assert_all_in(&regions, offs, n, 1, "node-1 process (kmalloc)");
+
+	st = settled_stats(&daemon_, cache);
+	free_before = th_jcounter(st, "free_fastpath") + th_jcounter(st, "free_slowpath");
+	if (th_jint(st, "in_use") != (long long)n || th_jcounter(st, "alien_free") != 0 ||
+	    slabs_of(node_stat(st, 0)) != 0) {
+		dump("cache.stats", st);
+		fail_msg("%s: want %zu objects in use, all on node 1", cache, n);
+	}
+	json_decref(st);
+
+	/* The node-0 process kfrees them and disconnects: its alien buffers go home. */
+	agent_ok(&b0, OP_OPEN, "kmalloc");
+	agent_free_offsets(&b0, offs, n);
+	agent_quit(&b0);
+
+	st = th_cache_stats(&daemon_, cache);
+	assert_non_null(st);
+	if (th_jcounter(st, "alien_free") != (long long)n ||
+	    th_jcounter(st, "free_fastpath") + th_jcounter(st, "free_slowpath") != free_before ||
+	    th_jint(st, "in_use") != 0 || slabs_of(node_stat(st, 0)) != 0) {
+		dump("cache.stats", st);
+		fail_msg("%s: after %zu kfrees of node 1's objects on node 0: alien_free %lld "
+			 "(want all), or a local free counted, or node 0 got slabs", cache, n,
+			 th_jcounter(st, "alien_free"));
+	}
+	json_decref(st);
+	assert_int_equal(th_validate(&daemon_, cache), 0);
+
+	agent_quit(&b1);
+	free(offs);
+	finish(cache, (long long)n);
+}
+
 static void test_pinned_cache(void **state)
 {
 	const char *cache = "pinned";
@@ -864,6 +942,7 @@ int main(int argc, char **argv)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_local_placement, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alien_free, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_kfree_alien, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_pinned_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_slab_node_ignored, setup, teardown),
 	};
