@@ -129,8 +129,10 @@ int  slab_free_bulk(slab_cache *cache, size_t n, void **objs);
  * EINVAL for sizes above 8192, else as slab_alloc. */
 void  *slab_kmalloc(slab_pool *pool, size_t size);
 
-/* Free an object of slab_kmalloc; the cache is found from the object.  NULL: 0.
- * -EINVAL: not an object of a kmalloc cache (nothing changes). */
+/* Free an object of slab_kmalloc, this process's or one another process allocated and
+ * handed over; the cache is found from the object.  NULL: 0.  -EINVAL: not an object of
+ * a kmalloc cache, or not the start of one (nothing changes).  The first free of a class
+ * this process has not allocated from opens it: then also slab_cache_create's errors. */
 int    slab_kfree(slab_pool *pool, void *obj);
 
 /* Usable size of an object in the arena (its cache's slot size); 0 if obj is not one. */
