@@ -1,5 +1,9 @@
 /* harness.c - see harness.h.  Guards the integration tests' environment: a real slabd per
  * test on a private socket, and no daemon or helper child ever outliving the test binary.
+ *
+ * Environment: SLABD_BIN (the daemon), SLABD_WRAPPER (a command slabd runs under, e.g.
+ * valgrind; its errors fail the test), TH_TIMEOUT (the watchdog), TH_KEEP (keep the
+ * daemons' directories), SLAB_TEST_SCALE (shorter loops).  harness.h says more.
  */
 #include "harness.h"
 
@@ -22,9 +26,16 @@
 
 #define TH_MAX_RECS     32
 #define TH_MAX_ARGS     48
+#define TH_MAX_WRAP     32      /* words of $SLABD_WRAPPER */
+/* Time limits on slabd, each through th_ms (longer under $SLABD_WRAPPER). */
 #define TH_REPLY_MS     5000
 #define TH_STOP_MS      5000
 #define TH_START_MS     5000
+/* How much slower slabd runs under $SLABD_WRAPPER, for th_ms: valgrind memcheck's start-up
+ * alone (reading the debug info of slabd, libevent, jansson, libnuma and libc) is 1-2 s
+ * on the 2-CPU test machine, and its code runs 10-50 times slower, but slabd mostly
+ * waits on its socket. */
+#define TH_WRAP_SLOWDOWN 6
 
 /* Everything the harness must clean up, as copies: a failing test's stack is gone by the
  * time the atexit or signal handlers run.  Written only by the main thread outside signal
@@ -131,6 +142,203 @@ unsigned long th_scaled(unsigned long n)
 	unsigned long d = s ? strtoul(s, NULL, 10) : 1;
 
 	return d > 1 ? (n / d ? n / d : 1) : n;
+}
+
+/* ---- $SLABD_WRAPPER: slabd under valgrind ---------------------------------------------- */
+
+/* The wrapper's words (split on blanks, no quoting), parsed once, its first word looked
+ * up in $PATH here so that a forked child only has to execv. */
+static struct {
+	bool        parsed;
+	bool        bad;            /* set but unusable (printed): slabd does not start */
+	size_t      n;              /* 0: no wrapper */
+	const char *argv[TH_MAX_WRAP];
+	int         errcode;        /* its --error-exitcode=N, or -1 */
+	char        words[1024];
+	char        path[PATH_MAX];
+} wrap = { .errcode = -1 };
+
+static int find_in_path(const char *name, char *buf, size_t cap)
+{
+	const char *p = getenv("PATH");
+
+	while (p && *p) {
+		size_t len = strcspn(p, ":");
+		size_t w = (size_t)snprintf(buf, cap, "%.*s/%s", len ? (int)len : 1,
+					    len ? p : ".", name);
+
+		if (w < cap && access(buf, X_OK) == 0)
+			return 0;
+		p += len + (p[len] == ':');
+	}
+	return -1;
+}
+
+static void wrap_parse(void)
+{
+	const char *env = getenv("SLABD_WRAPPER");
+	char *save = NULL;
+
+	if (wrap.parsed)
+		return;
+	wrap.parsed = true;
+	if (!env || !env[strspn(env, " \t")])
+		return;
+	if (strlen(env) >= sizeof(wrap.words)) {
+		fprintf(stderr, "harness: SLABD_WRAPPER is longer than %zu bytes\n",
+			sizeof(wrap.words) - 1);
+		wrap.bad = true;
+		return;
+	}
+	strcpy(wrap.words, env);
+	for (char *w = strtok_r(wrap.words, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		if (wrap.n == TH_MAX_WRAP) {
+			fprintf(stderr, "harness: SLABD_WRAPPER has more than %d words\n", TH_MAX_WRAP);
+			wrap.bad = true;
+			return;
+		}
+		if (!strncmp(w, "--error-exitcode=", 17))
+			wrap.errcode = atoi(w + 17);
+		wrap.argv[wrap.n++] = w;
+	}
+	if (!strchr(wrap.argv[0], '/')) {
+		if (find_in_path(wrap.argv[0], wrap.path, sizeof(wrap.path))) {
+			fprintf(stderr, "harness: SLABD_WRAPPER: %s is not in $PATH\n", wrap.argv[0]);
+			wrap.bad = true;
+			return;
+		}
+		wrap.argv[0] = wrap.path;
+	}
+	fprintf(stderr, "harness: slabd runs under SLABD_WRAPPER=\"%s\"; time limits on it x%d\n",
+		env, TH_WRAP_SLOWDOWN);
+}
+
+bool th_wrapped(void)
+{
+	wrap_parse();
+	return wrap.n || wrap.bad;
+}
+
+long long th_ms(long long ms)
+{
+	return th_wrapped() ? ms * TH_WRAP_SLOWDOWN : ms;
+}
+
+/* argv for slabd: the wrapper's words, bin, then args (NULL-terminated or NULL).  The
+ * number of words, or -1 (printed) if they do not fit in cap - 1 or the wrapper is bad. */
+static int slabd_argv(const char **argv, size_t cap, const char *bin, const char *const *args)
+{
+	size_t n = 0;
+
+	wrap_parse();
+	if (wrap.bad)
+		return -1;
+	for (size_t i = 0; i < wrap.n && n + 1 < cap; i++)
+		argv[n++] = wrap.argv[i];
+	if (n + 1 < cap)
+		argv[n++] = bin;
+	for (size_t i = 0; args && args[i]; i++) {
+		if (n + 1 >= cap) {
+			fprintf(stderr, "harness: too many slabd arguments\n");
+			return -1;
+		}
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	return (int)n;
+}
+
+void th_exec_slabd(const char *bin, const char *const *args)
+{
+	const char *argv[TH_MAX_WRAP + TH_MAX_ARGS + 2];
+
+	if (slabd_argv(argv, sizeof(argv) / sizeof(argv[0]), bin, args) < 0) {
+		errno = EINVAL;
+		return;
+	}
+	execv(argv[0], (char *const *)argv);
+}
+
+/* Runs of slabd by this process that the wrapper reported on (vg_check), and how many of them
+ * no test has failed for yet (th_wrapper_check); vg_owner: the process that counted them
+ * (a forked child starts from its parent's counts). */
+static unsigned vg_found, vg_unchecked;
+static pid_t vg_owner;
+
+/* The lines of valgrind's reports on slabd pid in its log: with -q, valgrind writes
+ * nothing else there but "==PID== Warning: ..." notes, which are not errors, and its own
+ * "--PID--" messages, of which "--PID-- WARNING: unhandled ... syscall: N" counts too:
+ * valgrind failed that call with ENOSYS, so the test ran a slabd that differs from the
+ * real one (valgrind 3.19 and pidfd_open: tests/valgrind/pidfd_preload.c).  Returns how
+ * many; prints them if print. */
+static unsigned vg_log_reports(const char *log, pid_t pid, bool print)
+{
+	char report[32], own[48], *line = NULL;
+	size_t cap = 0, rlen, olen;
+	unsigned n = 0;
+	FILE *f = fopen(log, "re");
+
+	if (!f)
+		return 0;
+	rlen = (size_t)snprintf(report, sizeof(report), "==%d==", (int)pid);
+	olen = (size_t)snprintf(own, sizeof(own), "--%d-- WARNING: unhandled", (int)pid);
+	while (getline(&line, &cap, f) > 0) {
+		if (strncmp(line, own, olen) &&
+		    (strncmp(line, report, rlen) ||
+		     !strncmp(line + rlen + strspn(line + rlen, " "), "Warning:", 8)))
+			continue;
+		n++;
+		if (print)
+			fputs(line, stderr);
+	}
+	free(line);
+	fclose(f);
+	return n;
+}
+
+/* After slabd pid ended with status rc (decode_status: 128 + signal if killed), with its
+ * log still there: did the wrapper find errors in it?  valgrind then exits with its
+ * --error-exitcode; a slabd SIGKILLed (th_kill, or a stop that timed out) never gets
+ * there, but valgrind wrote each error to the log when it happened (leaks, found only
+ * at exit, are the ones lost).  Prints the whole report, not just the log's tail, and
+ * counts the run for th_wrapper_check and the exit status. */
+static bool vg_check(const char *log, pid_t pid, int rc)
+{
+	unsigned lines;
+
+	if (!th_wrapped())
+		return false;
+	lines = vg_log_reports(log, pid, false);
+	if (!lines && (wrap.errcode < 0 || rc != wrap.errcode))
+		return false;
+	fprintf(stderr, "harness: ==== SLABD_WRAPPER (valgrind) reported errors, or a syscall it "
+		"could not run, in slabd pid %d (exit status %d); the report, %u lines of %s: ====\n",
+		(int)pid, rc, lines, log);
+	vg_log_reports(log, pid, true);
+	fprintf(stderr, "harness: ==== end of the report on slabd pid %d ====\n", (int)pid);
+	if (vg_owner != getpid()) {
+		vg_owner = getpid();
+		vg_found = vg_unchecked = 0;
+	}
+	vg_found++;
+	vg_unchecked++;
+	return true;
+}
+
+bool th_slabd_ended(const char *log, pid_t pid, int rc)
+{
+	return vg_check(log, pid, rc);
+}
+
+void th_wrapper_check(void)
+{
+	unsigned n = vg_owner == getpid() ? vg_unchecked : 0;
+
+	if (!n)
+		return;
+	vg_unchecked = 0;
+	fail_msg("SLABD_WRAPPER (valgrind) reported errors in %u slabd run(s) during this test; "
+		 "the reports are above", n);
 }
 
 static struct th_rec *rec_add(pid_t pid, bool daemon)
@@ -252,6 +460,16 @@ static void on_exit_cleanup(void)
 			waitpid(pid, NULL, 0);
 			r->pid = 0;
 		}
+	}
+	/* Whatever the tests checked: a test binary in which valgrind found errors in a
+	 * slabd it ran does not pass. */
+	if (vg_found && vg_owner == self) {
+		int code = wrap.errcode > 0 ? wrap.errcode : 1;
+
+		fprintf(stderr, "harness: SLABD_WRAPPER (valgrind) reported errors in %u slabd run(s) "
+			"of this test binary (reports above): exit status %d\n", vg_found, code);
+		fflush(NULL);
+		_exit(code);
 	}
 }
 
@@ -449,6 +667,7 @@ int th_slabd_bin(char *buf, size_t cap)
 	const char *env = getenv("SLABD_BIN");
 	char exe[PATH_MAX], *slash;
 
+	wrap_parse(); /* here in the parent, before a test forks for th_exec_slabd */
 	if (env && *env) {
 		snprintf(buf, cap, "%s", env);
 	} else {
@@ -513,7 +732,7 @@ bool th_log_has(const struct th_daemon *d, const char *needle)
 
 bool th_wait_log(const struct th_daemon *d, const char *needle)
 {
-	for (long long until = th_now_ms() + 5000;; th_sleep_ms(10))
+	for (long long until = th_now_ms() + th_ms(5000);; th_sleep_ms(10))
 		if (th_log_has(d, needle))
 			return true;
 		else if (th_now_ms() > until)
@@ -544,7 +763,7 @@ static int try_connect(const char *path)
 static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool restart)
 {
 	char bin[PATH_MAX];
-	const char *argv[TH_MAX_ARGS + 10];
+	const char *args[TH_MAX_ARGS + 8], *argv[TH_MAX_WRAP + TH_MAX_ARGS + 10];
 	size_t n = 0;
 	int logfd, nullfd, status;
 	pid_t parent = getpid(), pid;
@@ -553,21 +772,24 @@ static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool
 
 	if (th_slabd_bin(bin, sizeof(bin)))
 		goto fail_files;
-	argv[n++] = bin;
-	argv[n++] = "--socket";
-	argv[n++] = d->socket;
-	argv[n++] = "--arena-size";
-	argv[n++] = "64M";
-	argv[n++] = "--log-level";
-	argv[n++] = "info";
+	args[n++] = "--socket";
+	args[n++] = d->socket;
+	args[n++] = "--arena-size";
+	args[n++] = "64M";
+	args[n++] = "--log-level";
+	args[n++] = "info";
 	for (size_t i = 0; extra_args && extra_args[i]; i++) {
-		if (n >= TH_MAX_ARGS + 8) {
+		if (n >= TH_MAX_ARGS + 7) {
 			fprintf(stderr, "harness: too many extra slabd arguments\n");
 			goto fail_files;
 		}
-		argv[n++] = extra_args[i];
+		args[n++] = extra_args[i];
 	}
-	argv[n] = NULL;
+	args[n] = NULL;
+	/* Under $SLABD_WRAPPER the wrapper's words come first; valgrind runs slabd in its
+	 * own process, so pid is slabd's still (signals, waitpid, clients' pidfds). */
+	if (slabd_argv(argv, sizeof(argv) / sizeof(argv[0]), bin, args) < 0)
+		goto fail_files;
 
 	logfd = open(d->log, O_WRONLY | O_CREAT | O_CLOEXEC | (restart ? O_APPEND : O_TRUNC),
 		     0600);
@@ -592,7 +814,7 @@ static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool
 		if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0)
 			_exit(127);
 		child_prepare(parent, NULL, 0);
-		execv(bin, (char *const *)argv);
+		execv(argv[0], (char *const *)argv);
 		say_errno("harness: execv slabd failed", errno);
 		_exit(127);
 	}
@@ -610,7 +832,7 @@ static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool
 	d->pid = pid;
 	d->killed = false;
 
-	deadline = th_now_ms() + TH_START_MS;
+	deadline = th_now_ms() + th_ms(TH_START_MS);
 	for (;;) {
 		int fd = try_connect(d->socket);
 
@@ -622,6 +844,7 @@ static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool
 			fprintf(stderr, "harness: slabd exited during start-up (status %d)\n",
 				decode_status(status));
 			print_log_tail(d->log, 30);
+			vg_check(d->log, pid, decode_status(status));
 			r->pid = 0;
 			d->pid = 0;
 			if (restart) {
@@ -635,8 +858,8 @@ static int spawn_daemon(struct th_daemon *d, const char *const *extra_args, bool
 			break;
 		th_sleep_ms(10);
 	}
-	fprintf(stderr, "harness: slabd did not accept on %s within %d ms\n", d->socket,
-		TH_START_MS);
+	fprintf(stderr, "harness: slabd did not accept on %s within %lld ms\n", d->socket,
+		th_ms(TH_START_MS));
 	th_stop(d);
 	return -1;
 
@@ -669,19 +892,23 @@ int th_start(struct th_daemon *d, const char *const *extra_args)
 static int stop_for_restart(struct th_daemon *d, int sig)
 {
 	struct th_rec *r;
-	int status = 0;
+	int status = 0, rc;
+	pid_t pid;
 
 	if (!d || d->pid <= 0)
 		return -1;
-	r = rec_find(d->pid);
-	kill(d->pid, sig);
-	while (waitpid(d->pid, &status, 0) < 0 && errno == EINTR)
+	pid = d->pid;
+	r = rec_find(pid);
+	kill(pid, sig);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (r)
 		r->pid = 0;
 	d->pid = 0;
 	d->killed = true;
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+	vg_check(d->log, pid, rc);
+	return rc;
 }
 
 int th_kill(struct th_daemon *d)
@@ -734,12 +961,12 @@ int th_stop(struct th_daemon *d)
 		return -1;
 	r = rec_find(d->pid);
 	kill(d->pid, SIGTERM);
-	deadline = th_now_ms() + TH_STOP_MS;
+	deadline = th_now_ms() + th_ms(TH_STOP_MS);
 	while ((w = waitpid(d->pid, &status, WNOHANG)) == 0 && th_now_ms() < deadline)
 		th_sleep_ms(5);
 	if (w != d->pid) {
-		fprintf(stderr, "harness: slabd pid %d ignored SIGTERM for %d ms: SIGKILL\n",
-			(int)d->pid, TH_STOP_MS);
+		fprintf(stderr, "harness: slabd pid %d ignored SIGTERM for %lld ms: SIGKILL\n",
+			(int)d->pid, th_ms(TH_STOP_MS));
 		kill(d->pid, SIGKILL);
 		waitpid(d->pid, &status, 0);
 		rc = 128 + SIGKILL;
@@ -748,6 +975,7 @@ int th_stop(struct th_daemon *d)
 	}
 	if (r)
 		r->pid = 0;
+	vg_check(d->log, d->pid, rc);
 	d->pid = 0;
 	d->socket_left = lstat(d->socket, &st) == 0;
 	{
@@ -782,8 +1010,9 @@ void th_start_or_fail(struct th_daemon *d, const char *const *extra_args)
 void th_teardown(struct th_daemon *d)
 {
 	th_kill_children();
-	if (d->pid)
+	if (d->pid > 0 || d->killed)
 		th_stop(d);
+	th_wrapper_check();
 }
 
 /* ---- requests ------------------------------------------------------------------------- */
@@ -865,7 +1094,7 @@ json_t *th_conn_read(int fd)
 {
 	json_error_t jerr;
 	json_t *reply;
-	char *r = read_line(fd, TH_REPLY_MS);
+	char *r = read_line(fd, (int)th_ms(TH_REPLY_MS));
 
 	if (!r)
 		return NULL;
@@ -895,7 +1124,7 @@ json_t *th_conn_read_fd(int fd, int *passed)
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		ssize_t n;
 
-		if (poll(&p, 1, TH_REPLY_MS) != 1)
+		if (poll(&p, 1, (int)th_ms(TH_REPLY_MS)) != 1)
 			break;
 		n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
 		if (n <= 0)

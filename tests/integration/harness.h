@@ -9,6 +9,28 @@
  * is left, the signal handlers SIGKILL it, and every daemon and child also has
  * PR_SET_PDEATHSIG = SIGKILL as the last line of defence (SIGKILL of the test itself).
  *
+ * Environment:
+ *   SLABD_BIN      the slabd to run (default: <dir of the test binary>/../bin/slabd)
+ *   SLABD_WRAPPER  a command slabd runs under, split on blanks (no quoting), e.g.
+ *                  "valgrind -q --error-exitcode=99 --leak-check=full" (make
+ *                  check-valgrind's also preloads tests/valgrind/pidfd_preload.so, as
+ *                  valgrind 3.19 lacks pidfd_open; the Makefile says why).  Valgrind
+ *                  runs slabd in the same process, so the pid the harness signals and
+ *                  reaps is slabd's.  What valgrind reports fails the test: a slabd that
+ *                  exits with the wrapper's --error-exitcode, or whose log holds a
+ *                  report (a SIGKILLed one), has the report printed in full when it
+ *                  ends; th_teardown (th_wrapper_check) fails the test, and the test
+ *                  binary exits with that code whatever the tests checked.  The wrapper
+ *                  must be quiet (valgrind -q): every "==PID==" line in the log but
+ *                  "Warning:" notes counts as a report, and so does "--PID-- WARNING:
+ *                  unhandled ... syscall" (slabd got ENOSYS from valgrind, not the
+ *                  kernel: the test ran another slabd).  The time limits on slabd
+ *                  (start, stop, replies, th_wait_log) are th_ms()'s, 6 times longer
+ *                  under a wrapper.
+ *   TH_TIMEOUT     the watchdog, in seconds (default 280)
+ *   TH_KEEP        keep each daemon's directory (socket, log) instead of removing it
+ *   SLAB_TEST_SCALE  divides long loops (th_scaled)
+ *
  * E(expr): check a libslab call returning 0 or -errno; on failure print the call, the
  * library's slab_strerror text, the value and the line, and fail the test.
  * E_IS(expr, want): the call must return exactly want (e.g. -EBUSY).
@@ -67,9 +89,10 @@ struct th_daemon {
 
 /* Start slabd (--socket <dir>/slabd.sock --arena-size 64M --log-level info, then
  * extra_args, NULL-terminated or NULL, which may override those).  Binary: $SLABD_BIN,
- * else <dir of this executable>/../bin/slabd.  Returns 0 once the socket accepts, else
- * prints why (with the log's tail) and returns -1 with nothing left running.  Also arms
- * the watchdog alarm ($TH_TIMEOUT seconds, default 280) if none is pending. */
+ * else <dir of this executable>/../bin/slabd, run through $SLABD_WRAPPER.  Returns 0
+ * once the socket accepts, else prints why (with the log's tail) and returns -1 with
+ * nothing left running.  Also arms the watchdog alarm ($TH_TIMEOUT seconds, default 280)
+ * if none is pending. */
 int th_start(struct th_daemon *d, const char *const *extra_args);
 
 /* SIGKILL the daemon (a crash) and reap it; its directory, stale socket file and log stay
@@ -85,11 +108,11 @@ int th_term(struct th_daemon *d);
  * directory is kept for th_stop to remove). */
 int th_restart(struct th_daemon *d, const char *const *extra_args);
 
-/* SIGTERM, up to 5 s, then SIGKILL.  Prints the log's tail if the daemon did not exit 0;
- * records whether the socket file was left behind; removes the directory ($TH_KEEP set:
- * keeps it and says where).  Returns the exit status (0 = clean shutdown), 128 + signal
- * if it was killed by one, or -1 if it was not running (a th_kill'ed daemon's directory
- * is removed then). */
+/* SIGTERM, up to th_ms(5000), then SIGKILL.  Prints the log's tail if the daemon did not
+ * exit 0 (and valgrind's whole report, see SLABD_WRAPPER); records whether the socket
+ * file was left behind; removes the directory ($TH_KEEP set: keeps it and says where).
+ * Returns the exit status (0 = clean shutdown), 128 + signal if it was killed by one, or
+ * -1 if it was not running (a th_kill'ed daemon's directory is removed then). */
 int th_stop(struct th_daemon *d);
 /* th_start, failing the test ("slabd did not start") if it returns -1. */
 void th_start_or_fail(struct th_daemon *d, const char *const *extra_args);
@@ -101,20 +124,39 @@ void th_start_or_fail(struct th_daemon *d, const char *const *extra_args);
 		assert_false((d)->socket_left);                                        \
 		assert_false((d)->record_left);                                        \
 	} while (0)
-/* A teardown after a test that may have failed half-way: th_kill_children, then th_stop
- * if the daemon still runs. */
+/* A teardown after a test that may have failed half-way: th_kill_children, th_stop if the
+ * daemon still runs (or was th_kill'ed: its files are removed), then th_wrapper_check. */
 void th_teardown(struct th_daemon *d);
+/* Fail the test if $SLABD_WRAPPER (valgrind) reported errors in a slabd this process ran
+ * since the last check (each report was printed when that slabd ended).  For teardowns
+ * that stop slabd themselves; th_teardown calls it. */
+void th_wrapper_check(void);
+/* Whether $SLABD_WRAPPER is set (slabd runs under valgrind). */
+bool th_wrapped(void);
+/* A time limit on something slabd does, in ms: ms, or TH_WRAP_SLOWDOWN (6) times ms under
+ * $SLABD_WRAPPER.  Only for limits (waits that end early when the thing happens), never
+ * for how long a test lets something run. */
+long long th_ms(long long ms);
+/* For a slabd a test ran itself (th_exec_slabd), its stderr in log: after it ended with
+ * status rc (th_wait_child's), did $SLABD_WRAPPER report errors?  If so its report is
+ * printed and the run counted (th_wrapper_check, the binary's exit status).  Call it
+ * before removing the log. */
+bool th_slabd_ended(const char *log, pid_t pid, int rc);
+/* In a child forked by a test: exec slabd (bin, from th_slabd_bin, which the parent
+ * must have called) with args (NULL-terminated, without argv[0]) through $SLABD_WRAPPER.
+ * Returns only on failure (errno). */
+void th_exec_slabd(const char *bin, const char *const *args);
 /* The slabd binary th_start runs ($SLABD_BIN, else <dir of this executable>/../bin/slabd)
  * into buf: 0, or -1 (printed) if it is not an executable file. */
 int th_slabd_bin(char *buf, size_t cap);
 /* Whether a line of the daemon's log contains needle (fails the test if the log cannot
  * be opened). */
 bool th_log_has(const struct th_daemon *d, const char *needle);
-/* th_log_has, waiting up to 5 s for the line: slabd accepts connections (th_start
+/* th_log_has, waiting up to th_ms(5000) for the line: slabd accepts connections (th_start
  * returns) a moment before it logs the rest of its start-up ("ready" comes last). */
 bool th_wait_log(const struct th_daemon *d, const char *needle);
 
-/* One request on a fresh connection: send line + "\n", read one reply line (5 s).
+/* One request on a fresh connection: send line + "\n", read one reply line (th_ms(5000)).
  * Returns the parsed reply (json_decref it) or NULL after printing why. */
 json_t *th_request(struct th_daemon *d, const char *line);
 json_t *th_request_fmt(struct th_daemon *d, const char *fmt, ...)

@@ -232,6 +232,7 @@ static int teardown(void **state)
 	client_cmd = client_ack = -1;
 	if (daemon_.pid)
 		th_stop(&daemon_);
+	th_wrapper_check();
 	return 0;
 }
 

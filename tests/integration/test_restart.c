@@ -491,6 +491,7 @@ static int teardown(void **state)
 		unlink(arena_path);
 		arena_path[0] = 0;
 	}
+	th_wrapper_check();
 	return 0;
 }
 
@@ -919,12 +920,13 @@ static void test_arena_file_foreign(void **state)
 
 		if (fd < 0 || dup2(fd, 2) < 0 || th_child_init())
 			_exit(127);
-		execl(bin, bin, "--socket", sock, "--arena-size", "64M", "--arena-file", arena_path,
-		      (char *)NULL);
+		th_exec_slabd(bin, (const char *const[]){ "--socket", sock, "--arena-size", "64M",
+							  "--arena-file", arena_path, NULL });
 		_exit(127);
 	}
 	th_track_child(pid);
-	rc = th_wait_child(pid, 10);
+	rc = th_wait_child(pid, (int)(th_ms(10000) / 1000));
+	th_slabd_ended(logp, pid, rc);
 	f = fopen(logp, "re");
 	if (f) {
 		char line[512];

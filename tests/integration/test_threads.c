@@ -259,6 +259,7 @@ static int teardown(void **state)
 	(void)state;
 	if (daemon_.pid)
 		th_stop(&daemon_);
+	th_wrapper_check();
 	return 0;
 }
 
