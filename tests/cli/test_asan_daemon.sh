@@ -16,6 +16,9 @@
 # on any exit.
 #
 # Usage: BUILD=build tests/cli/test_asan_daemon.sh   (tests/run-tests.sh sets BUILD)
+# Its slabd is an ASan + UBSan build, which cannot run under valgrind (nor needs to):
+# make check-valgrind skips this test (tests/run-tests.sh, TEST_WRAPPER set).
+# run-tests: not under TEST_WRAPPER
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-build}

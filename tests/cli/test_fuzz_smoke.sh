@@ -7,6 +7,9 @@
 # for longer.  Skipped (exit 0, with the reason) only when clang is not installed.
 #
 # Usage: tests/cli/test_fuzz_smoke.sh   (tests/run-tests.sh runs it)
+# The targets are ASan + libFuzzer builds, which cannot run under valgrind (nor need to):
+# make check-valgrind skips this test (tests/run-tests.sh, TEST_WRAPPER set).
+# run-tests: not under TEST_WRAPPER
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 if ! command -v clang >/dev/null 2>&1; then

@@ -6,7 +6,12 @@
 #
 # Usage: BUILD=build tests/cli/test_slabctl.sh   (tests/run-tests.sh sets BUILD)
 # Starts its own slabd on a socket in a temporary directory; everything it starts is
-# stopped by PID on any exit.
+# stopped by PID on any exit.  With SLABD_WRAPPER set (make check-valgrind: "valgrind -q
+# --error-exitcode=99 ..."), slabd runs under it (split on blanks, as the integration
+# harness does), the waits on slabd are 6 times longer, and its exit status at the end
+# must be 0: the wrapper's --error-exitcode means valgrind found errors.  Its report is
+# printed from the log; like the harness (tests/integration/harness.h), "--PID--
+# WARNING: unhandled ... syscall" lines count as a report too.
 set -u
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -89,6 +94,17 @@ pycheck() {
 	fi
 }
 
+# Under a wrapper (valgrind) slabd is slower: waits on it get `slow` times the rounds.
+wrapper=${SLABD_WRAPPER:-}
+slow=1
+vg_code=
+if [ -n "$wrapper" ]; then
+	slow=6
+	# shellcheck disable=SC2086 # one word a line
+	vg_code=$(printf '%s\n' $wrapper | sed -n 's/^--error-exitcode=\([0-9]*\)$/\1/p' | tail -n 1)
+	echo "slabd runs under SLABD_WRAPPER=\"$wrapper\"; waits on it x$slow"
+fi
+
 [ -x "$ctl" ] || die "$ctl is missing (make all)"
 [ -x "$slabd" ] || die "$slabd is missing (make all)"
 command -v python3 >/dev/null || die "python3 is needed to check JSON output"
@@ -133,9 +149,10 @@ $cc_cmd 2>"$tmp/cc.log" || $cc_cmd -fsanitize=address,undefined 2>>"$tmp/cc.log"
 	{ cat "$tmp/cc.log"; die "cannot build the test client against $BUILD/lib/libslab.a"; }
 
 # ---- the daemon ----------------------------------------------------------------------------
-"$slabd" --socket "$sock" --arena-size 32M >"$tmp/slabd.log" 2>&1 &
-daemon_pid=$!
-for _ in $(seq 100); do
+# shellcheck disable=SC2086 # the wrapper's words, split as the harness splits them
+$wrapper "$slabd" --socket "$sock" --arena-size 32M >"$tmp/slabd.log" 2>&1 &
+daemon_pid=$! # slabd's pid also under valgrind, which runs it in the same process
+for _ in $(seq $((100 * slow))); do
 	"$ctl" -s "$sock" info >/dev/null 2>&1 && break
 	kill -0 "$daemon_pid" 2>/dev/null || die "slabd exited at start"
 	sleep 0.05
@@ -203,7 +220,7 @@ assert isinstance(c["flags"], list) and c["state"] == "live"
 # ---- a client holding objects in cache "work" -------------------------------------------------
 "$tmp/client" "$sock" work 64 100 >"$tmp/client.out" 2>&1 &
 client_pid=$!
-for _ in $(seq 100); do
+for _ in $(seq $((100 * slow))); do
 	grep -q ready "$tmp/client.out" 2>/dev/null && break
 	sleep 0.05
 done
@@ -438,7 +455,7 @@ if command -v tmux >/dev/null 2>&1; then
 		"'$ctl' -s '$sock' top -d 0.3; echo \$? > '$tmp/top.rc'; sleep 60"
 	screen=
 	frames=0
-	for _ in $(seq 60); do
+	for _ in $(seq $((60 * slow))); do
 		screen=$(tmux -L "$tmux_sock" capture-pane -p -t top 2>/dev/null)
 		# A second frame has rates: a number (not "-") in the ALLOC/s column of "work".
 		if printf '%s\n' "$screen" | grep -Eq '^ +[0-9]+ .* [0-9.]+[kMG]? +[0-9.]+[kMG]? +([0-9.]+|-) +work$'; then
@@ -451,7 +468,7 @@ if command -v tmux >/dev/null 2>&1; then
 	expect "top screen header" '^slabctl top - slabd .* sorted by memory \(q quits\)$' "$screen"
 	expect "top screen arena" '^Arena: 32M, ' "$screen"
 	tmux -L "$tmux_sock" send-keys -t top q
-	for _ in $(seq 50); do
+	for _ in $(seq $((50 * slow))); do
 		[ -s "$tmp/top.rc" ] && break
 		sleep 0.05
 	done
@@ -489,7 +506,7 @@ expect "list shows dying" '^work +64 +[0-9]+ +[0-9]+ +1 +dying ' "$out"
 kill "$client_pid"
 wait "$client_pid" 2>/dev/null
 client_pid=
-for _ in $(seq 60); do
+for _ in $(seq $((60 * slow))); do
 	"$ctl" "${S[@]}" list 2>/dev/null | grep -Eq '^work .* live ' && break
 	sleep 0.05
 done
@@ -514,7 +531,22 @@ run "stats after destroy" 1 "${S[@]}" stats msg
 # ---- the daemon goes away -----------------------------------------------------------------------
 kill "$daemon_pid"
 wait "$daemon_pid" 2>/dev/null
+daemon_rc=$?
+vg_report=
+if [ -n "$wrapper" ]; then
+	vg_report=$(grep -E "^(==$daemon_pid==|--$daemon_pid-- WARNING: unhandled)" "$tmp/slabd.log" |
+		grep -Ev "^==$daemon_pid== +Warning:")
+fi
 daemon_pid=
+if [ -n "$vg_report" ] || { [ -n "$vg_code" ] && [ "$daemon_rc" -eq "$vg_code" ]; }; then
+	fail "SLABD_WRAPPER (valgrind) reported errors, or a syscall it could not run, in slabd (exit status $daemon_rc):"
+	printf '%s\n' "$vg_report"
+elif [ "$daemon_rc" -eq 0 ]; then
+	pass
+else
+	fail "slabd exited with status $daemon_rc on SIGTERM; the end of its log:"
+	tail -n 20 "$tmp/slabd.log" | sed 's/^/    slabd: /'
+fi
 run "daemon gone" 3 "${S[@]}" list
 
 echo "$checks checks, $failures failed"
