@@ -88,8 +88,8 @@ static void sum_mag(void *arg, struct slab_mag *m)
 		return;
 	avail = SM_LOAD(&m->m_avail);
 	s->avail += avail <= m->m_capacity ? avail : 0;
-	for (unsigned i = 0; i < SLAB_STAT_NR; i++)
-		s->stat[i] += SM_LOAD(&m->m_stat[i]);
+	for (unsigned i = 0; i < SLAB_STAT_NR; i++) /* acquire: read_counters' last load */
+		s->stat[i] += __atomic_load_n(&m->m_stat[i], __ATOMIC_ACQUIRE);
 	s->stat[STAT_FREE_FASTPATH] += mag_free_fastpath(m);
 }
 
@@ -152,7 +152,10 @@ json_t *stats_cache_summary(struct slabd *d, uint32_t id)
  * would go backwards.  (Read the other way round, the magazines first, a fold could fall
  * in between and be counted twice; in one run of test_stats on a loaded host free_flush
  * went from 253 to 252 in a clean read, which only such a count explains.)  Counting
- * twice now needs both reads of one counter to fall between the fold's two stores. */
+ * twice now needs both reads of one counter to fall between the fold's two stores.
+ * Ordering: every load of a counter here is an acquire (so the last load of c_fold_begin
+ * stays after them), and sm_mag_fold's stores are releases (none is seen before its
+ * begin increment): the clean test holds on weaker memory models than x86's too. */
 static void read_counters(struct slabd *d, uint32_t id, struct mag_sum *ms,
 			  uint64_t out[SLAB_STAT_NR])
 {

@@ -1,6 +1,8 @@
 /* kmalloc.c - slab_kmalloc / slab_kfree / slab_ksize over the built-in size classes
  * kmalloc-8 ... kmalloc-8192 (the kernel's, including 96 and 192).  A class's cache is
- * created (or opened) on first use and stays open until the pool disconnects. */
+ * created (or opened) by its first slab_kmalloc in this pool, or by the first slab_kfree
+ * of an object of it another process handed over, and stays open until the pool
+ * disconnects. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -95,23 +97,28 @@ void *slab_kmalloc(slab_pool *p, size_t size)
 
 /* An object whose cache has no kmalloc handle in this pool: not a kmalloc object at all
  * (-EINVAL), or one of a class this process has not allocated from yet, which another
- * process handed over (the arena is shared): open the class and free it. */
+ * process handed over (the arena is shared): open the class and free it.  Everything
+ * that can refuse the pointer is checked first, so a refused free opens nothing (no
+ * reference on the cache, no handle, no count). */
 static sm_noinline sm_cold int kfree_slow(slab_pool *p, uint64_t off, unsigned tag)
 {
 	unsigned cid1 = SLAB_TAG_CID1(tag), i;
 	const struct slab_cache_desc *c;
+	uint32_t size, head, idx;
 	char name[32];
 	slab_cache *h;
 
 	if (!cid1 || cid1 > p->arena.hdr->ah_nr_caches)
 		return -EINVAL;
 	c = sm_cache(&p->arena, cid1 - 1u);
-	if (SM_LOAD(&c->c_state) == CACHE_UNUSED ||
-	    c->c_object_size > class_size[SLAB_KMALLOC_NR - 1])
+	size = SM_LOAD(&c->c_object_size); /* once: slabd may rewrite a dying slot */
+	if (__atomic_load_n(&c->c_state, __ATOMIC_ACQUIRE) == CACHE_UNUSED ||
+	    size > class_size[SLAB_KMALLOC_NR - 1])
 		return -EINVAL;
-	i = class_of(c->c_object_size);
+	i = class_of(size);
 	snprintf(name, sizeof(name), "kmalloc-%u", class_size[i]);
-	if (class_size[i] != c->c_object_size || strncmp(c->c_name, name, sizeof(c->c_name)))
+	if (class_size[i] != size || strncmp(c->c_name, name, sizeof(c->c_name)) ||
+	    sm_obj_lookup(&p->arena, c, off, &head, &idx) != OBJ_OK)
 		return -EINVAL;
 	h = __atomic_load_n(&p->kmalloc[i], __ATOMIC_ACQUIRE);
 	if (!h && !(h = class_cache_create(p, i)))

@@ -576,18 +576,23 @@ void sm_mag_fold(struct slab_cache_desc *c, struct slab_mag *m)
 {
 	uint64_t fast_frees = sm_mag_free_fastpath(m);
 
+	/* Every store between begin and end is a release: none becomes visible before
+	 * begin's increment, so a reader that sees one of them (with an acquire load,
+	 * daemon/stats.c read_counters) sees begin moved too, on any memory model. */
 	__atomic_fetch_add(&c->c_fold_begin, 1, __ATOMIC_SEQ_CST);
 	if (fast_frees)
-		SM_ADD(&c->c_stat[STAT_FREE_FASTPATH], fast_frees);
+		__atomic_fetch_add(&c->c_stat[STAT_FREE_FASTPATH], fast_frees, __ATOMIC_RELEASE);
 	/* derived count 0 at once: a fold cut short by a dying client (slabd folds the
 	 * magazine again) must not add the same frees twice */
-	SM_STORE(&m->m_moved, (int64_t)m->m_avail + (int64_t)m->m_stat[STAT_ALLOC_FASTPATH]);
+	__atomic_store_n(&m->m_moved,
+			 (int64_t)m->m_avail + (int64_t)m->m_stat[STAT_ALLOC_FASTPATH],
+			 __ATOMIC_RELEASE);
 	for (unsigned s = 0; s < SLAB_STAT_NR; s++) {
 		if (m->m_stat[s])
-			SM_ADD(&c->c_stat[s], m->m_stat[s]);
-		SM_STORE(&m->m_stat[s], 0);
+			__atomic_fetch_add(&c->c_stat[s], m->m_stat[s], __ATOMIC_RELEASE);
+		__atomic_store_n(&m->m_stat[s], 0, __ATOMIC_RELEASE);
 	}
-	SM_STORE(&m->m_moved, (int64_t)m->m_avail);
+	__atomic_store_n(&m->m_moved, (int64_t)m->m_avail, __ATOMIC_RELEASE);
 	__atomic_fetch_add(&c->c_fold_end, 1, __ATOMIC_SEQ_CST);
 }
 

@@ -166,8 +166,10 @@ static inline enum sm_push sm_mag_push(const struct sm_arena *a, const struct sl
  * while m is in use, it may be off by what moves meanwhile; never below 0. */
 static inline uint64_t sm_mag_free_fastpath(const struct slab_mag *m)
 {
-	int64_t n = (int64_t)SM_LOAD(&m->m_avail) - SM_LOAD(&m->m_moved) +
-		    (int64_t)SM_LOAD(&m->m_stat[STAT_ALLOC_FASTPATH]);
+	/* acquire: the stats reader's later loads stay after these (daemon/stats.c) */
+	int64_t n = (int64_t)__atomic_load_n(&m->m_avail, __ATOMIC_ACQUIRE) -
+		    __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE) +
+		    (int64_t)__atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE);
 
 	return n > 0 ? (uint64_t)n : 0;
 }

@@ -132,7 +132,10 @@ void  *slab_kmalloc(slab_pool *pool, size_t size);
 /* Free an object of slab_kmalloc, this process's or one another process allocated and
  * handed over; the cache is found from the object.  NULL: 0.  -EINVAL: not an object of
  * a kmalloc cache, or not the start of one (nothing changes).  The first free of a class
- * this process has not allocated from opens it: then also slab_cache_create's errors. */
+ * this process has not allocated from opens the class, as slab_kmalloc's first call
+ * does: it asks slabd, may wait for it as slab_cache_create does, and can fail with
+ * slab_cache_create's errors; the object then stays allocated and the free may be
+ * retried. */
 int    slab_kfree(slab_pool *pool, void *obj);
 
 /* Usable size of an object in the arena (its cache's slot size); 0 if obj is not one. */

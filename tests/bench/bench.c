@@ -231,29 +231,35 @@ pid_t bench_fork(void)
 /* Blocks in poll on a pidfd until the child exits: the 2-process workloads keep both
  * CPUs busy with their workers, and a parent that polled waitpid every millisecond
  * preempted one of them a thousand times a second.  The polling loop is the fallback
- * where pidfd_open is missing. */
+ * where pidfd_open is missing (headers or kernel).  pid must be this process's child,
+ * not yet reaped. */
 int bench_wait(pid_t pid, int timeout_s)
 {
 	double deadline = bench_now_ns() + timeout_s * 1e9;
-	int status, fd = (int)syscall(SYS_pidfd_open, pid, 0);
+	int status;
+#ifdef SYS_pidfd_open
+	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 
 	if (fd >= 0) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int rc;
+		int rc, left;
 
-		do
-			rc = poll(&p, 1, timeout_s * 1000);
-		while (rc < 0 && errno == EINTR);
+		/* a signal does not restart the timeout; any other poll failure is one */
+		do {
+			left = (int)((deadline - bench_now_ns()) / 1e6);
+			rc = left > 0 ? poll(&p, 1, left) : 0;
+		} while (rc < 0 && errno == EINTR);
 		close(fd);
-		if (rc == 0)
+		if (rc <= 0)
 			kill(pid, SIGKILL);
 		while (waitpid(pid, &status, 0) < 0)
 			if (errno != EINTR)
 				return -1;
-		if (rc == 0)
+		if (rc <= 0)
 			return -1;
 		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	}
+#endif
 	for (;;) {
 		pid_t w = waitpid(pid, &status, WNOHANG);
 

@@ -620,8 +620,11 @@ static void test_kmalloc(void **state)
 	x = slab_pointer(pool2, slab_offset(pool, p));
 	assert_non_null(x);
 	E_IS(slab_kfree(pool2, x + 8), -EINVAL);
+	/* refused before the class is opened: no second reference */
+	assert_int_equal(th_stat(&daemon_, "kmalloc-2048", "refcount"), 1);
 	assert_int_equal(th_stat(&daemon_, "kmalloc-2048", "in_use"), 1);
 	E(slab_kfree(pool2, x));
+	assert_int_equal(th_stat(&daemon_, "kmalloc-2048", "refcount"), 2);
 	assert_int_equal(th_stat(&daemon_, "kmalloc-2048", "in_use"), 0);
 	slab_pool_disconnect(pool2);
 
