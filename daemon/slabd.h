@@ -124,6 +124,9 @@ struct cache_track {
 	uint64_t last_grant_ns;            /* when it was granted last */
 	uint64_t corrupt_seen;             /* corruptions already logged */
 	uint64_t counters[SLAB_STAT_NR];   /* the counters cache.stats reported last */
+	uint64_t fold_base;                /* c_fold_begin - c_fold_end left by folds that
+					    * never end (stats.c fold_baseline) */
+	uint64_t fold_cand, fold_since_ns; /* a higher floor, every read since this time */
 };
 
 struct slabd {

@@ -156,11 +156,44 @@ json_t *stats_cache_summary(struct slabd *d, uint32_t id)
  * Ordering: every load of a counter here is an acquire (so the last load of c_fold_begin
  * stays after them), and sm_mag_fold's stores are releases (none is seen before its
  * begin increment): the clean test holds on weaker memory models than x86's too. */
+/* Folds that never end: a client that died inside sm_mag_fold left c_fold_begin ahead
+ * of c_fold_end for good (slabd folds its magazine again, whole), and every read after
+ * it came out unclean, each one after 1000 walks of every live magazine.  Live folds only
+ * add to the imbalance that dead ones leave, so the baseline is its floor: it drops as
+ * soon as a read finds the imbalance lower, and rises to a higher value only when every
+ * read for FOLD_STUCK_NS found at least that.  A read is clean when it finds just the
+ * baseline and begin does not move.  (A client stopped inside a fold that long counts as
+ * dead until it goes on: the imbalance then drops, and the baseline with it.) */
+#define FOLD_STUCK_NS 1000000000ull
+
+static uint64_t fold_baseline(struct slabd *d, uint32_t id, const struct slab_cache_desc *c)
+{
+	struct cache_track *t = &d->track[id];
+	uint64_t b = __atomic_load_n(&c->c_fold_begin, __ATOMIC_SEQ_CST);
+	uint64_t x = b - __atomic_load_n(&c->c_fold_end, __ATOMIC_SEQ_CST);
+	uint64_t now = slabd_now_ns();
+
+	if (x <= t->fold_base) {
+		t->fold_base = x;
+		t->fold_since_ns = 0;
+	} else if (!t->fold_since_ns || x < t->fold_cand) {
+		t->fold_cand = x;
+		t->fold_since_ns = now;
+	} else if (now - t->fold_since_ns >= FOLD_STUCK_NS) {
+		slabd_log(d, LOG_WARN, "cache %s: %llu fold(s) of magazine counters never "
+			  "finished (clients that died in one); counting from there",
+			  c->c_name, (unsigned long long)t->fold_cand);
+		t->fold_base = t->fold_cand;
+		t->fold_since_ns = 0;
+	}
+	return t->fold_base;
+}
+
 static void read_counters(struct slabd *d, uint32_t id, struct mag_sum *ms,
 			  uint64_t out[SLAB_STAT_NR])
 {
 	struct slab_cache_desc *c = sm_cache(&d->arena, id);
-	uint64_t *last = d->track[id].counters;
+	uint64_t *last = d->track[id].counters, base = fold_baseline(d, id, c);
 	bool clean = false;
 
 	for (int tries = 0; tries < 1000 && !clean; tries++) {
@@ -172,7 +205,8 @@ static void read_counters(struct slabd *d, uint32_t id, struct mag_sum *ms,
 		sum_mags(d, id, -1, ms);
 		for (unsigned i = 0; i < SLAB_STAT_NR; i++)
 			out[i] += ms->stat[i];
-		clean = b1 == e1 && __atomic_load_n(&c->c_fold_begin, __ATOMIC_SEQ_CST) == b1;
+		clean = b1 - e1 == base &&
+			__atomic_load_n(&c->c_fold_begin, __ATOMIC_SEQ_CST) == b1;
 	}
 	for (unsigned i = 0; i < SLAB_STAT_NR; i++) {
 		/* free_fastpath is derived from each magazine's count, which falls as well as

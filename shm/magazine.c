@@ -580,6 +580,7 @@ void sm_mag_fold(struct slab_cache_desc *c, struct slab_mag *m)
 	 * begin's increment, so a reader that sees one of them (with an acquire load,
 	 * daemon/stats.c read_counters) sees begin moved too, on any memory model. */
 	__atomic_fetch_add(&c->c_fold_begin, 1, __ATOMIC_SEQ_CST);
+	SM_TEST_POINT("fold.begun");
 	if (fast_frees)
 		__atomic_fetch_add(&c->c_stat[STAT_FREE_FASTPATH], fast_frees, __ATOMIC_RELEASE);
 	/* derived count 0 at once: a fold cut short by a dying client (slabd folds the

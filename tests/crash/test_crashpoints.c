@@ -29,6 +29,10 @@
  *     once (robust mutex: EOWNERDEAD, repair from the slabs' bufctl, consistent): a hang
  *     fails the test.
  *
+ * And a client killed inside a fold of its magazine's counters (fold.begun, reached by
+ * slab_cache_close): slabd takes the fold that never ends as the cache's baseline (it
+ * logs so) and the counters stay exact (test_fold_cut_short).
+ *
  * The test points exist only in build/lib/libslab-hooks.a (shm/testpoint.h).
  */
 #include <errno.h>
@@ -435,6 +439,86 @@ static void test_point(void **state)
 	run_case(*state);
 }
 
+/* A client killed inside a fold of its magazine's counters (SLAB_TEST_STOP=fold.begun,
+ * reached by slab_cache_close) leaves c_fold_begin one ahead of c_fold_end for good.
+ * slabd must take that as the cache's baseline (daemon/stats.c fold_baseline, logged)
+ * rather than retry every stats read 1000 times, and the counters stay exact: after the
+ * parent's own allocations and frees, allocs == frees and nothing is in use. */
+static void test_fold_cut_short(void **state)
+{
+	struct slab_cache_config cfg = { .size = 64, .node = SLAB_NODE_LOCAL };
+	const char *name = "crashfold";
+	long long allocs, frees;
+	slab_pool *pool;
+	slab_cache *c;
+	void *objs[500];
+	json_t *st, *counters;
+	pid_t pid;
+	bool logged = false;
+
+	(void)state;
+	E(slab_pool_connect(daemon_.socket, &pool));
+	E(slab_cache_create(pool, name, &cfg, &c));
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		fail_msg("fork: %s", strerror(errno));
+	if (pid == 0) {
+		if (th_child_init() || setenv("SLAB_TEST_STOP", "fold.begun", 1))
+			_exit(EX_INIT);
+		for (unsigned i = 0; i < 500; i++)
+			if (!(objs[i] = slab_alloc(c)))
+				_exit(EX_ALLOC);
+		for (unsigned i = 0; i < 500; i++)
+			if (slab_free(c, objs[i]))
+				_exit(EX_FREE);
+		slab_cache_close(c); /* drains and folds the magazine: stops in the fold */
+		_exit(EX_NOT_REACHED);
+	}
+	th_track_child(pid);
+	if (wait_stopped(pid, STOP_WAIT_MS) != 0)
+		fail_msg("the child did not stop in the fold (exit %d)", th_wait_child(pid, 5));
+	if (kill(pid, SIGKILL))
+		fail_msg("kill: %s", strerror(errno));
+	assert_int_equal(th_wait_child(pid, 5), 128 + SIGKILL);
+	wait_reclaimed(pid);
+
+	/* Stats reads more than a second apart: the second one takes the imbalance as
+	 * the baseline and says so. */
+	for (long long dl = th_now_ms() + 5000; !logged && th_now_ms() < dl; th_sleep_ms(200)) {
+		st = th_cache_stats(&daemon_, name);
+		assert_non_null(st);
+		json_decref(st);
+		logged = th_log_has(&daemon_, "fold(s) of magazine counters never finished");
+	}
+	if (!logged)
+		fail_msg("slabd did not take the dead client's unfinished fold as the baseline");
+
+	for (unsigned i = 0; i < 500; i++)
+		objs[i] = E_PTR(slab_alloc(c));
+	for (unsigned i = 0; i < 500; i++)
+		E(slab_free(c, objs[i]));
+	E(slab_cache_close(c));
+	st = th_cache_stats(&daemon_, name);
+	assert_non_null(st);
+	counters = json_object_get(st, "counters");
+	allocs = th_jint(counters, "alloc_fastpath") + th_jint(counters, "alloc_slowpath");
+	frees = th_jint(counters, "free_fastpath") + th_jint(counters, "free_slowpath");
+	if (allocs != 1000 || frees != 1000 || stat_int(st, "in_use") != 0) {
+		char *s = json_dumps(st, JSON_COMPACT);
+		fprintf(stderr, "%s\n", s ? s : "?");
+		free(s);
+		fail_msg("after the dead fold: %lld allocs and %lld frees counted (want 1000 each), "
+			 "in_use %lld", allocs, frees, stat_int(st, "in_use"));
+	}
+	json_decref(st);
+	assert_int_equal(th_validate(&daemon_, name), 0);
+	E(slab_cache_open(pool, name, &c));
+	E(slab_cache_destroy(c));
+	slab_pool_disconnect(pool);
+	assert_int_equal(th_stop(&daemon_), 0);
+}
+
 #define CASE(pt, sm, sk, rc) { .point = pt, .small = sm, .skip = sk, .racer = rc }
 static struct point_case cases[] = {
 	CASE("refill.locked", 0, 0, 0),   CASE("refill.locked", 1, 0, 0),
@@ -452,10 +536,11 @@ static struct point_case cases[] = {
 
 int main(void)
 {
-	struct CMUnitTest tests[sizeof(cases) / sizeof(cases[0])];
+	const size_t n = sizeof(cases) / sizeof(cases[0]);
+	struct CMUnitTest tests[sizeof(cases) / sizeof(cases[0]) + 1];
 	char names[sizeof(cases) / sizeof(cases[0])][80];
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < n; i++) {
 		snprintf(names[i], sizeof(names[i]), "%s/%s/skip%u%s", cases[i].point,
 			 cases[i].small ? "small" : "plain", cases[i].skip,
 			 cases[i].racer ? "/racer" : "");
@@ -463,5 +548,7 @@ int main(void)
 						.setup_func = setup, .teardown_func = teardown,
 						.initial_state = &cases[i] };
 	}
+	tests[n] = (struct CMUnitTest){ .name = "fold.begun", .test_func = test_fold_cut_short,
+					.setup_func = setup, .teardown_func = teardown };
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
