@@ -1,7 +1,7 @@
-/* cache.c - cache handles, the alloc/free fast paths, their slow paths, thread exit.
+/* cache.c - cache handles, slab_alloc / slab_free, their slow paths, thread exit.
  *
- * Fast paths (slab_alloc, slab_free): one initial-exec TLS load for the thread's
- * magazine, then magazine.h's sm_mag_pop / sm_mag_push: no lock, no atomic
+ * Fast paths (internal.h's slab_alloc_fast and slab_free_tagged): one initial-exec TLS
+ * load for the thread's magazine, then a pop or a validated push: no lock, no atomic
  * read-modify-write, no system call.  Everything else is out of line and cold.
  */
 #include <errno.h>

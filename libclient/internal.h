@@ -1,8 +1,9 @@
-/* internal.h - libslab's private structures.
+/* internal.h - libslab's private structures, and the alloc/free fast paths (inline
+ * here: slab_alloc/slab_free and slab_kmalloc/slab_kfree all use them).
  *
  *   pool.c    connect, hello + arena fd, RPC, fork, disconnect, client area
- *   cache.c   handles, the alloc/free fast paths and their slow paths, threads
- *   kmalloc.c size classes
+ *   cache.c   handles, slab_alloc/slab_free and their slow paths, threads
+ *   kmalloc.c size classes, slab_kmalloc/slab_kfree
  *
  * Per-thread state: slab_tls_mags[slot] is the calling thread's magazine for the handle
  * with that slot (initial-exec TLS, so the fast path is one %fs-relative load).  An
