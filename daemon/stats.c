@@ -139,23 +139,6 @@ json_t *stats_cache_summary(struct slabd *d, uint32_t id)
 	return r;
 }
 
-/* The counters of cache id: c_stat plus every live magazine's, read again if a magazine
- * was folded into c_stat meanwhile (sm_mag_fold), so they never appear to go backwards.
- * The retries are bounded (a fold left half-done by a dying client never ends, and
- * clients that close caches all the time can keep folding through every try); a read
- * that never came out clean reports no counter below what it reported last.
- *
- * c_stat is read before the magazines.  A fold adds a magazine's count to c_stat and
- * then zeroes it, so a read that overlaps a fold can only miss that count (the fold fell
- * between the two reads), which the clamp turns into a counter holding still for one
- * reply, and not count it twice, which no clamp could take back: the next clean read
- * would go backwards.  (Read the other way round, the magazines first, a fold could fall
- * in between and be counted twice; in one run of test_stats on a loaded host free_flush
- * went from 253 to 252 in a clean read, which only such a count explains.)  Counting
- * twice now needs both reads of one counter to fall between the fold's two stores.
- * Ordering: every load of a counter here is an acquire (so the last load of c_fold_begin
- * stays after them), and sm_mag_fold's stores are releases (none is seen before its
- * begin increment): the clean test holds on weaker memory models than x86's too. */
 /* Folds that never end: a client that died inside sm_mag_fold left c_fold_begin ahead
  * of c_fold_end for good (slabd folds its magazine again, whole), and every read after
  * it came out unclean, each one after 1000 walks of every live magazine.  Live folds only
@@ -189,6 +172,23 @@ static uint64_t fold_baseline(struct slabd *d, uint32_t id, const struct slab_ca
 	return t->fold_base;
 }
 
+/* The counters of cache id: c_stat plus every live magazine's, read again if a magazine
+ * was folded into c_stat meanwhile (sm_mag_fold), so they never appear to go backwards.
+ * The retries are bounded (a fold left half-done by a dying client never ends, and
+ * clients that close caches all the time can keep folding through every try); a read
+ * that never came out clean reports no counter below what it reported last.
+ *
+ * c_stat is read before the magazines.  A fold adds a magazine's count to c_stat and
+ * then zeroes it, so a read that overlaps a fold can only miss that count (the fold fell
+ * between the two reads), which the clamp turns into a counter holding still for one
+ * reply, and not count it twice, which no clamp could take back: the next clean read
+ * would go backwards.  (Read the other way round, the magazines first, a fold could fall
+ * in between and be counted twice; in one run of test_stats on a loaded host free_flush
+ * went from 253 to 252 in a clean read, which only such a count explains.)  Counting
+ * twice now needs both reads of one counter to fall between the fold's two stores.
+ * Ordering: every load of a counter here is an acquire (so the last load of c_fold_begin
+ * stays after them), and sm_mag_fold's stores are releases (none is seen before its
+ * begin increment): the clean test holds on weaker memory models than x86's too. */
 static void read_counters(struct slabd *d, uint32_t id, struct mag_sum *ms,
 			  uint64_t out[SLAB_STAT_NR])
 {

@@ -20,6 +20,25 @@ static const uint8_t small_class[24] = {
 	0, 1, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 6, 6, 6, 6,
 };
 
+/* *i: the class of a size of s1 + 1 bytes; false past the largest (the fast path passes
+ * size - 1, which wraps for 0 and so goes the slow way). */
+static inline bool class_of(size_t s1, unsigned *i)
+{
+	if (likely(s1 < 192))
+		*i = small_class[s1 >> 3];
+	else if (likely(s1 < 8192))
+		*i = 63u - (unsigned)__builtin_clzll((unsigned long long)s1);
+	else
+		return false;
+	return true;
+}
+
+/* The name every process gives class i's cache: kfree finds a class by it. */
+static void class_name(char name[32], unsigned i)
+{
+	snprintf(name, 32, "kmalloc-%u", class_size[i]);
+}
+
 /* A class's first allocation in this pool: create (or open) its cache.  NULL with errno
  * set when that fails. */
 static sm_noinline sm_cold slab_cache *class_cache_create(slab_pool *p, unsigned i)
@@ -31,7 +50,7 @@ static sm_noinline sm_cold slab_cache *class_cache_create(slab_pool *p, unsigned
 
 	/* Racing threads may both create: the daemon opens the same cache for both; the
 	 * loser closes its extra handle. */
-	snprintf(name, sizeof(name), "kmalloc-%u", class_size[i]);
+	class_name(name, i);
 	err = slab_cache_create(p, name, &cfg, &h);
 	if (err) {
 		errno = -err;
@@ -46,14 +65,6 @@ static sm_noinline sm_cold slab_cache *class_cache_create(slab_pool *p, unsigned
 	return h;
 }
 
-/* The class of 0..8192 bytes (0: the smallest). */
-static unsigned class_of(size_t size)
-{
-	if (size <= 192)
-		return small_class[size ? (size - 1) >> 3 : 0];
-	return 63u - (unsigned)__builtin_clzll((unsigned long long)size - 1);
-}
-
 /* Everything slab_kmalloc's fast path leaves out: a NULL pool, size 0 (the smallest
  * class, as before), sizes past the largest class, a class not used yet. */
 static sm_noinline sm_cold void *kmalloc_slow(slab_pool *p, size_t size, void *caller)
@@ -62,11 +73,10 @@ static sm_noinline sm_cold void *kmalloc_slow(slab_pool *p, size_t size, void *c
 	void *obj;
 	unsigned i;
 
-	if (!p || size > class_size[SLAB_KMALLOC_NR - 1]) {
+	if (!p || !class_of(size ? size - 1 : 0, &i)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	i = class_of(size);
 	h = __atomic_load_n(&p->kmalloc[i], __ATOMIC_ACQUIRE);
 	if (!h && !(h = class_cache_create(p, i)))
 		return NULL;
@@ -77,18 +87,12 @@ static sm_noinline sm_cold void *kmalloc_slow(slab_pool *p, size_t size, void *c
  * slab_alloc's fast path inline; size - 1 wraps for 0, which goes the slow way. */
 void *slab_kmalloc(slab_pool *p, size_t size)
 {
-	size_t s1 = size - 1;
 	slab_cache *h;
 	void *obj;
 	unsigned i;
 
-	if (likely(s1 < 192))
-		i = small_class[s1 >> 3];
-	else if (likely(s1 < 8192))
-		i = 63u - (unsigned)__builtin_clzll((unsigned long long)s1);
-	else
-		return kmalloc_slow(p, size, __builtin_return_address(0));
-	if (unlikely(!p || !(h = __atomic_load_n(&p->kmalloc[i], __ATOMIC_ACQUIRE))))
+	if (unlikely(!class_of(size - 1, &i) || !p ||
+		     !(h = __atomic_load_n(&p->kmalloc[i], __ATOMIC_ACQUIRE))))
 		return kmalloc_slow(p, size, __builtin_return_address(0));
 	if (likely(slab_alloc_fast(h, &obj)))
 		return obj;
@@ -112,11 +116,10 @@ static sm_noinline sm_cold int kfree_slow(slab_pool *p, uint64_t off, unsigned t
 		return -EINVAL;
 	c = sm_cache(&p->arena, cid1 - 1u);
 	size = SM_LOAD(&c->c_object_size); /* once: slabd may rewrite a dying slot */
-	if (__atomic_load_n(&c->c_state, __ATOMIC_ACQUIRE) == CACHE_UNUSED ||
-	    size > class_size[SLAB_KMALLOC_NR - 1])
+	if (__atomic_load_n(&c->c_state, __ATOMIC_ACQUIRE) == CACHE_UNUSED || !size ||
+	    !class_of(size - 1, &i))
 		return -EINVAL;
-	i = class_of(size);
-	snprintf(name, sizeof(name), "kmalloc-%u", class_size[i]);
+	class_name(name, i);
 	if (class_size[i] != size || strncmp(c->c_name, name, sizeof(c->c_name)) ||
 	    sm_obj_lookup(&p->arena, c, off, &head, &idx) != OBJ_OK)
 		return -EINVAL;

@@ -240,24 +240,16 @@ int bench_wait(pid_t pid, int timeout_s)
 #ifdef SYS_pidfd_open
 	int fd = (int)syscall(SYS_pidfd_open, pid, 0);
 
+	/* Sleep until the child has exited or the deadline passed (a signal does not
+	 * restart the timeout); the loop below then reaps it at once, or kills it. */
 	if (fd >= 0) {
 		struct pollfd p = { .fd = fd, .events = POLLIN };
-		int rc, left;
+		int left;
 
-		/* a signal does not restart the timeout; any other poll failure is one */
-		do {
-			left = (int)((deadline - bench_now_ns()) / 1e6);
-			rc = left > 0 ? poll(&p, 1, left) : 0;
-		} while (rc < 0 && errno == EINTR);
+		while ((left = (int)((deadline - bench_now_ns()) / 1e6)) > 0 &&
+		       poll(&p, 1, left) < 0 && errno == EINTR)
+			;
 		close(fd);
-		if (rc <= 0)
-			kill(pid, SIGKILL);
-		while (waitpid(pid, &status, 0) < 0)
-			if (errno != EINTR)
-				return -1;
-		if (rc <= 0)
-			return -1;
-		return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 	}
 #endif
 	for (;;) {
