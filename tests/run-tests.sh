@@ -36,7 +36,7 @@ for t in tests/cli/*.sh tests/integration/*.sh; do
 	[ -x "$t" ] || continue
 	name=$(basename "$t" .sh)
 	if [ -n "${TEST_WRAPPER:-}" ] && grep -q '^# run-tests: not under TEST_WRAPPER$' "$t"; then
-		echo "SKIP $name (a sanitizer test, not for TEST_WRAPPER; make test runs it)"
+		echo "SKIP $name (runs its own sanitizer build, nothing under TEST_WRAPPER; make test runs it)"
 		skipped="$skipped $name"
 		continue
 	fi

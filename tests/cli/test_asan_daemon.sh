@@ -16,8 +16,9 @@
 # on any exit.
 #
 # Usage: BUILD=build tests/cli/test_asan_daemon.sh   (tests/run-tests.sh sets BUILD)
-# Its slabd is an ASan + UBSan build, which cannot run under valgrind (nor needs to):
-# make check-valgrind skips this test (tests/run-tests.sh, TEST_WRAPPER set).
+# It runs its own ASan + UBSan slabd and nothing under valgrind (a sanitizer build cannot
+# run there), so make check-valgrind skips it as checking nothing valgrind adds
+# (tests/run-tests.sh, TEST_WRAPPER set); make test and make check-asan run it.
 # run-tests: not under TEST_WRAPPER
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)

@@ -7,8 +7,9 @@
 # for longer.  Skipped (exit 0, with the reason) only when clang is not installed.
 #
 # Usage: tests/cli/test_fuzz_smoke.sh   (tests/run-tests.sh runs it)
-# The targets are ASan + libFuzzer builds, which cannot run under valgrind (nor need to):
-# make check-valgrind skips this test (tests/run-tests.sh, TEST_WRAPPER set).
+# It runs its own ASan + libFuzzer builds and nothing under valgrind (a sanitizer build
+# cannot run there), so make check-valgrind skips it as checking nothing valgrind adds
+# (tests/run-tests.sh, TEST_WRAPPER set); make test runs it.
 # run-tests: not under TEST_WRAPPER
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)

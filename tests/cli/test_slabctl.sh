@@ -95,6 +95,9 @@ pycheck() {
 }
 
 # Under a wrapper (valgrind) slabd is slower: waits on it get `slow` times the rounds.
+# The factor, the --error-exitcode and which log lines are a report follow the C
+# harness's rules (tests/integration/harness.c: TH_WRAP_SLOWDOWN, wrap_parse,
+# vg_log_reports): change them together.
 wrapper=${SLABD_WRAPPER:-}
 slow=1
 vg_code=

@@ -213,7 +213,7 @@ static void wrap_parse(void)
 		env, TH_WRAP_SLOWDOWN);
 }
 
-bool th_wrapped(void)
+static bool th_wrapped(void)
 {
 	wrap_parse();
 	return wrap.n || wrap.bad;
@@ -233,10 +233,10 @@ static int slabd_argv(const char **argv, size_t cap, const char *bin, const char
 	wrap_parse();
 	if (wrap.bad)
 		return -1;
-	for (size_t i = 0; i < wrap.n && n + 1 < cap; i++)
+	/* cap is at least TH_MAX_WRAP + 2 (both callers), and wrap.n <= TH_MAX_WRAP */
+	for (size_t i = 0; i < wrap.n; i++)
 		argv[n++] = wrap.argv[i];
-	if (n + 1 < cap)
-		argv[n++] = bin;
+	argv[n++] = bin;
 	for (size_t i = 0; args && args[i]; i++) {
 		if (n + 1 >= cap) {
 			fprintf(stderr, "harness: too many slabd arguments\n");
@@ -248,7 +248,9 @@ static int slabd_argv(const char **argv, size_t cap, const char *bin, const char
 	return (int)n;
 }
 
-void th_exec_slabd(const char *bin, const char *const *args)
+/* In a forked child: exec slabd (bin) with args through $SLABD_WRAPPER; returns only on
+ * failure (errno). */
+static void exec_slabd(const char *bin, const char *const *args)
 {
 	const char *argv[TH_MAX_WRAP + TH_MAX_ARGS + 2];
 
@@ -271,6 +273,8 @@ static pid_t vg_owner;
  * valgrind failed that call with ENOSYS, so the test ran a slabd that differs from the
  * real one (valgrind 3.19 and pidfd_open: tests/valgrind/pidfd_preload.c).  Returns how
  * many; prints them if print. */
+/* (tests/cli/test_slabctl.sh applies the same rule, and TH_WRAP_SLOWDOWN: change them
+ * together.) */
 static unsigned vg_log_reports(const char *log, pid_t pid, bool print)
 {
 	char report[32], own[48], *line = NULL;
@@ -302,15 +306,15 @@ static unsigned vg_log_reports(const char *log, pid_t pid, bool print)
  * there, but valgrind wrote each error to the log when it happened (leaks, found only
  * at exit, are the ones lost).  Prints the whole report, not just the log's tail, and
  * counts the run for th_wrapper_check and the exit status. */
-static bool vg_check(const char *log, pid_t pid, int rc)
+static void vg_check(const char *log, pid_t pid, int rc)
 {
 	unsigned lines;
 
 	if (!th_wrapped())
-		return false;
+		return;
 	lines = vg_log_reports(log, pid, false);
 	if (!lines && (wrap.errcode < 0 || rc != wrap.errcode))
-		return false;
+		return;
 	fprintf(stderr, "harness: ==== SLABD_WRAPPER (valgrind) reported errors, or a syscall it "
 		"could not run, in slabd pid %d (exit status %d); the report, %u lines of %s: ====\n",
 		(int)pid, rc, lines, log);
@@ -322,12 +326,6 @@ static bool vg_check(const char *log, pid_t pid, int rc)
 	}
 	vg_found++;
 	vg_unchecked++;
-	return true;
-}
-
-bool th_slabd_ended(const char *log, pid_t pid, int rc)
-{
-	return vg_check(log, pid, rc);
 }
 
 void th_wrapper_check(void)
@@ -556,6 +554,18 @@ static int self_exe(char *buf, size_t cap)
 	return 0;
 }
 
+/* fork, with stdio flushed first (no buffered line printed twice); -1 printed. */
+static pid_t fork_flushed(void)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		fprintf(stderr, "harness: fork: %s\n", strerror(errno));
+	return pid;
+}
+
 pid_t th_spawn_self(const char *const *args, const int *keep_fds, size_t nkeep)
 {
 	char exe[PATH_MAX];
@@ -570,12 +580,9 @@ pid_t th_spawn_self(const char *const *args, const int *keep_fds, size_t nkeep)
 	for (; args && args[n - 1] && n < TH_MAX_ARGS; n++)
 		argv[n] = args[n - 1];
 	argv[n] = NULL;
-	fflush(NULL);
-	pid = fork();
-	if (pid < 0) {
-		fprintf(stderr, "harness: fork: %s\n", strerror(errno));
+	pid = fork_flushed();
+	if (pid < 0)
 		return -1;
-	}
 	if (pid == 0) {
 		child_prepare(parent, keep_fds, nkeep);
 		execv(exe, (char *const *)argv);
@@ -686,6 +693,38 @@ int th_slabd_bin(char *buf, size_t cap)
 		return -1;
 	}
 	return 0;
+}
+
+pid_t th_spawn_slabd(const char *log, const char *const *args)
+{
+	char bin[PATH_MAX];
+	pid_t parent = getpid(), pid;
+
+	if (th_slabd_bin(bin, sizeof(bin)))
+		return -1;
+	pid = fork_flushed();
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+		/* as th_start's slabd: dies with us, default signals, no fd of ours but 0-2 */
+		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+			_exit(127);
+		child_prepare(parent, NULL, 0);
+		exec_slabd(bin, args);
+		_exit(127);
+	}
+	th_track_child(pid);
+	return pid;
+}
+
+int th_wait_slabd(pid_t pid, const char *log, int timeout_ms)
+{
+	int rc = th_wait_child(pid, (int)(th_ms(timeout_ms) / 1000));
+
+	vg_check(log, pid, rc);
+	return rc;
 }
 
 static void print_log_tail(const char *path, int lines)

@@ -131,21 +131,18 @@ void th_teardown(struct th_daemon *d);
  * since the last check (each report was printed when that slabd ended).  For teardowns
  * that stop slabd themselves; th_teardown calls it. */
 void th_wrapper_check(void);
-/* Whether $SLABD_WRAPPER is set (slabd runs under valgrind). */
-bool th_wrapped(void);
 /* A time limit on something slabd does, in ms: ms, or TH_WRAP_SLOWDOWN (6) times ms under
  * $SLABD_WRAPPER.  Only for limits (waits that end early when the thing happens), never
  * for how long a test lets something run. */
 long long th_ms(long long ms);
-/* For a slabd a test ran itself (th_exec_slabd), its stderr in log: after it ended with
- * status rc (th_wait_child's), did $SLABD_WRAPPER report errors?  If so its report is
- * printed and the run counted (th_wrapper_check, the binary's exit status).  Call it
- * before removing the log. */
-bool th_slabd_ended(const char *log, pid_t pid, int rc);
-/* In a child forked by a test: exec slabd (bin, from th_slabd_bin, which the parent
- * must have called) with args (NULL-terminated, without argv[0]) through $SLABD_WRAPPER.
- * Returns only on failure (errno). */
-void th_exec_slabd(const char *bin, const char *const *args);
+/* A slabd a test runs itself (not th_start's): args (NULL-terminated, without argv[0])
+ * through $SLABD_WRAPPER, stdout and stderr into log (created or truncated), a tracked
+ * child that dies with this process.  Its pid, or -1 (printed). */
+pid_t th_spawn_slabd(const char *log, const char *const *args);
+/* Wait up to th_ms(timeout_ms) for a th_spawn_slabd slabd to end: th_wait_child's status,
+ * after $SLABD_WRAPPER's report on it, if any, is printed and counted (th_wrapper_check,
+ * the binary's exit status).  Before the log is removed. */
+int th_wait_slabd(pid_t pid, const char *log, int timeout_ms);
 /* The slabd binary th_start runs ($SLABD_BIN, else <dir of this executable>/../bin/slabd)
  * into buf: 0, or -1 (printed) if it is not an executable file. */
 int th_slabd_bin(char *buf, size_t cap);

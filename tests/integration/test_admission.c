@@ -142,7 +142,7 @@ static void raw_exchange(int s, const char *line, struct raw_reply *out)
 
 static void test_socket_modes(void **state)
 {
-	char dir[64], sock[100], sub1[96], sub2[112], log[128], bin[PATH_MAX + 16];
+	char dir[64], sock[100], sub1[96], sub2[112], log[128];
 	struct stat st;
 	mode_t old_mask;
 	long long until;
@@ -167,22 +167,11 @@ static void test_socket_modes(void **state)
 	snprintf(sub2, sizeof(sub2), "%s/run/slabd", dir);
 	snprintf(sock, sizeof(sock), "%s/run/slabd/s.sock", dir);
 	snprintf(log, sizeof(log), "%s/log", dir);
-	assert_int_equal(th_slabd_bin(bin, sizeof(bin)), 0);
 	old_mask = umask(0);
-	pid = fork();
-	if (pid == 0) {
-		int lf = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (lf < 0 || dup2(lf, 2) < 0)
-			_exit(127);
-		th_exec_slabd(bin, (const char *const[]){ "--socket", sock, "--arena-size", "16M",
-							  NULL });
-		_exit(127);
-	}
+	pid = th_spawn_slabd(log, (const char *const[]){ "--socket", sock, "--arena-size", "16M",
+							 NULL });
 	umask(old_mask);
 	assert_true(pid > 0);
-	th_track_child(pid);
 	for (until = th_now_ms() + th_ms(5000); th_now_ms() < until;) {
 		struct sockaddr_un sa = { .sun_family = AF_UNIX };
 
@@ -203,8 +192,7 @@ static void test_socket_modes(void **state)
 	assert_int_equal(lstat(sock, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0660);
 	kill(pid, SIGTERM);
-	rc = th_wait_child(pid, (int)(th_ms(10000) / 1000));
-	th_slabd_ended(log, pid, rc);
+	rc = th_wait_slabd(pid, log, 10000);
 	assert_int_equal(rc, 0);
 	unlink(log);
 	rmdir(sub2);
@@ -566,14 +554,13 @@ static void test_other_uid_raw_reply(void **state)
  * $SLABD_WRAPPER valgrind's report lands there too). */
 static int run_with_config(const char *text, const char *extra, char *out, size_t cap)
 {
-	char bin[PATH_MAX + 16], conf[64], log[64], words[128], *save = NULL;
+	char conf[64], log[64], words[128], *save = NULL;
 	const char *args[12] = { "--config", conf };
 	size_t n = 2, got;
 	FILE *f;
 	pid_t pid;
 	int rc;
 
-	assert_int_equal(th_slabd_bin(bin, sizeof(bin)), 0);
 	snprintf(conf, sizeof(conf), "/tmp/slabd-conf-%d.conf", (int)getpid());
 	snprintf(log, sizeof(log), "/tmp/slabd-conf-%d.log", (int)getpid());
 	f = fopen(conf, "w");
@@ -587,20 +574,9 @@ static int run_with_config(const char *text, const char *extra, char *out, size_
 	args[n++] = "--socket";
 	args[n++] = "/proc/nonexistent/s.sock";
 	args[n] = NULL;
-	fflush(NULL);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-		if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0 || th_child_init())
-			_exit(127);
-		th_exec_slabd(bin, args);
-		_exit(127);
-	}
-	th_track_child(pid);
-	rc = th_wait_child(pid, (int)(th_ms(10000) / 1000));
-	th_slabd_ended(log, pid, rc);
+	pid = th_spawn_slabd(log, args);
+	assert_true(pid > 0);
+	rc = th_wait_slabd(pid, log, 10000);
 	f = fopen(log, "re");
 	got = f ? fread(out, 1, cap - 1, f) : 0;
 	out[got] = 0;

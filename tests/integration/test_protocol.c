@@ -223,16 +223,13 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	th_kill_children();
 	client_pid = 0;
 	if (client_cmd >= 0)
 		close(client_cmd);
 	if (client_ack >= 0)
 		close(client_ack);
 	client_cmd = client_ack = -1;
-	if (daemon_.pid)
-		th_stop(&daemon_);
-	th_wrapper_check();
+	th_teardown(&daemon_);
 	return 0;
 }
 

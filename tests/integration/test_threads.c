@@ -257,9 +257,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	if (daemon_.pid)
-		th_stop(&daemon_);
-	th_wrapper_check();
+	th_teardown(&daemon_);
 	return 0;
 }
 

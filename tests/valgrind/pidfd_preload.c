@@ -35,7 +35,8 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static int chan = -1;      /* our end of the socketpair to the helper */
-static pid_t chan_owner;   /* the process that started it (a forked child starts its own) */
+static pid_t chan_owner;   /* the process that started it (a forked child starts its own;
+                            * slabd does not fork today: defensive) */
 
 /* pidfd_helper's path: this library's directory + "/pidfd_helper". */
 static int helper_path(char *buf, size_t cap)
