@@ -4,7 +4,9 @@
  * load for the thread's magazine, then a pop or a validated push: no lock, no atomic
  * read-modify-write, no system call.  Everything else is out of line and cold.
  */
+#include <assert.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -533,9 +535,19 @@ int slab_free_bulk(slab_cache *h, size_t n, void **objs)
 
 /* ---- offsets ---------------------------------------------------------------------------- */
 
+/* slab.h's inline copies read the arena's base and size through struct slab_pool_head_:
+ * the pool must begin with them. */
+static_assert(offsetof(struct slab_pool, arena) == 0 &&
+		      offsetof(struct sm_arena, base) == offsetof(struct slab_pool_head_, base_) &&
+		      offsetof(struct sm_arena, size) == offsetof(struct slab_pool_head_, size_) &&
+		      sizeof(((struct sm_arena *)0)->base) == sizeof(unsigned char *) &&
+		      sizeof(((struct sm_arena *)0)->size) == sizeof(uint64_t),
+	      "struct slab_pool must begin with slab.h's struct slab_pool_head_");
+
+/* The exported copies (slab.h inlines the same bodies). */
 uint64_t slab_offset(slab_pool *p, const void *obj)
 {
-	uint64_t off = (uint64_t)((const uint8_t *)obj - p->arena.base);
+	uint64_t off = (uint64_t)((uintptr_t)obj - (uintptr_t)p->arena.base);
 
 	return off < p->arena.size ? off : UINT64_MAX;
 }

@@ -541,6 +541,71 @@ static void test_bulk(void **state)
 
 #define KM_RING 64
 
+/* ---- slab_offset / slab_pointer: slab.h's inline copies and the exported functions -- */
+
+/* The exported symbols, called through pointers the compiler cannot see through (slab.h
+ * inlines its own copies of the two where it can). */
+static uint64_t (*volatile offset_fn)(slab_pool *, const void *) = slab_offset;
+static void *(*volatile pointer_fn)(slab_pool *, uint64_t) = slab_pointer;
+
+static void test_offsets(void **state)
+{
+	slab_pool *pool, *pool2;
+	slab_cache *c;
+	unsigned char *o, *base;
+	uint64_t size, off;
+	json_t *r;
+	int local = 0;
+
+	(void)state;
+	r = th_request(&daemon_, "{\"cmd\": \"arena.stats\"}");
+	th_assert_ok(r, "arena.stats");
+	size = (uint64_t)th_jint(r, "size");
+	json_decref(r);
+	assert_true(size >= 4u << 20);
+	E(slab_pool_connect(daemon_.socket, &pool));
+	E(slab_pool_connect(daemon_.socket, &pool2));
+	E(slab_cache_create(pool, "offsets", &cfg64, &c));
+	o = slab_alloc(c);
+	assert_non_null(o);
+	base = slab_pointer(pool, 0);
+	assert_non_null(base);
+	assert_ptr_equal(pointer_fn(pool, 0), base);
+
+	/* In the arena: a round trip, the same in both copies, and the same object (the same
+	 * bytes) through a second mapping. */
+	off = slab_offset(pool, o);
+	assert_int_equal(off, (uint64_t)(o - base));
+	assert_int_equal(offset_fn(pool, o), off);
+	assert_ptr_equal(slab_pointer(pool, off), o);
+	assert_ptr_equal(pointer_fn(pool, off), o);
+	memset(o, 0x5a, 64);
+	assert_int_equal(((unsigned char *)slab_pointer(pool2, off))[63], 0x5a);
+	assert_int_equal(slab_offset(pool, base + size - 1), size - 1);
+	assert_int_equal(offset_fn(pool, base + size - 1), size - 1);
+	assert_ptr_equal(slab_pointer(pool, size - 1), base + size - 1);
+	assert_ptr_equal(pointer_fn(pool, size - 1), base + size - 1);
+
+	/* Outside it: UINT64_MAX and NULL from both. */
+	assert_int_equal(slab_offset(pool, base + size), UINT64_MAX);
+	assert_int_equal(offset_fn(pool, base + size), UINT64_MAX);
+	assert_int_equal(slab_offset(pool, base - 1), UINT64_MAX);
+	assert_int_equal(offset_fn(pool, base - 1), UINT64_MAX);
+	assert_int_equal(slab_offset(pool, NULL), UINT64_MAX);
+	assert_int_equal(offset_fn(pool, NULL), UINT64_MAX);
+	assert_int_equal(slab_offset(pool, &local), UINT64_MAX);
+	assert_int_equal(offset_fn(pool, &local), UINT64_MAX);
+	assert_null(slab_pointer(pool, size));
+	assert_null(pointer_fn(pool, size));
+	assert_null(slab_pointer(pool, UINT64_MAX));
+	assert_null(pointer_fn(pool, UINT64_MAX));
+
+	E(slab_free(c, o));
+	E(slab_cache_destroy(c));
+	slab_pool_disconnect(pool2);
+	slab_pool_disconnect(pool);
+}
+
 static void test_kmalloc(void **state)
 {
 	struct {
@@ -836,6 +901,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wrong_frees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bulk, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_offsets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_kmalloc, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_fork, setup, teardown),
 	};
