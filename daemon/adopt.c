@@ -139,7 +139,7 @@ void adopt_after(struct slabd *d)
 	if (orphans)
 		slabd_log(d, LOG_WARN, "released %u shared array block(s) no cache used "
 			  "(a slabd died while resizing one)", orphans);
-	bad = sm_validate(a, NULL, NULL, log_problem, d);
+	bad = sm_validate(a, NULL, NULL, NULL, log_problem, d);
 	for (uint32_t s = 0; s < a->hdr->ah_nr_clients; s++)
 		if (sm_client(a, s)->cl_state == CLIENT_LIVE) {
 			make_ghost(d, s);

@@ -626,9 +626,11 @@ static json_t *cmd_cache_validate(struct conn *c, json_t *req, struct err *e)
 			json_decref(v.lines);
 			return NULL;
 		}
-		bad = sm_validate_cache(&c->d->arena, id, stats_holders, c->d, vreport_line, &v);
+		bad = sm_validate_cache(&c->d->arena, id, stats_holders, stats_holder_count, c->d,
+					 vreport_line, &v);
 	} else {
-		bad = sm_validate(&c->d->arena, stats_holders, c->d, vreport_line, &v);
+		bad = sm_validate(&c->d->arena, stats_holders, stats_holder_count, c->d, vreport_line,
+				  &v);
 	}
 	return json_pack("{s:b, s:i, s:o}", "clean", bad == 0, "problems", (int)bad, "report",
 			 v.lines);

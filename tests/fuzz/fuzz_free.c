@@ -170,7 +170,7 @@ static void report(void *arg, const char *fmt, ...)
 
 static void validate(void)
 {
-	unsigned bad = sm_validate(&A, NULL, NULL, report, NULL);
+	unsigned bad = sm_validate(&A, NULL, NULL, NULL, report, NULL);
 
 	if (bad)
 		FAIL("sm_validate: %u problems", bad);

@@ -243,7 +243,7 @@ static void reset_arena(void)
 			abort();
 		}
 	}
-	bad = sm_validate(&d.arena, NULL, NULL, report, NULL);
+	bad = sm_validate(&d.arena, NULL, NULL, NULL, report, NULL);
 	if (bad) {
 		fprintf(stderr, "fuzz: sm_validate found %u problems\n", bad);
 		abort();

@@ -302,7 +302,7 @@ static void assert_valid(struct sm_arena *a, struct mag_holder *h)
 	unsigned bad;
 
 	memset(&r, 0, sizeof(r));
-	bad = sm_validate(a, h ? hold_mag : NULL, h, tu_report, &r);
+	bad = sm_validate(a, h ? hold_mag : NULL, NULL, h, tu_report, &r);
 	if (bad)
 		fail_msg("sm_validate: %u problem(s):\n%s", bad, r.all);
 }

@@ -198,7 +198,7 @@ static unsigned run_validate(struct fx *f, struct tu_report *r)
 	unsigned bad;
 
 	memset(r, 0, sizeof(*r));
-	bad = sm_validate(&f->a, mag_holders, f, tu_report, r);
+	bad = sm_validate(&f->a, mag_holders, NULL, f, tu_report, r);
 	if (bad != r->count)
 		fail_msg("sm_validate returned %u but reported %u lines:\n%s", bad, r->count,
 			 r->all);
@@ -1862,6 +1862,92 @@ static void test_validate_mag_twice(void **state)
 	assert_clean(f);
 }
 
+/* With a count function (slabd's stats_holder_count), validate reports an object a walk
+ * of the magazines saw twice only when the count confirms it: not one a thread moved
+ * from a magazine read early into one read late (count 1, or 0 once it left both), but
+ * one two magazines hold at once (count 2), or one a magazine holds while the shared
+ * array does (count 1). */
+struct fake_holders {
+	uint64_t off;
+	unsigned seen;     /* sightings of off in each walk */
+	unsigned held;     /* what count says */
+	unsigned calls;    /* count calls */
+};
+
+static void walk_fake(void *arg, uint32_t cache_id,
+		      void (*add)(void *ctx, uint64_t off, const char *where), void *ctx)
+{
+	struct fake_holders *fh = arg;
+
+	(void)cache_id;
+	for (unsigned i = 0; i < fh->seen; i++)
+		add(ctx, fh->off, "a test magazine");
+}
+
+static unsigned count_fake(void *arg, uint32_t cache_id, uint64_t off)
+{
+	struct fake_holders *fh = arg;
+
+	(void)cache_id;
+	fh->calls++;
+	return off == fh->off ? fh->held : 0;
+}
+
+static unsigned validate_fake(struct fx *f, struct fake_holders *fh, unsigned seen,
+			      unsigned held, struct tu_report *r)
+{
+	unsigned bad;
+
+	fh->seen = seen;
+	fh->held = held;
+	fh->calls = 0;
+	memset(r, 0, sizeof(*r));
+	bad = sm_validate(&f->a, walk_fake, count_fake, fh, tu_report, r);
+	assert_int_equal(bad, r->count);
+	return bad;
+}
+
+static void test_validate_count(void **state)
+{
+	struct fx *f = *state;
+	struct fake_holders fh = { 0 };
+	struct victim v;
+	struct tu_report r;
+
+	victim_build(f, &v);
+	fh.off = v.objs[3];
+
+	/* Seen once: no suspect, count not asked. */
+	assert_int_equal(validate_fake(f, &fh, 1, 2, &r), 0);
+	assert_int_equal(fh.calls, 0);
+	/* Seen twice, moved (count 1, or 0: gone from both): clean, after a few tries. */
+	assert_int_equal(validate_fake(f, &fh, 2, 1, &r), 0);
+	assert_true(fh.calls >= 2);
+	assert_int_equal(validate_fake(f, &fh, 2, 0, &r), 0);
+	/* Held twice at once: one report, whether the walk saw it twice or three times. */
+	assert_int_equal(validate_fake(f, &fh, 2, 2, &r), 1);
+	assert_true(tu_report_has(&r, "cached twice (in two magazines)"));
+	assert_int_equal(fh.calls, 1);
+	assert_int_equal(validate_fake(f, &fh, 3, 2, &r), 1);
+	/* Without count the walks decide: a double sighting every walk is reported. */
+	fh.seen = 2;
+	memset(&r, 0, sizeof(r));
+	assert_int_equal(sm_validate(&f->a, walk_fake, NULL, &fh, tu_report, &r), 1);
+
+	/* In the shared array and seen once by the walk: count 1 confirms it, count 0
+	 * (it moved on since) does not. */
+	E(sm_node_lock(&f->a, v.c, 0));
+	sm_shared(&f->a, v.cn)[v.cn->n_shared_avail++] = v.objs[3];
+	sm_node_unlock(v.c, 0);
+	assert_int_equal(validate_fake(f, &fh, 1, 1, &r), 1);
+	assert_true(tu_report_has(&r, "cached twice (in the shared array and a magazine)"));
+	assert_int_equal(validate_fake(f, &fh, 1, 0, &r), 0);
+	E(sm_node_lock(&f->a, v.c, 0));
+	v.cn->n_shared_avail--;
+	sm_node_unlock(v.c, 0);
+	assert_clean(f);
+}
+
 static void test_validate_shared_free_obj(void **state)
 {
 	struct fx *f = *state;
@@ -2392,6 +2478,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_validate_free_objects, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_list_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_shared_twice, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_validate_count, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_mag_twice, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_shared_free_obj, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_validate_bufctl_range, setup, teardown),
