@@ -272,7 +272,7 @@ json_t *stats_clients(struct slabd *d);
 /* Magazines of every live client, as engine holders (validate, reclaim). */
 void stats_holders(void *arg, uint32_t id,
 		   void (*add)(void *ctx, uint64_t off, const char *where), void *ctx);
-/* How many of them hold off at one moment (validate's sm_holder_count_fn). */
-unsigned stats_holder_count(void *arg, uint32_t id, uint64_t off);
+/* How many of them hold each of offs[] at one moment (validate's sm_holder_count_fn). */
+void stats_holder_count(void *arg, uint32_t id, const uint64_t *offs, size_t n, uint8_t *held);
 
 #endif

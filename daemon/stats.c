@@ -475,85 +475,108 @@ static void holder_mag(void *arg, struct slab_mag *m)
 		h->add(h->ctx, seen[i], h->where);
 }
 
-/* stats_holder_count: where off was seen first, and how to tell that magazine has not
- * changed since.  Every way out of a magazine moves a counter: a fast pop counts in
- * m_stat[STAT_ALLOC_FASTPATH], a slow path's in m_moved (and sets m_intent while it
- * runs), and each changes m_avail.  Pushes land above the entries already there. */
-struct holder_count {
-	struct sm_arena *a;
-	uint32_t         id;
-	uint64_t         off;
-	unsigned         n;          /* sightings, each in a magazine read still */
-	struct slab_mag *first;      /* the first one's magazine, entry and version */
-	uint32_t         first_ix;
+/* stats_holder_count: for each object asked about, where it was seen first, and how to
+ * tell that magazine has not changed since.  Every way out of a magazine moves a
+ * counter: a fast pop counts in m_stat[STAT_ALLOC_FASTPATH], a slow path's in m_moved
+ * (and sets m_intent while it runs), and each changes m_avail.  Pushes land above the
+ * entries already there. */
+struct sighting {
+	struct slab_mag *first;      /* the first magazine seen holding it, read still */
+	uint32_t         first_ix;   /* its entry there */
+	uint32_t         n;          /* sightings, each in a magazine read still */
 	uint64_t         first_ai, first_pops;
 	int64_t          first_moved;
 };
 
-/* m's entries read still (its count, step and pops the same before and after), or -1. */
-static int mag_still(struct holder_count *hc, struct slab_mag *m, uint64_t *ai,
-		     uint64_t *pops, int64_t *moved, uint64_t *copy)
-{
-	struct slab_cache_desc *cd = sm_cache(hc->a, hc->id);
-	uint32_t avail;
+struct holder_count {
+	struct sm_arena *a;
+	uint32_t         id;
+	const uint64_t  *offs;       /* sorted, distinct */
+	size_t           n;
+	struct sighting *seen;       /* one per offs[] */
+};
 
+/* A magazine's version: its count and step, fast pops and slow-path moves. */
+static void mag_version(struct slab_mag *m, uint64_t *ai, uint64_t *pops, int64_t *moved)
+{
 	*ai = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
 	*pops = __atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE);
 	*moved = __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE);
-	avail = (uint32_t)*ai;
-	if (m->m_cache != hc->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity ||
-	    avail > SLAB_MAG_MAX || (uint32_t)(*ai >> 32))
-		return -1;
-	memcpy(copy, sm_mag_entries(m), avail * sizeof(uint64_t));
-	if (__atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE) != *ai ||
-	    __atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE) != *pops ||
-	    __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE) != *moved)
-		return -1;
-	return (int)avail;
+}
+
+static int cmp_u64(const void *x, const void *y)
+{
+	uint64_t a = *(const uint64_t *)x, b = *(const uint64_t *)y;
+
+	return a < b ? -1 : a > b;
 }
 
 static void count_mag(void *arg, struct slab_mag *m)
 {
 	struct holder_count *hc = arg;
-	uint64_t copy[SLAB_MAG_MAX], ai, pops;
-	int64_t moved;
-	int avail = mag_still(hc, m, &ai, &pops, &moved, copy);
+	struct slab_cache_desc *cd = sm_cache(hc->a, hc->id);
+	uint64_t copy[SLAB_MAG_MAX], ai, pops, ai2, pops2;
+	int64_t moved, moved2;
+	uint32_t avail;
 
-	for (int i = 0; i < avail; i++) {
-		if (copy[i] != hc->off)
+	mag_version(m, &ai, &pops, &moved);
+	avail = (uint32_t)ai;
+	if (m->m_cache != hc->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity ||
+	    avail > SLAB_MAG_MAX || (uint32_t)(ai >> 32))
+		return;
+	memcpy(copy, sm_mag_entries(m), avail * sizeof(uint64_t));
+	mag_version(m, &ai2, &pops2, &moved2);
+	if (ai2 != ai || pops2 != pops || moved2 != moved)
+		return; /* not still: its sightings would prove nothing */
+	for (uint32_t i = 0; i < avail; i++) {
+		const uint64_t *at = bsearch(&copy[i], hc->offs, hc->n, sizeof(uint64_t), cmp_u64);
+		struct sighting *s;
+
+		if (!at)
 			continue;
-		if (!hc->n++) {
-			hc->first = m;
-			hc->first_ix = (uint32_t)i;
-			hc->first_ai = ai;
-			hc->first_pops = pops;
-			hc->first_moved = moved;
+		s = &hc->seen[at - hc->offs];
+		if (!s->n++) {
+			s->first = m;
+			s->first_ix = i;
+			s->first_ai = ai;
+			s->first_pops = pops;
+			s->first_moved = moved;
 		}
 	}
 }
 
 /* validate's sm_holder_count_fn.  A sighting counts only in a magazine read still; a
  * second one counts only if the first magazine is still as it was once the walk is
- * over (nothing left it in between: off was in both when the later one was read). */
-unsigned stats_holder_count(void *arg, uint32_t id, uint64_t off)
+ * over (nothing left it in between: the object was in both when the later one was
+ * read).  Out of memory: every held[] 0 (nothing proven, nothing reported). */
+void stats_holder_count(void *arg, uint32_t id, const uint64_t *offs, size_t n, uint8_t *held)
 {
 	struct slabd *d = arg;
-	struct holder_count hc = { .a = &d->arena, .id = id, .off = off };
+	struct holder_count hc = { .a = &d->arena, .id = id, .offs = offs, .n = n,
+				   .seen = calloc(n ? n : 1, sizeof(struct sighting)) };
 
+	if (!hc.seen) {
+		memset(held, 0, n);
+		return;
+	}
 	for (uint32_t s = 0; s < d->arena.hdr->ah_nr_clients; s++)
 		if (SM_LOAD(&sm_client(&d->arena, s)->cl_state) == CLIENT_LIVE)
 			sm_client_for_each_mag(&d->arena, s, count_mag, &hc);
-	if (hc.n >= 2) {
-		struct slab_mag *m = hc.first;
+	for (size_t k = 0; k < n; k++) {
+		struct sighting *s = &hc.seen[k];
+		uint64_t ai, pops;
+		int64_t moved;
 
-		if (__atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE) != hc.first_ai ||
-		    __atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE) !=
-			    hc.first_pops ||
-		    __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE) != hc.first_moved ||
-		    __atomic_load_n(&sm_mag_entries(m)[hc.first_ix], __ATOMIC_ACQUIRE) != off)
-			hc.n = 1;
+		if (s->n >= 2) {
+			mag_version(s->first, &ai, &pops, &moved);
+			if (ai != s->first_ai || pops != s->first_pops || moved != s->first_moved ||
+			    __atomic_load_n(&sm_mag_entries(s->first)[s->first_ix],
+					    __ATOMIC_ACQUIRE) != offs[k])
+				s->n = 1;
+		}
+		held[k] = (uint8_t)(s->n >= 2 ? 2 : s->n);
 	}
-	return hc.n >= 2 ? 2 : hc.n;
+	free(hc.seen);
 }
 
 void stats_holders(void *arg, uint32_t id,

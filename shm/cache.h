@@ -26,12 +26,15 @@
 typedef void (*sm_holder_fn)(void *arg, uint32_t cache_id,
 			     void (*add)(void *ctx, uint64_t off, const char *where), void *ctx);
 
-/* Its optional companion, for validate: how many of those holders hold off at one moment
- * (0, 1, or 2 for two or more).  The fast paths move objects between magazines without
- * a lock while a walk reads them one after the other, so a walk may see one object in
- * two magazines that never held it together; this says whether they did.  It must not
- * overcount: 2 only when it saw off in two places at a moment it can prove. */
-typedef unsigned (*sm_holder_count_fn)(void *arg, uint32_t cache_id, uint64_t off);
+/* Its optional companion, for validate: for each of the n offsets offs[] (sorted,
+ * distinct), how many of those holders hold it at one moment: held[i] = 0, 1, or 2 for
+ * two or more.  The fast paths move objects between magazines without a lock while a
+ * walk reads them one after the other, so a walk may see one object in two magazines
+ * that never held it together; this says whether they did.  It must not overcount: 2
+ * only when it saw the object in two places at a moment it can prove.  One walk of the
+ * holders for all n. */
+typedef void (*sm_holder_count_fn)(void *arg, uint32_t cache_id, const uint64_t *offs,
+				   size_t n, uint8_t *held);
 
 struct sm_cache_params {
 	const char *name;

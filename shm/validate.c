@@ -353,27 +353,37 @@ unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders
 		holders(harg, id, add_cached, &v);
 		if (v.nr_suspects)
 			qsort(v.suspects, v.nr_suspects, sizeof(uint64_t), cmp_off);
-		if (v.nr_suspects && base && count) {
+		if (v.nr_suspects && base && count &&
+		    (v.hit = calloc(v.nr_suspects, 1))) {
 			/* Held twice at one moment: the shared arrays (read under the locks
-			 * still held) count once, and count() says how many magazines hold it
-			 * together.  A few tries, as an active magazine may not read still. */
-			for (size_t k = 0; k < v.nr_suspects; k++) {
-				uint64_t off = v.suspects[k];
-				unsigned shared = off < a->size && bit_set(base, off);
+			 * still held) count once, and count says how many magazines hold it
+			 * together.  A few tries, as a busy magazine may not read still. */
+			size_t n = 0;
 
-				if (k && off == v.suspects[k - 1])
-					continue; /* seen thrice in the first walk */
-				for (int w = 0; w < SM_VALIDATE_WALKS; w++) {
-					if (shared + count(harg, id, off) >= 2) {
+			for (size_t k = 0; k < v.nr_suspects; k++) /* distinct: seen thrice */
+				if (!n || v.suspects[k] != v.suspects[n - 1])
+					v.suspects[n++] = v.suspects[k];
+			v.nr_suspects = n;
+			for (int w = 0; w < SM_VALIDATE_WALKS && v.nr_suspects; w++) {
+				size_t kept = 0;
+
+				if (w)
+					sched_yield();
+				count(harg, id, v.suspects, v.nr_suspects, v.hit);
+				for (size_t k = 0; k < v.nr_suspects; k++) {
+					uint64_t off = v.suspects[k];
+					unsigned shared = off < a->size && bit_set(base, off);
+
+					if (shared + v.hit[k] >= 2)
 						REPORT(&v, "cache %s: object %#llx is on two lists: "
 						       "cached twice (%s)", v.c->c_name,
 						       (unsigned long long)off,
 						       shared ? "in the shared array and a magazine"
 							      : "in two magazines");
-						break;
-					}
-					sched_yield();
+					else
+						v.suspects[kept++] = off; /* not yet: again */
 				}
+				v.nr_suspects = kept;
 			}
 		} else if (v.nr_suspects && base && (v.hit = calloc(v.nr_suspects, 1))) {
 			for (int w = 2; w <= SM_VALIDATE_WALKS && v.nr_suspects; w++) {

@@ -1884,13 +1884,17 @@ static void walk_fake(void *arg, uint32_t cache_id,
 		add(ctx, fh->off, "a test magazine");
 }
 
-static unsigned count_fake(void *arg, uint32_t cache_id, uint64_t off)
+static void count_fake(void *arg, uint32_t cache_id, const uint64_t *offs, size_t n,
+		       uint8_t *held)
 {
 	struct fake_holders *fh = arg;
 
 	(void)cache_id;
 	fh->calls++;
-	return off == fh->off ? fh->held : 0;
+	for (size_t i = 0; i < n; i++) {
+		assert_true(i == 0 || offs[i - 1] < offs[i]); /* sorted, distinct */
+		held[i] = offs[i] == fh->off ? (uint8_t)fh->held : 0;
+	}
 }
 
 static unsigned validate_fake(struct fx *f, struct fake_holders *fh, unsigned seen,
