@@ -111,17 +111,54 @@ static void make_ghost(struct slabd *d, uint32_t slot)
 	}
 }
 
+/* The reserve of an adopted arena: the previous slabd faulted its blocks in through its
+ * own mapping, or died while faulting one in, which sm_reserve_rebuild lists anyway.
+ * Grants write a new slab's bufctl without mapping reserve pages first (shm/cache.c,
+ * populate), so fault them in here, through this slabd's mapping: resident and mapped,
+ * as the stocker leaves the blocks it lists.  Best effort: a page left out faults in at
+ * that write. */
+static void fault_in_reserve(struct slabd *d, unsigned n)
+{
+	struct sm_arena *a = &d->arena;
+	struct slab_node_region *r = sm_region(a, n);
+	uint32_t *heads, nr = 0, total = 0;
+	uint8_t *orders;
+
+	if (sm_region_lock(a, n))
+		return;
+	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
+		total += r->nr_reserve[k].l_count;
+	heads = malloc((size_t)total * sizeof(*heads) + 1);
+	orders = malloc((size_t)total + 1);
+	for (unsigned k = 0; heads && orders && k <= SLAB_RESERVE_ORDER; k++) {
+		uint32_t x = r->nr_reserve[k].l_head;
+
+		for (uint32_t i = 0; i < r->nr_reserve[k].l_count && x != SLAB_NIL && nr < total;
+		     i++, x = a->pages[x].pg_next) {
+			heads[nr] = x;
+			orders[nr++] = (uint8_t)k;
+		}
+	}
+	sm_region_unlock(a, n);
+	for (uint32_t i = 0; i < nr; i++)
+		sm_reserve_fault(a, heads[i], 1u << orders[i]);
+	free(heads);
+	free(orders);
+}
+
 void adopt_after(struct slabd *d)
 {
 	struct sm_arena *a = &d->arena;
 	unsigned bad, orphans, ghosts = 0;
 
 	a->hdr->ah_generation++;
-	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++)
+	for (unsigned n = 0; n < a->hdr->ah_nr_nodes; n++) {
 		if (sm_region_lock(a, n) == 0) {
 			sm_reserve_rebuild(a, n); /* a block the last slabd was stocking */
 			sm_region_unlock(a, n);
 		}
+		fault_in_reserve(d, n);
+	}
 	for (uint32_t id = 0; id < a->hdr->ah_nr_caches; id++) {
 		struct slab_cache_desc *c = sm_cache(a, id);
 

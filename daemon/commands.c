@@ -739,6 +739,10 @@ static json_t *cmd_clients_list(struct conn *c, json_t *req, struct err *e)
  * client).  Eight would hold up to 32 MiB for each growing cache; four is the compromise.
  * What a burst leaves unused goes back after a second without grants (sm_cache_trim). */
 #define RESTOCK_AHEAD 4u
+/* ... but never more free slabs ahead than 1/RESTOCK_NODE_SHARE of the node: on a small
+ * arena four batches would be a good part of it, and a free slab one cache holds is one
+ * no other cache's grant can have until the trim gives it back. */
+#define RESTOCK_NODE_SHARE 32u
 #define RESTOCK_KEY(id, node) ((uint32_t)(id) | (uint32_t)(node) << 20)
 
 static void schedule_restock(struct slabd *d, uint32_t id, unsigned node)
@@ -786,6 +790,8 @@ static void cache_restock_step(struct slabd *d)
 	 * one step at most, not for the whole reserve. */
 	if (cd->c_state == CACHE_LIVE && want && SM_LOAD(&cd->c_refcount) &&
 	    SM_LOAD(&cd->c_nodes[node].n_free.l_count) < RESTOCK_AHEAD * want &&
+	    ((uint64_t)SM_LOAD(&cd->c_nodes[node].n_free.l_count) << cd->c_order) <
+		    sm_region(&d->arena, node)->nr_nr_pages / RESTOCK_NODE_SHARE &&
 	    (got = sm_cache_grow(&d->arena, id, node, want < RESTOCK_STEP ? want : RESTOCK_STEP)) > 0) {
 		reserve_note_grant(d, node, (uint64_t)got << cd->c_order);
 		schedule_restock(d, id, node);

@@ -273,6 +273,6 @@ json_t *stats_clients(struct slabd *d);
 void stats_holders(void *arg, uint32_t id,
 		   void (*add)(void *ctx, uint64_t off, const char *where), void *ctx);
 /* How many of them hold each of offs[] at one moment (validate's sm_holder_count_fn). */
-void stats_holder_count(void *arg, uint32_t id, const uint64_t *offs, size_t n, uint8_t *held);
+int stats_holder_count(void *arg, uint32_t id, const uint64_t *offs, size_t n, uint8_t *held);
 
 #endif

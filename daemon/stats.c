@@ -5,6 +5,8 @@
  * read them with relaxed loads, so reading stats never slows the fast path.  The sums are
  * exact when the pool is quiet.
  */
+#include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,33 +477,65 @@ static void holder_mag(void *arg, struct slab_mag *m)
 		h->add(h->ctx, seen[i], h->where);
 }
 
-/* stats_holder_count: for each object asked about, where it was seen first, and how to
- * tell that magazine has not changed since.  Every way out of a magazine moves a
- * counter: a fast pop counts in m_stat[STAT_ALLOC_FASTPATH], a slow path's in m_moved
- * (and sets m_intent while it runs), and each changes m_avail.  Pushes land above the
- * entries already there. */
+/* stats_holder_count: for each object asked about, the first two magazines seen holding
+ * it, and how to tell each has not changed since.  Every way out of a magazine moves a
+ * counter after the count: a fast pop stores the count, then counts itself in
+ * m_stat[STAT_ALLOC_FASTPATH] (shm/magazine.h); the pop after a refill stores the count,
+ * then m_moved; steps set m_intent, which shares the count's word.  Pushes land above the
+ * entries already there.  So a copy is still when the counters, read before the count,
+ * and the count, read before the copy, read the same again after it (a seqlock's order):
+ * a pop that began after the first reads shows in the last ones.  x86-64 keeps the
+ * owner's stores in program order; the fast paths only keep the compiler from
+ * reordering them (__atomic_signal_fence). */
+struct mag_seen {
+	struct slab_mag *m;
+	uint32_t         ix;          /* the entry */
+	uint64_t         ai, pops;    /* its version when read still */
+	int64_t          moved;
+};
+
 struct sighting {
-	struct slab_mag *first;      /* the first magazine seen holding it, read still */
-	uint32_t         first_ix;   /* its entry there */
-	uint32_t         n;          /* sightings, each in a magazine read still */
-	uint64_t         first_ai, first_pops;
-	int64_t          first_moved;
+	uint32_t        n;            /* sightings, each in a magazine read still */
+	struct mag_seen at[2];        /* the first two */
 };
 
 struct holder_count {
 	struct sm_arena *a;
 	uint32_t         id;
-	const uint64_t  *offs;       /* sorted, distinct */
+	const uint64_t  *offs;        /* sorted, distinct */
 	size_t           n;
-	struct sighting *seen;       /* one per offs[] */
+	struct sighting *seen;        /* one per offs[] */
 };
 
-/* A magazine's version: its count and step, fast pops and slow-path moves. */
-static void mag_version(struct slab_mag *m, uint64_t *ai, uint64_t *pops, int64_t *moved)
+/* A magazine's version, read in the order that makes a still copy provable: the
+ * counters first, then the count (before a copy); the count first, then the counters
+ * (after it). */
+static void mag_version_before(struct slab_mag *m, uint64_t *ai, uint64_t *pops, int64_t *moved)
+{
+	*pops = __atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE);
+	*moved = __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE);
+	*ai = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
+}
+
+static void mag_version_after(struct slab_mag *m, uint64_t *ai, uint64_t *pops, int64_t *moved)
 {
 	*ai = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
 	*pops = __atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE);
 	*moved = __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE);
+}
+
+/* Whether the magazine of a sighting is as it was, and still holds off there. */
+static bool still_there(const struct mag_seen *w, uint64_t off)
+{
+	uint64_t ai, pops;
+	int64_t moved;
+	bool same;
+
+	mag_version_before(w->m, &ai, &pops, &moved);
+	same = ai == w->ai && pops == w->pops && moved == w->moved &&
+	       __atomic_load_n(&sm_mag_entries(w->m)[w->ix], __ATOMIC_ACQUIRE) == off;
+	mag_version_after(w->m, &ai, &pops, &moved);
+	return same && ai == w->ai && pops == w->pops && moved == w->moved;
 }
 
 static int cmp_u64(const void *x, const void *y)
@@ -519,13 +553,13 @@ static void count_mag(void *arg, struct slab_mag *m)
 	int64_t moved, moved2;
 	uint32_t avail;
 
-	mag_version(m, &ai, &pops, &moved);
+	mag_version_before(m, &ai, &pops, &moved);
 	avail = (uint32_t)ai;
 	if (m->m_cache != hc->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity ||
 	    avail > SLAB_MAG_MAX || (uint32_t)(ai >> 32))
 		return;
 	memcpy(copy, sm_mag_entries(m), avail * sizeof(uint64_t));
-	mag_version(m, &ai2, &pops2, &moved2);
+	mag_version_after(m, &ai2, &pops2, &moved2);
 	if (ai2 != ai || pops2 != pops || moved2 != moved)
 		return; /* not still: its sightings would prove nothing */
 	for (uint32_t i = 0; i < avail; i++) {
@@ -535,21 +569,18 @@ static void count_mag(void *arg, struct slab_mag *m)
 		if (!at)
 			continue;
 		s = &hc->seen[at - hc->offs];
-		if (!s->n++) {
-			s->first = m;
-			s->first_ix = i;
-			s->first_ai = ai;
-			s->first_pops = pops;
-			s->first_moved = moved;
-		}
+		if (s->n < 2)
+			s->at[s->n] = (struct mag_seen){ .m = m, .ix = i, .ai = ai, .pops = pops,
+							 .moved = moved };
+		s->n++;
 	}
 }
 
-/* validate's sm_holder_count_fn.  A sighting counts only in a magazine read still; a
- * second one counts only if the first magazine is still as it was once the walk is
- * over (nothing left it in between: the object was in both when the later one was
- * read).  Out of memory: every held[] 0 (nothing proven, nothing reported). */
-void stats_holder_count(void *arg, uint32_t id, const uint64_t *offs, size_t n, uint8_t *held)
+/* validate's sm_holder_count_fn.  A sighting counts only in a magazine read still; two
+ * count only if, once the walk is over, both magazines are still as they were and hold
+ * the object where they did (nothing left either in between: the object was in both
+ * when the later one was read).  Returns 0, or -ENOMEM (held[] then all 0). */
+int stats_holder_count(void *arg, uint32_t id, const uint64_t *offs, size_t n, uint8_t *held)
 {
 	struct slabd *d = arg;
 	struct holder_count hc = { .a = &d->arena, .id = id, .offs = offs, .n = n,
@@ -557,26 +588,20 @@ void stats_holder_count(void *arg, uint32_t id, const uint64_t *offs, size_t n, 
 
 	if (!hc.seen) {
 		memset(held, 0, n);
-		return;
+		return -ENOMEM;
 	}
 	for (uint32_t s = 0; s < d->arena.hdr->ah_nr_clients; s++)
 		if (SM_LOAD(&sm_client(&d->arena, s)->cl_state) == CLIENT_LIVE)
 			sm_client_for_each_mag(&d->arena, s, count_mag, &hc);
 	for (size_t k = 0; k < n; k++) {
 		struct sighting *s = &hc.seen[k];
-		uint64_t ai, pops;
-		int64_t moved;
 
-		if (s->n >= 2) {
-			mag_version(s->first, &ai, &pops, &moved);
-			if (ai != s->first_ai || pops != s->first_pops || moved != s->first_moved ||
-			    __atomic_load_n(&sm_mag_entries(s->first)[s->first_ix],
-					    __ATOMIC_ACQUIRE) != offs[k])
-				s->n = 1;
-		}
+		if (s->n >= 2 && (!still_there(&s->at[0], offs[k]) || !still_there(&s->at[1], offs[k])))
+			s->n = 1;
 		held[k] = (uint8_t)(s->n >= 2 ? 2 : s->n);
 	}
 	free(hc.seen);
+	return 0;
 }
 
 void stats_holders(void *arg, uint32_t id,

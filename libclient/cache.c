@@ -537,12 +537,14 @@ int slab_free_bulk(slab_cache *h, size_t n, void **objs)
 
 /* slab.h's inline copies read the arena's base and size through struct slab_pool_head_:
  * the pool must begin with them. */
+#if defined(__GNUC__) && !defined(SLAB_NO_INLINE)
 static_assert(offsetof(struct slab_pool, arena) == 0 &&
 		      offsetof(struct sm_arena, base) == offsetof(struct slab_pool_head_, base_) &&
 		      offsetof(struct sm_arena, size) == offsetof(struct slab_pool_head_, size_) &&
 		      sizeof(((struct sm_arena *)0)->base) == sizeof(unsigned char *) &&
 		      sizeof(((struct sm_arena *)0)->size) == sizeof(uint64_t),
 	      "struct slab_pool must begin with slab.h's struct slab_pool_head_");
+#endif
 
 /* The exported copies (slab.h inlines the same bodies). */
 uint64_t slab_offset(slab_pool *p, const void *obj)

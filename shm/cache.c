@@ -285,12 +285,11 @@ static uint64_t slab_objects(struct sm_arena *a, struct slab_cache_desc *c)
  * and page by page that is a fault each (most of what a cold cache costs).  Pages from
  * the node reserve are left alone: whoever stocked them (the stocker thread, or the
  * stocking at start-up) made them resident and mapped them through this same mapping
- * (sm_reserve_fault).  Mapping them again cost 215 ns a slab of 64-byte objects, two
- * thirds of a grant's work, for page-table walks that found every page there (a cache
- * growing by 1,000,000 objects on a long-running slabd waited 6-9 ms for grants, 3-7
- * without).  Only a reserve an earlier slabd stocked (adoption) is not mapped here yet;
- * its pages fault in at the bufctl's write, resident already.  Best effort: a page left
- * out faults in on first use. */
+ * (sm_reserve_fault), and an adopted arena's reserve is faulted in the same way when it
+ * is adopted (daemon/adopt.c).  Mapping them again cost 215 ns a slab of 64-byte objects,
+ * two thirds of a grant's work, for page-table walks that found every page there (a
+ * cache growing by 1,000,000 objects on a long-running slabd waited 6-9 ms for grants,
+ * 3-7 without).  Best effort: a page left out faults in on first use. */
 static void populate(struct sm_arena *a, const struct slab_cache_desc *c,
 		     const uint32_t *heads, const uint8_t *resident, unsigned n)
 {

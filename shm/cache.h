@@ -32,9 +32,9 @@ typedef void (*sm_holder_fn)(void *arg, uint32_t cache_id,
  * walk reads them one after the other, so a walk may see one object in two magazines
  * that never held it together; this says whether they did.  It must not overcount: 2
  * only when it saw the object in two places at a moment it can prove.  One walk of the
- * holders for all n. */
-typedef void (*sm_holder_count_fn)(void *arg, uint32_t cache_id, const uint64_t *offs,
-				   size_t n, uint8_t *held);
+ * holders for all n.  Returns 0, or a negative errno (held[] then all 0). */
+typedef int (*sm_holder_count_fn)(void *arg, uint32_t cache_id, const uint64_t *offs,
+				  size_t n, uint8_t *held);
 
 struct sm_cache_params {
 	const char *name;

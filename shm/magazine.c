@@ -614,8 +614,14 @@ int sm_alloc_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	rc = sm_mag_refill(a, c, m, node);
 	if (rc < 0)
 		return rc;
-	mag_moved(m, -1);
+	/* A pop: the count first and m_moved after it, as the fast pop counts after the
+	 * count, so that slabd's still reads of a live magazine (daemon/stats.c,
+	 * mag_version) see any pop that began after they started.  A stats reader may see
+	 * the new count with the old m_moved for a moment: one fast free too few, which
+	 * its clamp holds (stats.c, read_counters). */
 	*off = sm_mag_entries(m)[--m->m_avail];
+	__atomic_signal_fence(__ATOMIC_RELEASE);
+	mag_moved(m, -1);
 	return 0;
 }
 

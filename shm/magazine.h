@@ -110,6 +110,10 @@ static inline int sm_mag_pop_ahead(struct slab_mag *m, uint64_t *off, uint64_t *
 	if (unlikely(__builtin_sub_overflow(avail, 1u, &a)))
 		return 0;
 	m->m_avail = (uint32_t)a;
+	/* The count before the pop counter, for slabd's still reads of a live magazine
+	 * (daemon/stats.c, mag_version): a compiler barrier only (x86-64 keeps stores in
+	 * order), no instruction. */
+	__atomic_signal_fence(__ATOMIC_RELEASE);
 	m->m_stat[STAT_ALLOC_FASTPATH]++;
 	*off = m->m_slots[SM_TOP + a + 1];
 	*ahead = m->m_slots[a];

@@ -337,7 +337,8 @@ unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders
 	 * from one, freed into another walked later: 88 of 200 validates with one thread
 	 * passing an object between two handles), so a second sighting in a magazine is
 	 * only a suspect.  With count (slabd's), a suspect is reported when count finds it
-	 * in two magazines at one moment, or in one while the shared array holds it.
+	 * held twice by the magazines at one moment, or once while the shared array holds
+	 * it.
 	 * Without, when each of SM_VALIDATE_WALKS - 1 more walks sees it twice again: a
 	 * real double free stays where it is, while a thread passing one object to and fro
 	 * can line up with one more walk (2 in 30 runs of test_debug test_validate_live
@@ -369,7 +370,12 @@ unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders
 
 				if (w)
 					sched_yield();
-				count(harg, id, v.suspects, v.nr_suspects, v.hit);
+				if (count(harg, id, v.suspects, v.nr_suspects, v.hit)) {
+					REPORT(&v, "cache %s: validate: out of memory confirming %zu "
+					       "object(s) a magazine walk saw twice", v.c->c_name,
+					       v.nr_suspects);
+					break;
+				}
 				for (size_t k = 0; k < v.nr_suspects; k++) {
 					uint64_t off = v.suspects[k];
 					unsigned shared = off < a->size && bit_set(base, off);
@@ -379,7 +385,7 @@ unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders
 						       "cached twice (%s)", v.c->c_name,
 						       (unsigned long long)off,
 						       shared ? "in the shared array and a magazine"
-							      : "in two magazines");
+							      : "twice in the magazines");
 					else
 						v.suspects[kept++] = off; /* not yet: again */
 				}

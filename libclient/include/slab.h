@@ -147,20 +147,29 @@ size_t slab_ksize(slab_pool *pool, const void *obj);
 uint64_t slab_offset(slab_pool *pool, const void *obj);
 void    *slab_pointer(slab_pool *pool, uint64_t offset);
 
+#if defined(__GNUC__) && !defined(SLAB_NO_INLINE)
 /* Not API: the members every slab_pool begins with, read by the inline copies of
  * slab_offset and slab_pointer below.  A hand-over between processes costs two
- * conversions an object, and as calls they cost 5-7% of tests/bench/prodcons' 2-process
- * rate.  libslab keeps this prefix for the life of its soname (libslab.so.1) and checks
- * it when it is built (cache.c); the exported functions stay, with the same behaviour,
- * for other compilers and languages.  Define SLAB_NO_INLINE to always call them. */
+ * conversions an object, and as calls they cost 5-14% of tests/bench/prodcons'
+ * 2-process rate.  libslab keeps this prefix for the life of its soname (libslab.so.1)
+ * and checks it when it is built (cache.c); the exported functions stay, with the same
+ * behaviour, for other compilers and languages.  Define SLAB_NO_INLINE to always call
+ * them.  GNU inline semantics: inlined where the compiler inlines, the library's symbol
+ * otherwise (never a second definition, in C or C++, whatever the -std). */
 struct __attribute__((__may_alias__)) slab_pool_head_ {
 	unsigned char *base_;    /* the arena's mapping in this process (fixed once mapped) */
 	uint64_t       size_;    /* the arena's size in bytes */
 };
 
-#if defined(__GNUC__) && !defined(SLAB_NO_INLINE)
-/* GNU inline semantics: inlined where the compiler inlines, the library's symbol
- * otherwise (never a second definition, in C or C++, whatever the -std). */
+#ifdef __cplusplus /* C casts, and no nullptr before C++11: keep -Werror clients quiet */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wold-style-cast"
+#pragma GCC diagnostic ignored "-Wzero-as-null-pointer-constant"
+#pragma GCC diagnostic ignored "-Wcast-align"
+#ifndef __clang__
+#pragma GCC diagnostic ignored "-Wuseless-cast"
+#endif
+#endif
 extern __inline__ __attribute__((__gnu_inline__)) uint64_t
 slab_offset(slab_pool *pool, const void *obj)
 {
@@ -177,6 +186,9 @@ slab_pointer(slab_pool *pool, uint64_t offset)
 
 	return offset < h->size_ ? (void *)(h->base_ + offset) : (void *)0;
 }
+#ifdef __cplusplus
+#pragma GCC diagnostic pop
+#endif
 #endif
 
 /* Text for an error value (negative or positive errno). */

@@ -368,7 +368,7 @@ static void test_validate_double_in_mags(void **state)
 	assert_int_equal(th_jint(r, "problems"), 1);
 	rep = json_object_get(r, "report");
 	json_array_foreach(rep, i, line)
-		said |= strstr(json_string_value(line), "cached twice (in two magazines)") != NULL;
+		said |= strstr(json_string_value(line), "cached twice (twice in the magazines)") != NULL;
 	assert_true(said);
 	json_decref(r);
 
