@@ -28,7 +28,9 @@
  *     clean (validate takes back the blocks the thread holds off the lists), and after a
  *     shrink a grant's restock goes through the thread (stocked_bytes); during a burst
  *     it stocks only once the reserve fell below a quarter of its target, and only to
- *     that quarter (test_stocker_burst), the whole target once grants pause.
+ *     that quarter (test_stocker_burst), the whole target once grants pause;
+ *   - the restock ahead of a growing cache: at most 1/32 of the node in free slabs
+ *     (test_restock_cap).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -902,6 +904,75 @@ static void test_stocker_burst(void **state)
 	stop_clean();
 }
 
+/* A child of test_restock_cap: allocate n 64-byte objects of cache `name` as fast as it
+ * can, say so (*flag 1), hold them until *flag is 2, then free them.  Exit 0 or 1..3. */
+static int hold_child(const char *socket, const char *name, unsigned long n, _Atomic int *flag)
+{
+	struct slab_cache_config cfg = { .size = 64, .node = SLAB_NODE_LOCAL };
+	void **objs = calloc(n, sizeof(*objs));
+	slab_pool *pool;
+	slab_cache *c;
+
+	if (th_child_init() || !objs || slab_pool_connect(socket, &pool) ||
+	    slab_cache_create(pool, name, &cfg, &c))
+		return 1;
+	for (unsigned long i = 0; i < n; i++)
+		if (!(objs[i] = slab_alloc(c)))
+			return 2;
+	atomic_store(flag, 1);
+	while (atomic_load(flag) != 2)
+		th_sleep_ms(1);
+	if (slab_free_bulk(c, n, objs) || slab_cache_destroy(c))
+		return 3;
+	slab_pool_disconnect(pool);
+	free(objs);
+	return 0;
+}
+
+/* The restock keeps a growing cache four batches (streaks) of free slabs ahead, but
+ * never more than 1/32 of the node (daemon/commands.c, RESTOCK_NODE_SHARE): on a 64 MiB
+ * arena four streaks of 256 one-page slabs would be 4 MiB, a sixteenth of it.  After a
+ * burst of 150,000 objects (2,381 slabs), the cache's free slabs stay within 1/32 of the
+ * node's pages, plus what one restock step and one grant add past the check. */
+static void test_restock_cap(void **state)
+{
+	unsigned long n = 150000;
+	long long node_pages, cap, freeslabs = -1;
+	_Atomic int *flag;
+	json_t *r, *st;
+	pid_t pid;
+
+	(void)state;
+	flag = mmap(NULL, sizeof(*flag), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	assert_true(flag != MAP_FAILED);
+	th_start_or_fail(&daemon_, (const char *const[]){ "--arena-size", "64M", NULL });
+	node_pages = th_jint(node0(&r), "total_bytes") / 4096;
+	json_decref(r);
+	cap = node_pages / 32;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(hold_child(daemon_.socket, "ahead", n, flag));
+	th_track_child(pid);
+	while (atomic_load(flag) != 1 && !th_child_exited(pid))
+		th_sleep_ms(1);
+	assert_int_equal(atomic_load(flag), 1);
+	th_sleep_ms(200); /* the restock runs on after the last grant, then stops */
+	st = th_cache_stats(&daemon_, "ahead");
+	assert_non_null(st);
+	assert_int_equal(th_jint(st, "pages_per_slab"), 1);
+	freeslabs = th_jint(json_array_get(json_object_get(st, "nodes"), 0), "free");
+	json_decref(st);
+	printf("[limits] after a burst of %lu objects: %lld free slabs ahead (node %lld pages, "
+	       "cap %lld)\n", n, freeslabs, node_pages, cap);
+	assert_true(freeslabs <= cap + 64);
+	atomic_store(flag, 2);
+	assert_int_equal(th_wait_child(pid, 60), 0);
+	munmap(flag, sizeof(*flag));
+	validate_clean("after the burst", 0);
+	stop_clean();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -915,6 +986,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_reserve, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stocker, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stocker_burst, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_restock_cap, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
