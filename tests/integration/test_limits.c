@@ -704,11 +704,13 @@ static long long arena_stat(const char *key)
 	return v;
 }
 
-/* The child of test_stocker and test_stocker_burst: grow cache `name` by n 64-byte
- * objects, give them back, exit 0.  With `bursting`, a steady burst: chunks of 2048, 1 ms
- * apart (grants far closer than slabd's 100 ms pause), *bursting raised meanwhile. */
+/* The child of test_stocker, test_stocker_burst and test_restock_cap: grow cache `name`
+ * by n 64-byte objects, give them back, exit 0.  With `bursting`, a steady burst: chunks
+ * of 2048, 1 ms apart (grants far closer than slabd's 100 ms pause), *bursting raised
+ * meanwhile.  With `hold`, once all are allocated *hold turns 1, and the objects are held
+ * until it is 2.  Exit 1..3 on a failure. */
 static int grow_child(const char *socket, const char *name, unsigned long n,
-		      _Atomic int *bursting)
+		      _Atomic int *bursting, _Atomic int *hold)
 {
 	struct slab_cache_config cfg = { .size = 64, .node = SLAB_NODE_LOCAL };
 	void **objs = calloc(n, sizeof(*objs));
@@ -728,6 +730,11 @@ static int grow_child(const char *socket, const char *name, unsigned long n,
 	}
 	if (bursting)
 		atomic_store(bursting, 0);
+	if (hold) {
+		atomic_store(hold, 1);
+		while (atomic_load(hold) != 2)
+			th_sleep_ms(1);
+	}
 	if (slab_free_bulk(c, n, objs) || slab_cache_destroy(c))
 		return 3;
 	slab_pool_disconnect(pool);
@@ -776,7 +783,7 @@ static void test_stocker(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0)
-		_exit(grow_child(daemon_.socket, "stocked", n, NULL));
+		_exit(grow_child(daemon_.socket, "stocked", n, NULL, NULL));
 	th_track_child(pid);
 	assert_int_equal(th_wait_child(pid, 120), 0);
 	validate_clean("after the burst", 0);
@@ -871,7 +878,7 @@ static void test_stocker_burst(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0)
-		_exit(grow_child(daemon_.socket, "burst", n, bursting));
+		_exit(grow_child(daemon_.socket, "burst", n, bursting, NULL));
 	th_track_child(pid);
 	while (!atomic_load(bursting) && !th_child_exited(pid))
 		th_sleep_ms(1);
@@ -904,31 +911,6 @@ static void test_stocker_burst(void **state)
 	stop_clean();
 }
 
-/* A child of test_restock_cap: allocate n 64-byte objects of cache `name` as fast as it
- * can, say so (*flag 1), hold them until *flag is 2, then free them.  Exit 0 or 1..3. */
-static int hold_child(const char *socket, const char *name, unsigned long n, _Atomic int *flag)
-{
-	struct slab_cache_config cfg = { .size = 64, .node = SLAB_NODE_LOCAL };
-	void **objs = calloc(n, sizeof(*objs));
-	slab_pool *pool;
-	slab_cache *c;
-
-	if (th_child_init() || !objs || slab_pool_connect(socket, &pool) ||
-	    slab_cache_create(pool, name, &cfg, &c))
-		return 1;
-	for (unsigned long i = 0; i < n; i++)
-		if (!(objs[i] = slab_alloc(c)))
-			return 2;
-	atomic_store(flag, 1);
-	while (atomic_load(flag) != 2)
-		th_sleep_ms(1);
-	if (slab_free_bulk(c, n, objs) || slab_cache_destroy(c))
-		return 3;
-	slab_pool_disconnect(pool);
-	free(objs);
-	return 0;
-}
-
 /* The restock keeps a growing cache four batches (streaks) of free slabs ahead, but
  * never more than 1/32 of the node (daemon/commands.c, RESTOCK_NODE_SHARE): on a 64 MiB
  * arena four streaks of 256 one-page slabs would be 4 MiB, a sixteenth of it.  After a
@@ -952,7 +934,7 @@ static void test_restock_cap(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0)
-		_exit(hold_child(daemon_.socket, "ahead", n, flag));
+		_exit(grow_child(daemon_.socket, "ahead", n, NULL, flag));
 	th_track_child(pid);
 	while (atomic_load(flag) != 1 && !th_child_exited(pid))
 		th_sleep_ms(1);
