@@ -396,7 +396,7 @@ sm_noinline sm_cold void *slab_alloc_slow(slab_cache *h, void *caller)
 
 /* The fast paths themselves are internal.h's slab_alloc_fast and slab_free_tagged,
  * shared with slab_kmalloc and slab_kfree. */
-void *slab_alloc(slab_cache *h)
+sm_fastpath void *slab_alloc(slab_cache *h)
 {
 	void *obj;
 
@@ -451,13 +451,14 @@ sm_noinline sm_cold int slab_free_slow(slab_cache *h, uint64_t off)
 }
 
 /* cache_from_obj's first test, inside the arena, then slab_free_tagged. */
-int slab_free(slab_cache *h, void *obj)
+sm_fastpath int slab_free(slab_cache *h, void *obj)
 {
+	struct slab_mag *m = slab_tls_mag(h);
 	uint64_t off = (uint64_t)((uint8_t *)obj - h->base), pg = off >> SLAB_PAGE_SHIFT;
 
 	if (unlikely(pg >= h->nr_pages))
 		return slab_free_slow(h, off);
-	return slab_free_tagged(h, off, SM_LOAD(&h->pages[pg].pg_tag));
+	return slab_free_tagged(h, m, off, SM_LOAD(&h->pages[pg].pg_tag));
 }
 
 int slab_alloc_bulk(slab_cache *h, size_t n, void **objs)

@@ -165,14 +165,18 @@ static inline bool slab_alloc_fast(slab_cache *h, void **obj)
 	return false;
 }
 
-/* The fast free of off, inside the arena, whose page carries tag: cache_from_obj's other
- * two tests on the handle's copy of the geometry (the tag names this cache and this
- * thread's node, so not an alien object; on an object boundary: objcheck.h's one
- * multiplication), the freshest double free, room; then push.  The unbound magazine's
- * tag matches no page. */
-static inline int slab_free_tagged(slab_cache *h, uint64_t off, unsigned tag)
+/* The fast free of off, inside the arena, whose page carries tag, into m (the calling
+ * thread's magazine for h, slab_tls_mag): cache_from_obj's other two tests on the
+ * handle's copy of the geometry (the tag names this cache and this thread's node, so not
+ * an alien object; on an object boundary: objcheck.h's one multiplication), the freshest
+ * double free, room; then push.  The unbound magazine's tag matches no page.  m is the
+ * caller's to load: slab_free loads it first, beside the page's tag, as before the
+ * kmalloc paths shared this code (slab_kfree can only load it once the tag has named the
+ * handle).  Whether that order matters was lost in the host's noise; what did matter was
+ * where the function lay (compiler.h, sm_fastpath). */
+static inline int slab_free_tagged(slab_cache *h, struct slab_mag *m, uint64_t off,
+				   unsigned tag)
 {
-	struct slab_mag *m = slab_tls_mag(h);
 	uint32_t avail;
 
 	if (unlikely(tag != m->m_tag || !sm_objcheck_ok(&h->objcheck, off & h->slab_mask)))

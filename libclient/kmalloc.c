@@ -85,7 +85,7 @@ static sm_noinline sm_cold void *kmalloc_slow(slab_pool *p, size_t size, void *c
 
 /* The class, its handle (set once, never cleared while the pool lives), and
  * slab_alloc's fast path inline; size - 1 wraps for 0, which goes the slow way. */
-void *slab_kmalloc(slab_pool *p, size_t size)
+sm_fastpath void *slab_kmalloc(slab_pool *p, size_t size)
 {
 	slab_cache *h;
 	void *obj;
@@ -128,13 +128,13 @@ static sm_noinline sm_cold int kfree_slow(slab_pool *p, uint64_t off, unsigned t
 		return -errno;
 	if (h->cid1 != cid1)
 		return -EINVAL;
-	return slab_free_tagged(h, off, tag);
+	return slab_free_tagged(h, slab_tls_mag(h), off, tag);
 }
 
 /* The page's tag names the object's cache (and node): its kmalloc handle in one load,
  * NULL for any other cache (kfree_slow tells which), a page holding no slab or an id
  * past the table; then slab_free's fast path inline, with the tag already read. */
-int slab_kfree(slab_pool *p, void *obj)
+sm_fastpath int slab_kfree(slab_pool *p, void *obj)
 {
 	uint64_t off;
 	unsigned tag;
@@ -151,7 +151,7 @@ int slab_kfree(slab_pool *p, void *obj)
 	h = __atomic_load_n(&p->kmalloc_by_cid1[SLAB_TAG_CID1(tag)], __ATOMIC_ACQUIRE);
 	if (unlikely(!h))
 		return kfree_slow(p, off, tag);
-	return slab_free_tagged(h, off, tag);
+	return slab_free_tagged(h, slab_tls_mag(h), off, tag);
 }
 
 size_t slab_ksize(slab_pool *p, const void *obj)

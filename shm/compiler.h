@@ -12,6 +12,12 @@
 #define sm_cold     __attribute__((cold))
 #define sm_unused   __attribute__((unused))
 #define sm_always_inline inline __attribute__((always_inline))
+/* A public fast path (slab_alloc, slab_free, slab_kmalloc, slab_kfree): on a cache line
+ * of its own start, so that its speed does not move with the code around it.  Placed
+ * wherever the linker put them, slab_alloc spanned two lines and slab_free three in one
+ * build and one and two in another, and libslab.so's `hot` pair took 0.4 ns more in the
+ * first (same instructions; four alternating rounds). */
+#define sm_fastpath __attribute__((aligned(64)))
 
 #define SM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SM_ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))
