@@ -484,9 +484,9 @@ static void holder_mag(void *arg, struct slab_mag *m)
  * then m_moved; steps set m_intent, which shares the count's word.  Pushes land above the
  * entries already there.  So a copy is still when the counters, read before the count,
  * and the count, read before the copy, read the same again after it (a seqlock's order):
- * a pop that began after the first reads shows in the last ones.  x86-64 keeps the
- * owner's stores in program order; the fast paths only keep the compiler from
- * reordering them (__atomic_signal_fence). */
+ * a pop that began after the first reads shows in the last ones.  The owner publishes
+ * those stores in order with SM_PUBLISH (compiler.h): on x86-64, whose stores stay in
+ * program order, a compiler barrier only; elsewhere release stores. */
 struct mag_seen {
 	struct slab_mag *m;
 	uint32_t         ix;          /* the entry */

@@ -186,7 +186,7 @@ static inline int slab_free_tagged(slab_cache *h, struct slab_mag *m, uint64_t o
 		return slab_free_slow(h, off);
 	avail++;
 	m->m_slots[SM_TOP + (uint64_t)avail] = off; /* 64-bit: SM_TOP folds into the address */
-	m->m_avail = avail; /* counted through m_moved (layout.h): one store fewer */
+	SM_PUBLISH(&m->m_avail, avail); /* counted through m_moved (layout.h): one store fewer */
 	return 0;
 }
 

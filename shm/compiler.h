@@ -22,6 +22,20 @@
 #define SM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 #define SM_ALIGN_UP(x, a) (((x) + ((a) - 1)) & ~((__typeof__(x))(a) - 1))
 
+/* A magazine's owner publishing a change to slabd's still reads of it (daemon/stats.c,
+ * mag_version): the count after the entries a push wrote, a pop's counter after the
+ * count.  On x86-64 (TSO) a plain store the compiler may not move above the stores before
+ * it, and no instruction more; elsewhere a release store. */
+#if defined(__x86_64__) || defined(__i386__)
+#define SM_PUBLISH(p, v)                                                               \
+	do {                                                                           \
+		__atomic_signal_fence(__ATOMIC_RELEASE);                               \
+		*(p) = (v);                                                            \
+	} while (0)
+#else
+#define SM_PUBLISH(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+#endif
+
 /* Relaxed single-copy-atomic access to words another process may read or write.
  * On x86-64 these are plain moves; they keep the code free of formal data races. */
 #define SM_LOAD(p)     __atomic_load_n((p), __ATOMIC_RELAXED)

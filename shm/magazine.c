@@ -620,7 +620,7 @@ int sm_alloc_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	 * the new count with the old m_moved for a moment: one fast free too few, which
 	 * its clamp holds (stats.c, read_counters). */
 	*off = sm_mag_entries(m)[--m->m_avail];
-	__atomic_signal_fence(__ATOMIC_RELEASE);
+	__atomic_signal_fence(__ATOMIC_RELEASE); /* SM_STORE is relaxed: not ordered by itself */
 	mag_moved(m, -1);
 	return 0;
 }
@@ -637,7 +637,8 @@ int sm_free_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag 
 	if (m->m_avail >= m->m_capacity) /* limit 0 on a zero-capacity magazine */
 		return sm_give_back(a, c, &off, 1, 1) ? -EINVAL : 0;
 	mag_moved(m, 1);
-	sm_mag_entries(m)[m->m_avail++] = off;
+	sm_mag_entries(m)[m->m_avail] = off;
+	SM_PUBLISH(&m->m_avail, m->m_avail + 1);
 	return 0;
 }
 

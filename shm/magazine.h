@@ -111,10 +111,8 @@ static inline int sm_mag_pop_ahead(struct slab_mag *m, uint64_t *off, uint64_t *
 		return 0;
 	m->m_avail = (uint32_t)a;
 	/* The count before the pop counter, for slabd's still reads of a live magazine
-	 * (daemon/stats.c, mag_version): a compiler barrier only (x86-64 keeps stores in
-	 * order), no instruction. */
-	__atomic_signal_fence(__ATOMIC_RELEASE);
-	m->m_stat[STAT_ALLOC_FASTPATH]++;
+	 * (daemon/stats.c, mag_version); on x86-64 no instruction (compiler.h). */
+	SM_PUBLISH(&m->m_stat[STAT_ALLOC_FASTPATH], m->m_stat[STAT_ALLOC_FASTPATH] + 1);
 	*off = m->m_slots[SM_TOP + a + 1];
 	*ahead = m->m_slots[a];
 	return 1;
@@ -151,7 +149,7 @@ static inline enum sm_push sm_mag_put(struct slab_mag *m, uint64_t off, uint32_t
 		return PUSH_FULL;
 	avail++;
 	m->m_slots[SM_TOP + (uint64_t)avail] = off; /* 64-bit: SM_TOP folds into the address */
-	m->m_avail = avail; /* counted as free_fastpath through m_moved (layout.h) */
+	SM_PUBLISH(&m->m_avail, avail); /* free_fastpath through m_moved (layout.h) */
 	return PUSH_OK;
 }
 
