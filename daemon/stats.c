@@ -446,52 +446,89 @@ struct holder_walk {
 	char             where[64];
 };
 
-/* A live magazine is read while its owner uses it.  A slow-path step (m_intent set)
- * moves entries in or out and zeroes the slots it empties, so a magazine whose step is in
- * progress, or whose count or step changed while it was copied, is skipped: its objects
- * are in transit (validate reported the zeroed slots as "offset 0").  The fast paths
- * change no step, and pops and pushes that cancel out leave the count as it was while
- * the slots changed under the copy: a copy that read a slot before a pop and the next
- * one after pushes can hold one object twice ("cached twice" in 2 of 10 runs of
- * test_debug test_validate_live).  So the entries are copied twice and must agree.
- * Skipping only leaves objects uncounted, which validate does not report. */
+/* A live magazine is read while its owner uses it, and a copy of its entries counts only
+ * if the magazine stood still meanwhile.  A slow-path step (m_intent set) moves entries
+ * in or out and zeroes the slots it empties (validate reported those as "offset 0"); the
+ * fast paths change no step, and pops and pushes that cancel out leave the count as it
+ * was while the slots change under the copy, so that a copy can hold one object twice
+ * ("cached twice" in 2 of 10 runs of test_debug test_validate_live).  Every way out of a
+ * magazine moves a counter after the count: a fast pop stores the count, then counts
+ * itself in m_stat[STAT_ALLOC_FASTPATH] (shm/magazine.h); the pop after a refill stores
+ * the count, then m_moved; steps set m_intent, which shares the count's word.  Pushes
+ * land above the entries already there.  So a copy is still when the counters, read
+ * before the count, and the count, read before the copy, read the same again after it
+ * (a seqlock's order): a pop that began after the first reads shows in the last ones.
+ * The owner publishes those stores in order with SM_PUBLISH (compiler.h): on x86-64,
+ * whose stores stay in program order, a compiler barrier only; elsewhere release stores.
+ * A magazine that does not stand still is skipped: its objects go uncounted, which
+ * validate does not report. */
+struct mag_version {
+	uint64_t ai, pops;   /* m_avail_intent, m_stat[STAT_ALLOC_FASTPATH] */
+	int64_t  moved;      /* m_moved */
+};
+
+/* Before a copy: the counters, then the count. */
+static struct mag_version version_before(struct slab_mag *m)
+{
+	struct mag_version v;
+
+	v.pops = __atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE);
+	v.moved = __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE);
+	v.ai = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
+	return v;
+}
+
+/* After it: the count, then the counters. */
+static struct mag_version version_after(struct slab_mag *m)
+{
+	struct mag_version v;
+
+	v.ai = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
+	v.pops = __atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE);
+	v.moved = __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE);
+	return v;
+}
+
+static bool same_version(struct mag_version x, struct mag_version y)
+{
+	return x.ai == y.ai && x.pops == y.pops && x.moved == y.moved;
+}
+
+/* Copy the entries of m, a magazine of cache id, into copy[] (SLAB_MAG_MAX of them) while
+ * it stands still; *v its version then.  Returns how many, or -1: not bound to this
+ * incarnation of the cache, a step under way, or it moved. */
+static int mag_copy_still(struct sm_arena *a, uint32_t id, struct slab_mag *m,
+			  uint64_t *copy, struct mag_version *v)
+{
+	const struct slab_cache_desc *cd = sm_cache(a, id);
+	uint32_t avail;
+
+	*v = version_before(m);
+	avail = (uint32_t)v->ai;
+	if (m->m_cache != id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity ||
+	    avail > SLAB_MAG_MAX || (uint32_t)(v->ai >> 32))
+		return -1;
+	memcpy(copy, sm_mag_entries(m), avail * sizeof(uint64_t));
+	return same_version(version_after(m), *v) ? (int)avail : -1;
+}
+
 static void holder_mag(void *arg, struct slab_mag *m)
 {
 	struct holder_walk *h = arg;
-	struct slab_cache_desc *cd = sm_cache(h->a, h->id);
-	uint64_t before = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
-	uint32_t avail = (uint32_t)before;
-	uint64_t seen[SLAB_MAG_MAX], again[SLAB_MAG_MAX];
+	uint64_t copy[SLAB_MAG_MAX];
+	struct mag_version v;
+	int n = mag_copy_still(h->a, h->id, m, copy, &v);
 
-	if (m->m_cache != h->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity ||
-	    avail > SLAB_MAG_MAX || (uint32_t)(before >> 32))
-		return;
-	memcpy(seen, sm_mag_entries(m), avail * sizeof(uint64_t));
-	if (__atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE) != before)
-		return;
-	memcpy(again, sm_mag_entries(m), avail * sizeof(uint64_t));
-	if (__atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE) != before ||
-	    memcmp(seen, again, avail * sizeof(uint64_t)))
-		return;
-	for (uint32_t i = 0; i < avail; i++)
-		h->add(h->ctx, seen[i], h->where);
+	for (int i = 0; i < n; i++)
+		h->add(h->ctx, copy[i], h->where);
 }
 
 /* stats_holder_count: for each object asked about, the first two magazines seen holding
- * it, and how to tell each has not changed since.  Every way out of a magazine moves a
- * counter after the count: a fast pop stores the count, then counts itself in
- * m_stat[STAT_ALLOC_FASTPATH] (shm/magazine.h); the pop after a refill stores the count,
- * then m_moved; steps set m_intent, which shares the count's word.  Pushes land above the
- * entries already there.  So a copy is still when the counters, read before the count,
- * and the count, read before the copy, read the same again after it (a seqlock's order):
- * a pop that began after the first reads shows in the last ones.  The owner publishes
- * those stores in order with SM_PUBLISH (compiler.h): on x86-64, whose stores stay in
- * program order, a compiler barrier only; elsewhere release stores. */
+ * it, read still, and their versions then. */
 struct mag_seen {
-	struct slab_mag *m;
-	uint32_t         ix;          /* the entry */
-	uint64_t         ai, pops;    /* its version when read still */
-	int64_t          moved;
+	struct slab_mag   *m;
+	uint32_t           ix;        /* the entry */
+	struct mag_version v;
 };
 
 struct sighting {
@@ -507,35 +544,13 @@ struct holder_count {
 	struct sighting *seen;        /* one per offs[] */
 };
 
-/* A magazine's version, read in the order that makes a still copy provable: the
- * counters first, then the count (before a copy); the count first, then the counters
- * (after it). */
-static void mag_version_before(struct slab_mag *m, uint64_t *ai, uint64_t *pops, int64_t *moved)
-{
-	*pops = __atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE);
-	*moved = __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE);
-	*ai = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
-}
-
-static void mag_version_after(struct slab_mag *m, uint64_t *ai, uint64_t *pops, int64_t *moved)
-{
-	*ai = __atomic_load_n(&m->m_avail_intent, __ATOMIC_ACQUIRE);
-	*pops = __atomic_load_n(&m->m_stat[STAT_ALLOC_FASTPATH], __ATOMIC_ACQUIRE);
-	*moved = __atomic_load_n(&m->m_moved, __ATOMIC_ACQUIRE);
-}
-
 /* Whether the magazine of a sighting is as it was, and still holds off there. */
 static bool still_there(const struct mag_seen *w, uint64_t off)
 {
-	uint64_t ai, pops;
-	int64_t moved;
-	bool same;
+	bool same = same_version(version_before(w->m), w->v) &&
+		    __atomic_load_n(&sm_mag_entries(w->m)[w->ix], __ATOMIC_ACQUIRE) == off;
 
-	mag_version_before(w->m, &ai, &pops, &moved);
-	same = ai == w->ai && pops == w->pops && moved == w->moved &&
-	       __atomic_load_n(&sm_mag_entries(w->m)[w->ix], __ATOMIC_ACQUIRE) == off;
-	mag_version_after(w->m, &ai, &pops, &moved);
-	return same && ai == w->ai && pops == w->pops && moved == w->moved;
+	return same && same_version(version_after(w->m), w->v);
 }
 
 static int cmp_u64(const void *x, const void *y)
@@ -548,21 +563,11 @@ static int cmp_u64(const void *x, const void *y)
 static void count_mag(void *arg, struct slab_mag *m)
 {
 	struct holder_count *hc = arg;
-	struct slab_cache_desc *cd = sm_cache(hc->a, hc->id);
-	uint64_t copy[SLAB_MAG_MAX], ai, pops, ai2, pops2;
-	int64_t moved, moved2;
-	uint32_t avail;
+	uint64_t copy[SLAB_MAG_MAX];
+	struct mag_version v;
+	int n = mag_copy_still(hc->a, hc->id, m, copy, &v);
 
-	mag_version_before(m, &ai, &pops, &moved);
-	avail = (uint32_t)ai;
-	if (m->m_cache != hc->id || m->m_cache_serial != cd->c_serial || avail > m->m_capacity ||
-	    avail > SLAB_MAG_MAX || (uint32_t)(ai >> 32))
-		return;
-	memcpy(copy, sm_mag_entries(m), avail * sizeof(uint64_t));
-	mag_version_after(m, &ai2, &pops2, &moved2);
-	if (ai2 != ai || pops2 != pops || moved2 != moved)
-		return; /* not still: its sightings would prove nothing */
-	for (uint32_t i = 0; i < avail; i++) {
+	for (int i = 0; i < n; i++) {
 		const uint64_t *at = bsearch(&copy[i], hc->offs, hc->n, sizeof(uint64_t), cmp_u64);
 		struct sighting *s;
 
@@ -570,8 +575,7 @@ static void count_mag(void *arg, struct slab_mag *m)
 			continue;
 		s = &hc->seen[at - hc->offs];
 		if (s->n < 2)
-			s->at[s->n] = (struct mag_seen){ .m = m, .ix = i, .ai = ai, .pops = pops,
-							 .moved = moved };
+			s->at[s->n] = (struct mag_seen){ .m = m, .ix = (uint32_t)i, .v = v };
 		s->n++;
 	}
 }

@@ -620,8 +620,7 @@ int sm_alloc_slow(struct sm_arena *a, struct slab_cache_desc *c, struct slab_mag
 	 * the new count with the old m_moved for a moment: one fast free too few, which
 	 * its clamp holds (stats.c, read_counters). */
 	*off = sm_mag_entries(m)[--m->m_avail];
-	__atomic_signal_fence(__ATOMIC_RELEASE); /* SM_STORE is relaxed: not ordered by itself */
-	mag_moved(m, -1);
+	SM_PUBLISH(&m->m_moved, m->m_moved - 1); /* mag_moved(m, -1), after the count */
 	return 0;
 }
 

@@ -208,9 +208,16 @@ report:
 }
 
 /* Mark off as cached; whether it was marked already.  off < the arena size. */
+/* off's word and bit in a map of one bit per 8 bytes of arena (obj_seen's form). */
+static uint64_t *map_word(uint64_t *map, uint64_t off, uint64_t *bit)
+{
+	*bit = 1ull << ((off >> 3) % 64);
+	return &map[(off >> 3) / 64];
+}
+
 static int seen_before(struct vctx *v, uint64_t off)
 {
-	uint64_t *w = &v->obj_seen[(off >> 3) / 64], bit = 1ull << ((off >> 3) % 64);
+	uint64_t bit, *w = map_word(v->obj_seen, off, &bit);
 	int was = (*w & bit) != 0;
 
 	*w |= bit;
@@ -296,10 +303,43 @@ static void check_node(struct vctx *v, unsigned node)
 	}
 }
 
-/* Whether bit off of a one-bit-per-8-bytes map (obj_seen's form) is set. */
-static int bit_set(const uint64_t *map, uint64_t off)
+/* The suspects (sorted) held twice at one moment: the shared arrays, whose entries base
+ * marks (read under the node locks, still held), count once, and count says how many
+ * magazines hold each together.  A few tries, as a busy magazine may not read still;
+ * each asks only about the suspects not confirmed yet.  v->hit: one byte a suspect. */
+static void confirm_by_count(struct vctx *v, uint32_t id, sm_holder_count_fn count,
+			     void *harg, uint64_t *base)
 {
-	return (map[(off >> 3) / 64] >> ((off >> 3) % 64)) & 1;
+	size_t n = 0;
+
+	for (size_t k = 0; k < v->nr_suspects; k++) /* distinct: seen thrice */
+		if (!n || v->suspects[k] != v->suspects[n - 1])
+			v->suspects[n++] = v->suspects[k];
+	v->nr_suspects = n;
+	for (int w = 0; w < SM_VALIDATE_WALKS && v->nr_suspects; w++) {
+		size_t kept = 0;
+
+		if (w)
+			sched_yield();
+		if (count(harg, id, v->suspects, v->nr_suspects, v->hit)) {
+			REPORT(v, "cache %s: validate: out of memory confirming %zu object(s) a "
+			       "magazine walk saw twice", v->c->c_name, v->nr_suspects);
+			return;
+		}
+		for (size_t k = 0; k < v->nr_suspects; k++) {
+			uint64_t off = v->suspects[k], bit;
+			unsigned shared = off < v->a->size && (*map_word(base, off, &bit) & bit);
+
+			if (shared + v->hit[k] < 2) {
+				v->suspects[kept++] = off; /* not yet: again */
+				continue;
+			}
+			REPORT(v, "cache %s: object %#llx is on two lists: cached twice (%s)",
+			       v->c->c_name, (unsigned long long)off,
+			       shared ? "in the shared array and a magazine" : "twice in the magazines");
+		}
+		v->nr_suspects = kept;
+	}
 }
 
 unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders,
@@ -354,43 +394,8 @@ unsigned sm_validate_cache(struct sm_arena *a, uint32_t id, sm_holder_fn holders
 		holders(harg, id, add_cached, &v);
 		if (v.nr_suspects)
 			qsort(v.suspects, v.nr_suspects, sizeof(uint64_t), cmp_off);
-		if (v.nr_suspects && base && count &&
-		    (v.hit = calloc(v.nr_suspects, 1))) {
-			/* Held twice at one moment: the shared arrays (read under the locks
-			 * still held) count once, and count says how many magazines hold it
-			 * together.  A few tries, as a busy magazine may not read still. */
-			size_t n = 0;
-
-			for (size_t k = 0; k < v.nr_suspects; k++) /* distinct: seen thrice */
-				if (!n || v.suspects[k] != v.suspects[n - 1])
-					v.suspects[n++] = v.suspects[k];
-			v.nr_suspects = n;
-			for (int w = 0; w < SM_VALIDATE_WALKS && v.nr_suspects; w++) {
-				size_t kept = 0;
-
-				if (w)
-					sched_yield();
-				if (count(harg, id, v.suspects, v.nr_suspects, v.hit)) {
-					REPORT(&v, "cache %s: validate: out of memory confirming %zu "
-					       "object(s) a magazine walk saw twice", v.c->c_name,
-					       v.nr_suspects);
-					break;
-				}
-				for (size_t k = 0; k < v.nr_suspects; k++) {
-					uint64_t off = v.suspects[k];
-					unsigned shared = off < a->size && bit_set(base, off);
-
-					if (shared + v.hit[k] >= 2)
-						REPORT(&v, "cache %s: object %#llx is on two lists: "
-						       "cached twice (%s)", v.c->c_name,
-						       (unsigned long long)off,
-						       shared ? "in the shared array and a magazine"
-							      : "twice in the magazines");
-					else
-						v.suspects[kept++] = off; /* not yet: again */
-				}
-				v.nr_suspects = kept;
-			}
+		if (v.nr_suspects && base && count && (v.hit = calloc(v.nr_suspects, 1))) {
+			confirm_by_count(&v, id, count, harg, base);
 		} else if (v.nr_suspects && base && (v.hit = calloc(v.nr_suspects, 1))) {
 			for (int w = 2; w <= SM_VALIDATE_WALKS && v.nr_suspects; w++) {
 				size_t kept = 0;
