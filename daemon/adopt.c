@@ -121,29 +121,25 @@ static void fault_in_reserve(struct slabd *d, unsigned n)
 {
 	struct sm_arena *a = &d->arena;
 	struct slab_node_region *r = sm_region(a, n);
-	uint32_t *heads, nr = 0, total = 0;
-	uint8_t *orders;
+	struct { uint32_t head, pages; } *blk;
+	uint32_t nr = 0, total = 0;
 
 	if (sm_region_lock(a, n))
 		return;
 	for (unsigned k = 0; k <= SLAB_RESERVE_ORDER; k++)
 		total += r->nr_reserve[k].l_count;
-	heads = malloc((size_t)total * sizeof(*heads) + 1);
-	orders = malloc((size_t)total + 1);
-	for (unsigned k = 0; heads && orders && k <= SLAB_RESERVE_ORDER; k++) {
+	blk = malloc((size_t)total * sizeof(*blk) + 1);
+	for (unsigned k = 0; blk && k <= SLAB_RESERVE_ORDER; k++) {
 		uint32_t x = r->nr_reserve[k].l_head;
 
 		for (uint32_t i = 0; i < r->nr_reserve[k].l_count && x != SLAB_NIL && nr < total;
-		     i++, x = a->pages[x].pg_next) {
-			heads[nr] = x;
-			orders[nr++] = (uint8_t)k;
-		}
+		     i++, x = a->pages[x].pg_next)
+			blk[nr++] = (__typeof__(*blk)){ x, 1u << k };
 	}
 	sm_region_unlock(a, n);
 	for (uint32_t i = 0; i < nr; i++)
-		sm_reserve_fault(a, heads[i], 1u << orders[i]);
-	free(heads);
-	free(orders);
+		sm_reserve_fault(a, blk[i].head, blk[i].pages);
+	free(blk);
 }
 
 void adopt_after(struct slabd *d)
